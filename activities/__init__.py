@@ -1,0 +1,1 @@
+"""Activities: the registry and exchange clients, and projections to PostgreSQL."""

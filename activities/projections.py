@@ -1,0 +1,84 @@
+"""Projections: lifecycle events appended to PostgreSQL, and the current-state row in step."""
+
+from __future__ import annotations
+
+import asyncpg
+import structlog
+from temporalio import activity
+
+from schemas.events import LifecycleEvent
+from schemas.views import AchievementView
+
+log = structlog.get_logger(__name__)
+
+_APPEND = """
+INSERT INTO lifecycle_events
+    (event_id, achievement_id, workflow_id, institution_code, type, stage,
+     occurred_at, source, payload)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (event_id) DO NOTHING
+RETURNING seq
+"""
+
+# Only a newer event moves the row: a late retry of an older event must not roll it back.
+_UPSERT_VIEW = """
+INSERT INTO achievements
+    (achievement_id, workflow_id, institution_code, title, field, stage, modes, funding_kinds,
+     mandatory_listing_due, waiting_on, waiting_until, synthetic, last_event_seq, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+ON CONFLICT (achievement_id) DO UPDATE SET
+    workflow_id = EXCLUDED.workflow_id, stage = EXCLUDED.stage, modes = EXCLUDED.modes,
+    mandatory_listing_due = EXCLUDED.mandatory_listing_due, waiting_on = EXCLUDED.waiting_on,
+    waiting_until = EXCLUDED.waiting_until, last_event_seq = EXCLUDED.last_event_seq,
+    updated_at = EXCLUDED.updated_at
+WHERE achievements.last_event_seq < EXCLUDED.last_event_seq
+"""
+
+
+class ProjectionActivities:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @activity.defn(name="projection.record_event")
+    async def record_event(self, event: LifecycleEvent, view: AchievementView) -> bool:
+        """Append the event once; return False when it was already recorded (a retry)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            seq = await conn.fetchval(
+                _APPEND,
+                event.event_id,
+                event.achievement_id,
+                event.workflow_id,
+                event.institution_code,
+                event.type.value,
+                event.stage,
+                event.occurred_at,
+                event.source,
+                event.payload,
+            )
+            if seq is None:
+                return False
+            await conn.execute(
+                _UPSERT_VIEW,
+                view.achievement_id,
+                view.workflow_id,
+                view.institution_code,
+                view.title,
+                view.field,
+                view.stage,
+                view.modes,
+                view.funding_kinds,
+                view.mandatory_listing_due,
+                view.waiting_on,
+                view.waiting_until,
+                view.synthetic,
+                seq,
+                view.updated_at,
+            )
+        log.debug(
+            "event_recorded",
+            achievement_id=event.achievement_id,
+            workflow_id=event.workflow_id,
+            run_id=activity.info().workflow_run_id,
+            event_type=event.type.value,
+        )
+        return True

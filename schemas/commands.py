@@ -1,0 +1,42 @@
+"""Commands people send to an achievement (as Temporal updates): activate, withdraw, exempt."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.disclosure import TransformationMode
+
+
+class Activation(BaseModel):
+    """Wake a dormant scientific resource with the modes it will be transformed by."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    modes: list[TransformationMode] = Field(min_length=1, max_length=5)
+    activated_by: str = Field(min_length=1, max_length=100)
+    reason: str = Field(default="", max_length=2000)
+
+
+class Withdrawal(BaseModel):
+    """Withdraw (by the institution) or abandon (after evaluation) at any stage."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reason: str = Field(min_length=3, max_length=2000)
+    requested_by: str = Field(min_length=1, max_length=100)
+    abandon: bool = False
+
+
+class MandatoryListingExemption(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    justification: str = Field(min_length=10, max_length=2000)
+    approved_by: str = Field(min_length=1, max_length=100)
+
+
+class ListingExpired(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: str = Field(min_length=1, max_length=100)
+    exchange: str
+    listing_id: str

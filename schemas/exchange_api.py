@@ -1,0 +1,123 @@
+"""Wire contract of a technology exchange (search, listings, and the webhooks it sends)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from schemas.disclosure import TechnologyField
+from schemas.money import Money
+from schemas.transaction import ContractType, ListingStatus, PricingMethod
+
+# The Yangtze River Delta network: the sandbox serves each of these as its own exchange.
+KNOWN_EXCHANGES = ("sstec", "jstec", "zjtec", "ahtec")
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SearchRequest(_Request):
+    field: TechnologyField
+    title: str = Field(min_length=3, max_length=300)
+
+
+class CreateListingRequest(_Request):
+    achievement_id: str = Field(min_length=3, max_length=63)
+    title: str = Field(min_length=3, max_length=300)
+    field: TechnologyField
+    seller_institution: str = Field(min_length=2, max_length=32)
+    asking_price: Money
+    pricing: PricingMethod
+    publicity_days: int = Field(ge=0, le=365)
+    mandatory: bool = False
+
+
+class ListingResponse(BaseModel):
+    exchange: str
+    listing_id: str
+    achievement_id: str
+    status: ListingStatus
+    listed_at: AwareDatetime
+    publicity_ends_at: AwareDatetime
+
+
+class WithdrawListingRequest(_Request):
+    reason: str = Field(min_length=3, max_length=500)
+
+
+class WebhookType(StrEnum):
+    BID = "bid"
+    DEAL = "deal"
+    PAYMENT = "payment"
+    LISTING_EXPIRED = "listing_expired"
+
+
+class BidData(BaseModel):
+    bidder: str
+    amount: Money
+
+
+class DealData(BaseModel):
+    buyer: str
+    contract_type: ContractType
+    amount: Money
+    instalments: int = Field(ge=1, le=60)
+
+
+class PaymentData(BaseModel):
+    instalment: int = Field(ge=1, le=60)
+    amount: Money
+    costs: Money
+
+
+class ExchangeWebhook(BaseModel):
+    """Body of every webhook an exchange sends; event_id makes redelivery harmless."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: str = Field(min_length=1, max_length=100)
+    type: WebhookType
+    exchange: str
+    listing_id: str
+    achievement_id: str
+    occurred_at: AwareDatetime
+    bid: BidData | None = None
+    deal: DealData | None = None
+    payment: PaymentData | None = None
+
+
+class SimulatedBid(_Request):
+    bidder: str = Field(min_length=1, max_length=200)
+    amount: Money
+
+
+class SimulatedDeal(_Request):
+    buyer: str = Field(min_length=1, max_length=200)
+    contract_type: ContractType
+    amount: Money
+    instalments: int = Field(default=1, ge=1, le=60)
+
+
+class SimulatedPayment(_Request):
+    instalment: int = Field(ge=1, le=60)
+    amount: Money
+    costs: Money = Decimal("0.00")
+
+
+class Faults(BaseModel):
+    """Sandbox fault injection, set at start or at run time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error_rate: float = Field(default=0.0, ge=0, le=1)
+    latency_ms: int = Field(default=0, ge=0, le=60_000)
+    webhook_drop_rate: float = Field(default=0.0, ge=0, le=1)
+    webhook_duplicate_rate: float = Field(default=0.0, ge=0, le=1)
+    webhook_delay_ms: int = Field(default=200, ge=0, le=600_000)
+
+
+SandboxSystem = Literal["registry", "exchange"]

@@ -1,0 +1,104 @@
+"""Wire contract of the S&T achievement registry (registration of achievements, contracts,
+equity, proof-of-concept funding and reports). Shared by the client and the sandbox."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from schemas.disclosure import IPAssetKind, TechnologyField
+from schemas.money import Money
+from schemas.proof_of_concept import PocMilestone
+from schemas.transaction import ContractType
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RegisterAchievementRequest(_Request):
+    achievement_id: str = Field(min_length=3, max_length=63)
+    title: str = Field(min_length=3, max_length=300)
+    institution_code: str = Field(min_length=2, max_length=32)
+    field: TechnologyField
+    trl: int = Field(ge=1, le=9)
+    ip_kinds: list[IPAssetKind] = Field(default_factory=list)
+    synthetic: bool = False
+
+
+class AchievementRegistration(BaseModel):
+    registration_number: str
+    registered_at: AwareDatetime
+
+
+class RegisterContractRequest(_Request):
+    achievement_id: str = Field(min_length=3, max_length=63)
+    registration_number: str = Field(min_length=1)
+    contract_type: ContractType
+    amount: Money
+    buyer: str = Field(min_length=1, max_length=200)
+    seller_institution: str = Field(min_length=2, max_length=32)
+    exchange: str | None = None
+
+
+class ContractRegistrationResponse(BaseModel):
+    certificate_number: str
+    verified_amount: Money
+    tax_preference_eligible: bool
+    registered_at: AwareDatetime
+
+
+class RegisterEquityRequest(_Request):
+    achievement_id: str = Field(min_length=3, max_length=63)
+    company_name: str = Field(min_length=2, max_length=200)
+    credit_code: str = Field(pattern=r"^[0-9A-HJ-NPQRTUWXY]{18}$")
+    equity_share: Decimal = Field(gt=0, le=100)
+    valuation: Money
+    state_owned: bool
+
+
+class EquityRegistrationResponse(BaseModel):
+    equity_certificate: str
+    state_owned_equity: bool
+    registered_at: AwareDatetime
+
+
+class PocApplicationRequest(_Request):
+    achievement_id: str = Field(min_length=3, max_length=63)
+    title: str = Field(min_length=3, max_length=300)
+    institution_code: str = Field(min_length=2, max_length=32)
+    trl: int = Field(ge=1, le=9)
+
+
+class PocApplicationResponse(BaseModel):
+    application_number: str
+    granted_amount: Money
+    milestones: list[PocMilestone]
+
+
+class LifecycleReportRequest(_Request):
+    achievement_id: str = Field(min_length=3, max_length=63)
+    registration_number: str | None = None
+    final_stage: str
+    summary: dict[str, Any]
+
+
+class AnnualReportRequest(_Request):
+    institution_code: str = Field(min_length=2, max_length=32)
+    year: int = Field(ge=2000, le=2100)
+    report: dict[str, Any]
+
+
+class ReportReceipt(BaseModel):
+    receipt_number: str
+    received_at: AwareDatetime
+
+
+class ApiError(BaseModel):
+    """Error body of both external systems: a type a client can map, and the bad fields."""
+
+    type: str
+    message: str
+    fields: list[str] = Field(default_factory=list)

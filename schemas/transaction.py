@@ -1,0 +1,129 @@
+"""Listings, deals, technology contracts and instalment payments (plan items 8, 10, 11)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from schemas.money import Money, to_cents
+from schemas.policy import Policy
+
+
+class PricingMethod(StrEnum):
+    AGREEMENT = "agreement"
+    AUCTION = "auction"
+    BIDDING = "bidding"
+
+
+class ContractType(StrEnum):
+    DEVELOPMENT = "development"
+    TRANSFER = "transfer"
+    LICENCE = "licence"
+    CONSULTING = "consulting"
+    SERVICE = "service"
+
+
+class ListingStatus(StrEnum):
+    OPEN = "open"
+    DEALT = "dealt"
+    WITHDRAWN = "withdrawn"
+    EXPIRED = "expired"
+
+
+class Listing(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    exchange: str
+    listing_id: str
+    status: ListingStatus
+    asking_price: Money
+    pricing: PricingMethod
+    listed_at: AwareDatetime
+    publicity_ends_at: AwareDatetime
+    mandatory: bool = False
+
+
+class Bid(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: str = Field(min_length=1, max_length=100)
+    exchange: str
+    listing_id: str
+    bidder: str = Field(min_length=1, max_length=200)
+    amount: Money
+    placed_at: AwareDatetime
+
+
+class Deal(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: str = Field(min_length=1, max_length=100)
+    exchange: str
+    listing_id: str
+    buyer: str = Field(min_length=1, max_length=200)
+    contract_type: ContractType
+    amount: Money
+    instalments: int = Field(default=1, ge=1, le=60)
+    closed_at: AwareDatetime
+
+
+class ContractRegistration(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    certificate_number: str
+    verified_amount: Money
+    tax_preference_eligible: bool
+    registered_at: AwareDatetime
+
+
+class Payment(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: str = Field(min_length=1, max_length=100)
+    exchange: str
+    listing_id: str
+    instalment: int = Field(ge=1, le=60)
+    amount: Money
+    costs: Money = Decimal("0.00")
+    paid_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _costs_within_amount(self) -> Payment:
+        if self.costs > self.amount:
+            raise ValueError("costs exceed the payment amount")
+        return self
+
+
+class Distribution(BaseModel):
+    """How one payment's net income is split; the parts sum to the net to the cent."""
+
+    model_config = ConfigDict(frozen=True)
+
+    net_income: Money
+    team_reward: Money
+    tto_fund: Money
+    institution: Money
+    policy_version: str
+
+    @classmethod
+    def of(cls, payment: Payment, policy: Policy) -> Distribution:
+        net = payment.amount - payment.costs
+        team = to_cents(net * policy.team_reward_rate)
+        tto = to_cents(net * policy.tto_fund_rate)
+        return cls(
+            net_income=net,
+            team_reward=team,
+            tto_fund=tto,
+            institution=net - team - tto,
+            policy_version=policy.version,
+        )
+
+
+class RecordedPayment(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    payment: Payment
+    distribution: Distribution
+    received_at: AwareDatetime  # workflow time, which paces the instalment clock

@@ -1,0 +1,25 @@
+"""The current-state row of an achievement, kept in step with its events in PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+
+class AchievementView(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    achievement_id: str
+    workflow_id: str
+    institution_code: str
+    title: str
+    field: str
+    stage: str
+    modes: list[str]
+    funding_kinds: list[str]
+    mandatory_listing_due: date | None
+    waiting_on: str | None
+    waiting_until: AwareDatetime | None
+    synthetic: bool
+    updated_at: AwareDatetime

@@ -1,0 +1,1 @@
+"""Worker processes: configuration, Temporal connection, task queues and telemetry."""

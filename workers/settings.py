@@ -1,0 +1,49 @@
+"""Configuration from the environment (prefix ACHIEVEMENTS_) or a .env file.
+
+The Temporal connection itself is configured the standard way (TEMPORAL_ADDRESS,
+TEMPORAL_NAMESPACE, TLS or API key, or a profile file) through temporalio.envconfig.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TASK_QUEUE = "achievements"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ACHIEVEMENTS_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path(".data")
+    task_queue: str = TASK_QUEUE
+    database_url: SecretStr | None = Field(
+        default=None, description="PostgreSQL DSN; the embedded server is used when unset"
+    )
+    registry_url: str = "http://127.0.0.1:8301"
+    exchange_url: str = "http://127.0.0.1:8302"
+    gateway_url: str = "http://127.0.0.1:8300"
+    # Per-system webhook secrets (HMAC-SHA256). The defaults are for the local sandboxes only.
+    exchange_webhook_secret: SecretStr = SecretStr("sandbox-exchange-secret")
+    registry_webhook_secret: SecretStr = SecretStr("sandbox-registry-secret")
+    incubator_webhook_secret: SecretStr = SecretStr("sandbox-incubator-secret")
+    poc_fund_webhook_secret: SecretStr = SecretStr("sandbox-poc-fund-secret")
+    webhook_tolerance_seconds: int = Field(default=300, ge=1)
+    http_timeout_seconds: float = Field(default=10.0, gt=0)
+    policy_file: Path | None = None
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+    drain_timeout_seconds: float = Field(default=30.0, ge=0)
+    max_concurrent_activities: int = Field(default=100, ge=1)
+
+    def webhook_secret(self, system: str) -> SecretStr:
+        secrets = {
+            "exchange": self.exchange_webhook_secret,
+            "registry": self.registry_webhook_secret,
+            "incubator": self.incubator_webhook_secret,
+            "poc-fund": self.poc_fund_webhook_secret,
+        }
+        if system not in secrets:
+            raise KeyError(f"unknown webhook system {system!r}")
+        return secrets[system]
