@@ -1,0 +1,82 @@
+"""HTTP client of the S&T achievement registry; errors map to Temporal retry behaviour."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from activities.http_errors import IDEMPOTENCY_HEADER, checked
+from schemas.registry_api import (
+    AchievementRegistration,
+    AnnualReportRequest,
+    ContractRegistrationResponse,
+    EquityRegistrationResponse,
+    LifecycleReportRequest,
+    PocApplicationRequest,
+    PocApplicationResponse,
+    RegisterAchievementRequest,
+    RegisterContractRequest,
+    RegisterEquityRequest,
+    ReportReceipt,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+SYSTEM = "registry"
+
+
+class RegistryClient:
+    """One shared connection pool per worker; every mutation carries an idempotency key."""
+
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout, transport=transport)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _post(self, path: str, body: BaseModel, idempotency_key: str, model: type[M]) -> M:
+        response = await self._http.post(
+            path,
+            json=body.model_dump(mode="json"),
+            headers={IDEMPOTENCY_HEADER: idempotency_key},
+        )
+        return checked(SYSTEM, response, model)
+
+    async def register_achievement(
+        self, req: RegisterAchievementRequest, idempotency_key: str
+    ) -> AchievementRegistration:
+        return await self._post("/v1/achievements", req, idempotency_key, AchievementRegistration)
+
+    async def register_contract(
+        self, req: RegisterContractRequest, idempotency_key: str
+    ) -> ContractRegistrationResponse:
+        return await self._post("/v1/contracts", req, idempotency_key, ContractRegistrationResponse)
+
+    async def register_equity(
+        self, req: RegisterEquityRequest, idempotency_key: str
+    ) -> EquityRegistrationResponse:
+        return await self._post("/v1/equity", req, idempotency_key, EquityRegistrationResponse)
+
+    async def apply_for_poc(
+        self, req: PocApplicationRequest, idempotency_key: str
+    ) -> PocApplicationResponse:
+        return await self._post(
+            "/v1/poc-applications", req, idempotency_key, PocApplicationResponse
+        )
+
+    async def submit_lifecycle_report(
+        self, req: LifecycleReportRequest, idempotency_key: str
+    ) -> ReportReceipt:
+        return await self._post("/v1/lifecycle-reports", req, idempotency_key, ReportReceipt)
+
+    async def submit_annual_report(
+        self, req: AnnualReportRequest, idempotency_key: str
+    ) -> ReportReceipt:
+        return await self._post("/v1/annual-reports", req, idempotency_key, ReportReceipt)

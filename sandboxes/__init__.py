@@ -1,0 +1,1 @@
+"""Local reference implementations ("test mode") of the registry and exchange APIs."""

@@ -1,0 +1,266 @@
+"""Sandbox of the S&T achievement registry: registrations, PoC funding and reports."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Any
+
+import asyncpg
+import structlog
+from fastapi import FastAPI, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from sandboxes import faults as faults_mod
+from sandboxes.store import (
+    JSON,
+    Connection,
+    Pool,
+    SandboxError,
+    idempotent,
+    install_error_handlers,
+    open_pool,
+)
+from schemas.exchange_api import Faults
+from schemas.proof_of_concept import PocMilestone
+from schemas.registry_api import (
+    AchievementRegistration,
+    AnnualReportRequest,
+    ContractRegistrationResponse,
+    EquityRegistrationResponse,
+    LifecycleReportRequest,
+    PocApplicationRequest,
+    PocApplicationResponse,
+    RegisterAchievementRequest,
+    RegisterContractRequest,
+    RegisterEquityRequest,
+    ReportReceipt,
+)
+from schemas.transaction import ContractType
+
+log = structlog.get_logger(__name__)
+
+SCHEMA = "registry_sandbox"
+# Technology development, transfer and licence income qualifies for China's tax relief;
+# consulting and service income does not.
+TAX_ELIGIBLE = frozenset({ContractType.DEVELOPMENT, ContractType.TRANSFER, ContractType.LICENCE})
+POC_GRANT = Decimal("500000.00")
+POC_MILESTONES = (
+    ("m1", "Prototype built", 90),
+    ("m2", "Technical feasibility validated", 180),
+    ("m3", "Market feasibility validated", 270),
+)
+# Record kind -> (sequence, number prefix); kinds are also the keys of /sandbox/records.
+KINDS = {
+    "achievement": ("achievement_seq", "REG"),
+    "contract": ("contract_seq", "TC"),
+    "equity": ("equity_seq", "EQ"),
+    "poc_application": ("poc_seq", "POC"),
+    "lifecycle_report": ("report_seq", "RPT"),
+    "annual_report": ("annual_seq", "ANN"),
+}
+RECORD_GROUPS = {
+    "achievement": "achievements",
+    "contract": "contracts",
+    "equity": "equity",
+    "poc_application": "poc_applications",
+    "lifecycle_report": "lifecycle_reports",
+    "annual_report": "annual_reports",
+}
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+
+
+async def _number(conn: Connection, kind: str, now: datetime) -> str:
+    sequence, prefix = KINDS[kind]
+    seq = await conn.fetchval(f"SELECT nextval('{SCHEMA}.{sequence}')")
+    return f"{prefix}-{now.year}-{seq:06d}"
+
+
+async def _record(
+    conn: Connection, kind: str, number: str, subject: str, request: BaseModel, response: JSON
+) -> None:
+    await conn.execute(
+        f"INSERT INTO {SCHEMA}.records (number, kind, subject, request, response)"
+        " VALUES ($1, $2, $3, $4, $5)",
+        number,
+        kind,
+        subject,
+        request.model_dump(mode="json"),
+        response,
+    )
+
+
+def create_registry_app(dsn: str, faults: Faults | None = None) -> FastAPI:
+    state = faults_mod.FaultState(faults)
+    pools: list[Pool] = []
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await open_pool(dsn)
+        pools.append(pool)
+        log.info("sandbox.started", system="registry")
+        try:
+            yield
+        finally:
+            pools.remove(pool)
+            await pool.close()
+            log.info("sandbox.stopped", system="registry")
+
+    app = FastAPI(title="Registry sandbox", lifespan=lifespan)
+    install_error_handlers(app)
+    faults_mod.install(app, state, "registry")
+
+    def pool() -> Pool:
+        return pools[0]
+
+    def scope(request: Request) -> str:
+        return f"{request.method} {request.url.path}"
+
+    @app.post("/v1/achievements", status_code=201, response_model=AchievementRegistration)
+    async def register_achievement(
+        req: RegisterAchievementRequest, request: Request, key: IdempotencyKey = None
+    ) -> JSONResponse:
+        async def effect(conn: Connection) -> JSON:
+            now = datetime.now(UTC)
+            number = await _number(conn, "achievement", now)
+            response = AchievementRegistration(registration_number=number, registered_at=now)
+            body = response.model_dump(mode="json")
+            try:
+                # The unique index also settles two concurrent registrations under new keys.
+                await _record(conn, "achievement", number, req.achievement_id, req, body)
+            except asyncpg.UniqueViolationError:
+                raise SandboxError(
+                    409,
+                    "already_registered",
+                    f"achievement {req.achievement_id} is already registered",
+                    ["achievement_id"],
+                ) from None
+            return body
+
+        return await idempotent(pool(), SCHEMA, key, scope(request), req, effect, 201)
+
+    @app.get("/v1/achievements/{achievement_id}")
+    async def get_achievement(achievement_id: str) -> dict[str, Any]:
+        row = await pool().fetchrow(
+            f"SELECT request, response FROM {SCHEMA}.records"
+            " WHERE kind = 'achievement' AND subject = $1",
+            achievement_id,
+        )
+        if row is None:
+            raise SandboxError(404, "not_found", f"achievement {achievement_id} is not registered")
+        request_body: JSON = row["request"]
+        return {
+            "achievement_id": achievement_id,
+            "title": request_body["title"],
+            "institution_code": request_body["institution_code"],
+            **row["response"],
+        }
+
+    @app.post("/v1/contracts", status_code=201, response_model=ContractRegistrationResponse)
+    async def register_contract(
+        req: RegisterContractRequest, request: Request, key: IdempotencyKey = None
+    ) -> JSONResponse:
+        async def effect(conn: Connection) -> JSON:
+            registered = await conn.fetchval(
+                f"SELECT subject FROM {SCHEMA}.records WHERE kind = 'achievement' AND number = $1",
+                req.registration_number,
+            )
+            if registered != req.achievement_id:
+                # A real registry only certifies contracts on achievements it knows.
+                raise SandboxError(
+                    422,
+                    "unknown_registration",
+                    "registration_number is not a registration of this achievement",
+                    ["registration_number"],
+                )
+            now = datetime.now(UTC)
+            number = await _number(conn, "contract", now)
+            body = ContractRegistrationResponse(
+                certificate_number=number,
+                verified_amount=req.amount,
+                tax_preference_eligible=req.contract_type in TAX_ELIGIBLE,
+                registered_at=now,
+            ).model_dump(mode="json")
+            await _record(conn, "contract", number, req.achievement_id, req, body)
+            return body
+
+        return await idempotent(pool(), SCHEMA, key, scope(request), req, effect, 201)
+
+    @app.post("/v1/equity", status_code=201, response_model=EquityRegistrationResponse)
+    async def register_equity(
+        req: RegisterEquityRequest, request: Request, key: IdempotencyKey = None
+    ) -> JSONResponse:
+        async def effect(conn: Connection) -> JSON:
+            now = datetime.now(UTC)
+            number = await _number(conn, "equity", now)
+            body = EquityRegistrationResponse(
+                equity_certificate=number, state_owned_equity=req.state_owned, registered_at=now
+            ).model_dump(mode="json")
+            await _record(conn, "equity", number, req.achievement_id, req, body)
+            return body
+
+        return await idempotent(pool(), SCHEMA, key, scope(request), req, effect, 201)
+
+    @app.post("/v1/poc-applications", status_code=201, response_model=PocApplicationResponse)
+    async def apply_for_poc(
+        req: PocApplicationRequest, request: Request, key: IdempotencyKey = None
+    ) -> JSONResponse:
+        async def effect(conn: Connection) -> JSON:
+            now = datetime.now(UTC)
+            today = now.date()
+            number = await _number(conn, "poc_application", now)
+            body = PocApplicationResponse(
+                application_number=number,
+                granted_amount=POC_GRANT,
+                milestones=[
+                    PocMilestone(milestone_id=mid, title=title, due=today + timedelta(days=days))
+                    for mid, title, days in POC_MILESTONES
+                ],
+            ).model_dump(mode="json")
+            await _record(conn, "poc_application", number, req.achievement_id, req, body)
+            return body
+
+        return await idempotent(pool(), SCHEMA, key, scope(request), req, effect, 201)
+
+    @app.post("/v1/lifecycle-reports", status_code=201, response_model=ReportReceipt)
+    async def submit_lifecycle_report(
+        req: LifecycleReportRequest, request: Request, key: IdempotencyKey = None
+    ) -> JSONResponse:
+        async def effect(conn: Connection) -> JSON:
+            now = datetime.now(UTC)
+            number = await _number(conn, "lifecycle_report", now)
+            body = ReportReceipt(receipt_number=number, received_at=now).model_dump(mode="json")
+            await _record(conn, "lifecycle_report", number, req.achievement_id, req, body)
+            return body
+
+        return await idempotent(pool(), SCHEMA, key, scope(request), req, effect, 201)
+
+    @app.post("/v1/annual-reports", status_code=201, response_model=ReportReceipt)
+    async def submit_annual_report(
+        req: AnnualReportRequest, request: Request, key: IdempotencyKey = None
+    ) -> JSONResponse:
+        async def effect(conn: Connection) -> JSON:
+            now = datetime.now(UTC)
+            number = await _number(conn, "annual_report", now)
+            body = ReportReceipt(receipt_number=number, received_at=now).model_dump(mode="json")
+            subject = f"{req.institution_code}/{req.year}"
+            await _record(conn, "annual_report", number, subject, req, body)
+            return body
+
+        return await idempotent(pool(), SCHEMA, key, scope(request), req, effect, 201)
+
+    @app.get("/sandbox/records")
+    async def records() -> dict[str, dict[str, int]]:
+        rows = await pool().fetch(
+            f"SELECT kind, subject, count(*) AS n FROM {SCHEMA}.records GROUP BY kind, subject"
+        )
+        counts: dict[str, dict[str, int]] = {group: {} for group in RECORD_GROUPS.values()}
+        for row in rows:
+            counts[RECORD_GROUPS[row["kind"]]][row["subject"]] = row["n"]
+        return counts
+
+    return app
