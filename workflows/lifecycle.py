@@ -967,31 +967,52 @@ class AchievementLifecycle:
             if item.listing_id == expired.listing_id and item.status is ListingStatus.OPEN:
                 s.listings[i] = item.model_copy(update={"status": ListingStatus.EXPIRED})
 
+    def _incubating(self, what: str) -> bool:
+        """Incubator events count once a company is on the way, never before."""
+        s = self.state
+        ok = s.stage is Stage.INCUBATION or (
+            s.stage is Stage.TRANSACTION and bool(set(s.modes) & COMPANY_MODES)
+        )
+        if not ok:
+            workflow.logger.warning("Incubator event %s ignored in stage %s", what, s.stage)
+        return ok
+
     @workflow.signal(description="The incubator reports that the company was founded.")
     def company_founded(self, company: CompanyFounded) -> None:
-        if self._first_time(company.event_id) and self.state.company is None:
-            self.state.company = company
-            self._emit(EventType.COMPANY_FOUNDED, company.model_dump(mode="json"), "incubator")
+        s = self.state
+        if self._incubating("company_founded") and self._first_time(company.event_id):
+            if s.company is None:
+                s.company = company
+                self._emit(EventType.COMPANY_FOUNDED, company.model_dump(mode="json"), "incubator")
 
     @workflow.signal(description="An incubator or science park admits the company.")
     def incubator_admitted(self, admission: IncubatorAdmission) -> None:
-        if self._first_time(admission.event_id) and self.state.incubator is None:
-            self.state.incubator = admission
-            self._emit(EventType.INCUBATOR_ADMITTED, admission.model_dump(mode="json"), "incubator")
+        s = self.state
+        # Out of order (before the company exists): not marked seen, so a redelivery applies.
+        if self._incubating("incubator_admitted") and s.company is not None:
+            if self._first_time(admission.event_id) and s.incubator is None:
+                s.incubator = admission
+                self._emit(
+                    EventType.INCUBATOR_ADMITTED, admission.model_dump(mode="json"), "incubator"
+                )
 
     @workflow.signal(description="The incubator reports a financing round, product or revenue.")
     def incubation_milestone(self, milestone: IncubationMilestone) -> None:
-        if self._first_time(milestone.event_id):
-            self.state.incubation_milestones.append(milestone)
-            self._emit(
-                EventType.INCUBATION_MILESTONE, milestone.model_dump(mode="json"), "incubator"
-            )
+        s = self.state
+        if self._incubating("incubation_milestone") and s.company is not None:
+            if self._first_time(milestone.event_id):
+                s.incubation_milestones.append(milestone)
+                self._emit(
+                    EventType.INCUBATION_MILESTONE, milestone.model_dump(mode="json"), "incubator"
+                )
 
     @workflow.signal(description="The incubator reports the exit of the company.")
     def incubation_exit(self, exit: IncubationExit) -> None:
-        if self._first_time(exit.event_id) and self.state.incubation_exit is None:
-            self.state.incubation_exit = exit
-            self._emit(EventType.INCUBATION_EXITED, exit.model_dump(mode="json"), "incubator")
+        s = self.state
+        if self._incubating("incubation_exit") and s.company is not None:
+            if self._first_time(exit.event_id) and s.incubation_exit is None:
+                s.incubation_exit = exit
+                self._emit(EventType.INCUBATION_EXITED, exit.model_dump(mode="json"), "incubator")
 
     def _our_listing(self, listing_id: str) -> Listing | None:
         return next((x for x in self.state.listings if x.listing_id == listing_id), None)

@@ -1,0 +1,1 @@
+"""HTTP gateway through which external systems and people signal state changes."""

@@ -1,0 +1,40 @@
+"""Serve the gateway in the current event loop, beside the worker, until cancelled."""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio.client import Client
+
+from gateway.app import create_gateway_app
+from sandboxes.serve import bind_socket, make_server
+from workers.policy_book import PolicyBook
+from workers.settings import Settings
+
+
+async def serve_gateway(
+    client: Client,
+    settings: Settings,
+    host: str,
+    port: int,
+    policy_book: PolicyBook | None = None,
+) -> None:
+    """Run uvicorn until cancelled; the host process keeps its own SIGINT/SIGTERM handling.
+
+    make_server() gives a uvicorn server whose capture_signals() is a no-op (uvicorn 0.54 would
+    otherwise replace the process's handlers). Binding the socket here turns "port in use" into
+    an OSError for the caller instead of uvicorn's sys.exit(1).
+    """
+    book = policy_book or PolicyBook.load(settings.policy_file)
+    sock = bind_socket(host, port)
+    server = make_server(create_gateway_app(client, settings, book), host, port)
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="gateway")
+    try:
+        # asyncio.wait, unlike awaiting the task, does not cancel it when we are cancelled.
+        await asyncio.wait({task})
+        task.result()
+    finally:
+        # Graceful: stop accepting, let in-flight requests finish, then close the socket.
+        server.should_exit = True
+        await asyncio.wait({task})
+        sock.close()
