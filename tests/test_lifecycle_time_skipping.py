@@ -1,0 +1,167 @@
+"""Whole lifecycles on the time-skipping test server, years in seconds.
+
+Activities are the real ones: they cross real HTTP into the registry and exchange sandboxes
+and append to the embedded PostgreSQL. External systems' signals are sent by the test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import asyncpg
+import httpx
+from conftest import Stack
+from lifecycle_driver import start, until
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from cli.samples import scenario
+from schemas.incubation import (
+    CompanyFounded,
+    ExitKind,
+    IncubationExit,
+    IncubationMilestone,
+    IncubationMilestoneKind,
+    IncubatorAdmission,
+)
+from schemas.lifecycle import Stage
+from schemas.policy import DEFAULT_POLICY
+from schemas.transaction import ContractType, Deal, ListingStatus, Payment
+from workers.worker import build_worker
+from workflows.lifecycle import AchievementLifecycle
+
+
+def _worker(env: WorkflowEnvironment, stack: Stack, task_queue: str) -> Worker:
+    return build_worker(env.client, stack.deps, task_queue, stack.settings)
+
+
+async def test_five_year_lifecycle_deal_on_second_exchange(
+    time_skipping_env: WorkflowEnvironment, stack: Stack, db: asyncpg.Pool, task_queue: str
+) -> None:
+    env = time_skipping_env
+    base = scenario(2, uuid.uuid4().hex[:8].upper(), date.today())
+    sc = dataclasses.replace(base, exchanges=["sstec", "jstec"], instalments=2)
+    aid = sc.disclosure.achievement_id
+    async with _worker(env, stack, task_queue):
+        handle = await start(env.client, task_queue, sc, DEFAULT_POLICY)
+        await until(handle, lambda s: s.stage is Stage.EVALUATION and s.search is not None)
+        for review in sc.reviews():
+            await handle.execute_update(AchievementLifecycle.submit_review, review)
+        st = await until(handle, lambda s: len(s.listings) == 2)
+        assert st.stage is Stage.TRANSACTION
+        second = st.listings[1]
+
+        # A deal inside the publicity period is refused; after it, the deal stands.
+        early = Deal(
+            event_id="deal-early",
+            exchange="jstec",
+            listing_id=second.listing_id,
+            buyer="Synthetic Buyer Ltd",
+            contract_type=ContractType.TRANSFER,
+            amount=Decimal("1000000.00"),
+            instalments=2,
+            closed_at=datetime.now(UTC),
+        )
+        await handle.signal(AchievementLifecycle.exchange_deal, early)
+        await env.sleep(timedelta(days=16))
+        st = await until(handle, lambda s: s.stage is Stage.TRANSACTION)
+        assert st.deal is None
+        deal = early.model_copy(update={"event_id": "deal-1"})
+        await handle.signal(AchievementLifecycle.exchange_deal, deal)
+        st = await until(handle, lambda s: s.contract is not None)
+        assert [x.status for x in st.listings] == [ListingStatus.WITHDRAWN, ListingStatus.DEALT]
+
+        for n, amount in ((1, "333333.33"), (2, "666666.67")):
+            payment = Payment(
+                event_id=f"pay-{n}",
+                exchange="jstec",
+                listing_id=second.listing_id,
+                instalment=n,
+                amount=Decimal(amount),
+                costs=Decimal("0.01"),
+                paid_at=datetime.now(UTC),
+            )
+            await handle.signal(AchievementLifecycle.exchange_payment, payment)
+            await handle.signal(AchievementLifecycle.exchange_payment, payment)  # redelivered
+            await env.sleep(timedelta(days=90))
+        await until(handle, lambda s: s.stage is Stage.INCUBATION)
+
+        now = datetime.now(UTC)
+        await handle.signal(
+            AchievementLifecycle.company_founded,
+            CompanyFounded(
+                event_id="co-1",
+                company_name="Synthetic Spin-off Co (demo)",
+                credit_code="91310000MA1FL8XQ3X",
+                equity_share=Decimal("20.00"),
+                valuation=Decimal("8000000.00"),
+                founded_at=now,
+            ),
+        )
+        await until(handle, lambda s: s.equity is not None)
+        await handle.signal(
+            AchievementLifecycle.incubator_admitted,
+            IncubatorAdmission(
+                event_id="inc-1", incubator="Synthetic Science Park", admitted_at=now
+            ),
+        )
+        for year in range(3):
+            await env.sleep(timedelta(days=365))
+            await handle.signal(
+                AchievementLifecycle.incubation_milestone,
+                IncubationMilestone(
+                    event_id=f"ms-{year}",
+                    kind=IncubationMilestoneKind.FINANCING_ROUND,
+                    description=f"Series {'ABC'[year]}",
+                    amount=Decimal("5000000.00"),
+                    reached_at=now,
+                ),
+            )
+        await handle.signal(
+            AchievementLifecycle.incubation_exit,
+            IncubationExit(
+                event_id="exit-1", kind=ExitKind.LISTED, detail="STAR market", exited_at=now
+            ),
+        )
+        result = await handle.result()
+
+    assert result.final_stage is Stage.COMPLETED
+    assert result.total_received == "1000000.00"
+    assert result.report_number is not None
+    stages = [e.stage for e in result.stages]
+    assert stages == [
+        Stage.DISCLOSURE,
+        Stage.EVALUATION,
+        Stage.TRANSACTION,
+        Stage.INCUBATION,
+        Stage.REPORTING,
+        Stage.COMPLETED,
+    ]
+    # The whole life spans more than three simulated years.
+    assert result.stages[-1].entered_at - result.stages[0].entered_at > timedelta(days=3 * 365)
+
+    async with httpx.AsyncClient() as http:
+        ex = (await http.get(f"{stack.settings.exchange_url}/sandbox/records")).json()
+        reg = (await http.get(f"{stack.settings.registry_url}/sandbox/records")).json()
+    assert ex["listings"][aid] == {"sstec": 1, "jstec": 1}
+    assert reg["achievements"][aid] == 1
+    assert reg["contracts"][aid] == 1
+    assert reg["equity"][aid] == 1
+
+    rows = await db.fetch(
+        "SELECT type, payload FROM lifecycle_events WHERE achievement_id = $1 ORDER BY seq", aid
+    )
+    types = [r["type"] for r in rows]
+    assert types.count("payment_received") == 2  # the redelivered payments had no effect
+    assert types.count("listing_withdrawn") == 1
+    assert types[-1] == "completed"
+    paid = [r["payload"] for r in rows if r["type"] == "payment_received"]
+    for p in paid:
+        d = p["distribution"]
+        parts = Decimal(d["team_reward"]) + Decimal(d["tto_fund"]) + Decimal(d["institution"])
+        assert parts == Decimal(d["net_income"]) == Decimal(p["amount"]) - Decimal(p["costs"])
+    view = await db.fetchrow("SELECT stage FROM achievements WHERE achievement_id = $1", aid)
+    assert view is not None and view["stage"] == "completed"
