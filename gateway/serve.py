@@ -7,7 +7,7 @@ import asyncio
 from temporalio.client import Client
 
 from gateway.app import create_gateway_app
-from sandboxes.serve import bind_socket, make_server
+from workers.http_server import bind_socket, make_server
 from workers.policy_book import PolicyBook
 from workers.settings import Settings
 

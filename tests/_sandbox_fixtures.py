@@ -21,8 +21,8 @@ from fastapi import FastAPI, Request, Response
 from gateway.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, verify
 from sandboxes.exchange import create_exchange_app
 from sandboxes.registry import create_registry_app
-from sandboxes.serve import EmbeddedServer, make_server
 from schemas.exchange_api import ExchangeWebhook, Faults
+from workers.http_server import EmbeddedServer, make_server
 
 WEBHOOK_SECRET = "test-exchange-secret"
 # No artificial webhook delay in tests; everything else starts fault-free.

@@ -25,8 +25,8 @@ from temporalio.testing import WorkflowEnvironment
 from activities.store import create_pool, migrate
 from sandboxes.exchange import create_exchange_app
 from sandboxes.registry import create_registry_app
-from sandboxes.serve import EmbeddedServer, bind_socket, make_server
 from schemas.exchange_api import Faults
+from workers.http_server import EmbeddedServer, bind_socket, make_server
 from workers.policy_book import PolicyBook
 from workers.settings import Settings
 from workers.temporal import DATA_CONVERTER, register_search_attributes
@@ -142,7 +142,14 @@ async def stack(
     # Bind the gateway first so the exchange sandbox knows where to send its webhooks.
     sockets = [bind_socket("127.0.0.1") for _ in range(3)]
     gw, reg, ex = (f"http://127.0.0.1:{s.getsockname()[1]}" for s in sockets)
-    settings = Settings(registry_url=reg, exchange_url=ex, gateway_url=gw, metrics_port=0)
+    settings = Settings(
+        registry_url=reg,
+        exchange_url=ex,
+        gateway_url=gw,
+        metrics_port=0,
+        # The gateway starts lifecycles here; tests that drive it run a worker on this queue.
+        task_queue=f"stack-{uuid.uuid4().hex[:8]}",
+    )
     faults = Faults(webhook_delay_ms=0)
     secret = settings.exchange_webhook_secret.get_secret_value()
     from gateway.app import create_gateway_app
