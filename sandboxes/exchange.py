@@ -284,8 +284,15 @@ def create_exchange_app(
 
         async def effect(conn: Connection) -> JSON:
             row = await _locked_listing(conn, exchange, listing_id)
-            # The publicity period is deliberately not checked: the workflow enforces it.
             _require_open(row)
+            # Like a real exchange, no deal before the publicity period is over (item 8);
+            # the workflow enforces it again on its own clock.
+            if datetime.now(UTC) < row["publicity_ends_at"]:
+                raise SandboxError(
+                    409,
+                    "publicity_period",
+                    f"publicity of {listing_id} runs until {row['publicity_ends_at'].isoformat()}",
+                )
             deal = DealData(
                 buyer=req.buyer,
                 contract_type=req.contract_type,

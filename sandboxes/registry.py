@@ -211,7 +211,8 @@ def create_registry_app(dsn: str, faults: Faults | None = None) -> FastAPI:
     ) -> JSONResponse:
         async def effect(conn: Connection) -> JSON:
             now = datetime.now(UTC)
-            today = now.date()
+            # Milestones are planned from the date the applicant says it applies on.
+            today = req.applied_on
             number = await _number(conn, "poc_application", now)
             body = PocApplicationResponse(
                 application_number=number,

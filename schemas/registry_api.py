@@ -3,6 +3,7 @@ equity, proof-of-concept funding and reports). Shared by the client and the sand
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -70,6 +71,7 @@ class PocApplicationRequest(_Request):
     title: str = Field(min_length=3, max_length=300)
     institution_code: str = Field(min_length=2, max_length=32)
     trl: int = Field(ge=1, le=9)
+    applied_on: date
 
 
 class PocApplicationResponse(BaseModel):

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import os
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
-from temporalio.client import Client, WorkflowHandle
+import asyncpg
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 
 from cli.samples import Scenario
+from schemas.commands import Withdrawal
 from schemas.lifecycle import LifecycleInput, LifecycleResult, LifecycleState
 from schemas.policy import Policy
 from workflows.lifecycle import AchievementLifecycle
@@ -48,3 +52,43 @@ async def until(
         await asyncio.sleep(0.05)
         current = await state(handle)
     raise AssertionError(f"state never matched; last: stage={current.stage} {current.waiting}")
+
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+async def record_history(handle: Handle, name: str) -> None:
+    """With ACHIEVEMENTS_RECORD_HISTORIES=1, keep this run's history for the replay test."""
+    if os.environ.get("ACHIEVEMENTS_RECORD_HISTORIES") != "1":
+        return
+    history = await handle.fetch_history()
+    HISTORIES.mkdir(exist_ok=True)
+    (HISTORIES / f"{name}.json").write_text(history.to_json(), encoding="utf-8")
+
+
+async def event_types(db: asyncpg.Pool, achievement_id: str) -> list[str]:
+    rows = await db.fetch(
+        "SELECT type FROM lifecycle_events WHERE achievement_id = $1 ORDER BY seq", achievement_id
+    )
+    return [r["type"] for r in rows]
+
+
+async def rejection(call: Awaitable[object]) -> str:
+    """The validator's message of an update that must be rejected."""
+    try:
+        await call
+    except WorkflowUpdateFailedError as err:
+        return str(err.cause)
+    raise AssertionError("the update was accepted")
+
+
+async def finish(handle: Handle) -> LifecycleResult:
+    """End a test's lifecycle cleanly (withdrawal, report, completion).
+
+    Terminating instead would leave in-flight activities behind, and the time-skipping server
+    stops skipping time while any is outstanding, stalling the next test.
+    """
+    await handle.execute_update(
+        AchievementLifecycle.withdraw, Withdrawal(reason="test over", requested_by="test")
+    )
+    return await handle.result()

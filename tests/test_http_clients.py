@@ -61,7 +61,7 @@ def _achievement(
     )
 
 
-def _listing(achievement_id: str) -> CreateListingRequest:
+def _listing(achievement_id: str, publicity_days: int = 0) -> CreateListingRequest:
     return CreateListingRequest(
         achievement_id=achievement_id,
         title="Solid-state electrolyte for fast charging",
@@ -69,7 +69,7 @@ def _listing(achievement_id: str) -> CreateListingRequest:
         seller_institution="FDU",
         asking_price=Decimal("1200000.00"),
         pricing=PricingMethod.AGREEMENT,
-        publicity_days=15,
+        publicity_days=publicity_days,
     )
 
 
@@ -241,13 +241,17 @@ async def test_poc_equity_and_reports(
     registry: RegistryClient, sandbox_stack: SandboxStack, sandbox_http: httpx.AsyncClient
 ) -> None:
     achievement_id = _achievement_id()
+    today = datetime.now(UTC).date()
     poc = await registry.apply_for_poc(
         PocApplicationRequest(
-            achievement_id=achievement_id, title="Organoid screening", institution_code="FDU", trl=3
+            achievement_id=achievement_id,
+            title="Organoid screening",
+            institution_code="FDU",
+            trl=3,
+            applied_on=today,
         ),
         _key(),
     )
-    today = datetime.now(UTC).date()
     assert poc.application_number.startswith("POC-")
     assert poc.granted_amount == Decimal("500000.00")
     assert [m.due for m in poc.milestones] == [today + timedelta(days=d) for d in (90, 180, 270)]
@@ -318,8 +322,8 @@ async def test_create_listing_replay_and_publicity_period(
 ) -> None:
     achievement_id = _achievement_id()
     key = _key()
-    listing = await exchange.create_listing("sstec", _listing(achievement_id), key)
-    again = await exchange.create_listing("sstec", _listing(achievement_id), key)
+    listing = await exchange.create_listing("sstec", _listing(achievement_id, 15), key)
+    again = await exchange.create_listing("sstec", _listing(achievement_id, 15), key)
 
     assert again == listing
     assert listing.listing_id.startswith("SSTEC-L-")

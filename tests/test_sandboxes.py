@@ -31,7 +31,7 @@ def _achievement(achievement_id: str) -> dict[str, Any]:
     }
 
 
-def _listing(achievement_id: str) -> dict[str, Any]:
+def _listing(achievement_id: str, publicity_days: int = 0) -> dict[str, Any]:
     return {
         "achievement_id": achievement_id,
         "title": "Graphene thermal film",
@@ -39,7 +39,7 @@ def _listing(achievement_id: str) -> dict[str, Any]:
         "seller_institution": "SHU",
         "asking_price": "300000.00",
         "pricing": "bidding",
-        "publicity_days": 15,
+        "publicity_days": publicity_days,
     }
 
 
@@ -444,3 +444,20 @@ async def test_webhook_delay_is_respected(
     receiver = sandbox_stack.receiver
     assert receiver.of(event_id) == []
     await receiver.wait_for(lambda: bool(receiver.of(event_id)), within=5)
+
+
+async def test_no_deal_during_the_publicity_period(
+    sandbox_stack: SandboxStack, sandbox_http: httpx.AsyncClient
+) -> None:
+    response = await sandbox_http.post(
+        f"{sandbox_stack.exchange_url}/v1/exchanges/sstec/listings",
+        json=_listing(f"ach-{uuid.uuid4().hex[:12]}", publicity_days=15),
+        headers={"Idempotency-Key": _key()},
+    )
+    listing = response.json()
+    deal = {"buyer": "SAIC", "contract_type": "transfer", "amount": "1.00"}
+    response = await sandbox_http.post(
+        _trigger_url(sandbox_stack, listing, "deal"), json=deal, headers={"Idempotency-Key": _key()}
+    )
+    assert response.status_code == 409
+    assert response.json()["type"] == "publicity_period"

@@ -17,6 +17,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.exchange import ExchangeActivities
@@ -68,7 +69,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
     from workflows.options import (
         EXTERNAL_RETRY,
-        EXTERNAL_SCHEDULE_TO_CLOSE,
         EXTERNAL_TIMEOUT,
         PROJECTION_RETRY,
         PROJECTION_TIMEOUT,
@@ -190,7 +190,6 @@ class AchievementLifecycle:
                     ),
                 ],
                 start_to_close_timeout=EXTERNAL_TIMEOUT,
-                schedule_to_close_timeout=EXTERNAL_SCHEDULE_TO_CLOSE,
                 retry_policy=EXTERNAL_RETRY,
             )
             s.registration_number = registration.registration_number
@@ -218,7 +217,6 @@ class AchievementLifecycle:
                     SearchRequest(field=s.disclosure.field, title=s.disclosure.title),
                 ],
                 start_to_close_timeout=EXTERNAL_TIMEOUT,
-                schedule_to_close_timeout=EXTERNAL_SCHEDULE_TO_CLOSE,
                 retry_policy=EXTERNAL_RETRY,
             )
             self._emit(EventType.TECHNOLOGY_SEARCHED, s.search.model_dump(mode="json"), "exchange")
@@ -318,7 +316,6 @@ class AchievementLifecycle:
                     ),
                 ],
                 start_to_close_timeout=EXTERNAL_TIMEOUT,
-                schedule_to_close_timeout=EXTERNAL_SCHEDULE_TO_CLOSE,
                 retry_policy=EXTERNAL_RETRY,
             )
             s.contract = ContractRegistration(
@@ -392,7 +389,6 @@ class AchievementLifecycle:
                     ),
                 ],
                 start_to_close_timeout=EXTERNAL_TIMEOUT,
-                schedule_to_close_timeout=EXTERNAL_SCHEDULE_TO_CLOSE,
                 retry_policy=EXTERNAL_RETRY,
             )
             s.equity = EquityRegistration(
@@ -437,7 +433,6 @@ class AchievementLifecycle:
                     ),
                 ],
                 start_to_close_timeout=EXTERNAL_TIMEOUT,
-                schedule_to_close_timeout=EXTERNAL_SCHEDULE_TO_CLOSE,
                 retry_policy=EXTERNAL_RETRY,
             )
             s.report_number = receipt.receipt_number
@@ -498,7 +493,6 @@ class AchievementLifecycle:
                     ),
                 ],
                 start_to_close_timeout=EXTERNAL_TIMEOUT,
-                schedule_to_close_timeout=EXTERNAL_SCHEDULE_TO_CLOSE,
                 retry_policy=EXTERNAL_RETRY,
             )
             # The workflow's own policy decides when publicity ends, whatever the exchange says.
@@ -520,24 +514,33 @@ class AchievementLifecycle:
         for i, listing in enumerate(s.listings):
             if listing.status is not ListingStatus.OPEN or listing.listing_id == keep:
                 continue
-            await workflow.execute_activity_method(
-                ExchangeActivities.withdraw_listing,
-                args=[
-                    self._key(f"withdraw/{listing.exchange}/{listing.listing_id}"),
-                    listing.exchange,
-                    listing.listing_id,
-                    WithdrawListingRequest(reason=reason[:500]),
-                ],
-                start_to_close_timeout=EXTERNAL_TIMEOUT,
-                schedule_to_close_timeout=EXTERNAL_SCHEDULE_TO_CLOSE,
-                retry_policy=EXTERNAL_RETRY,
-            )
-            s.listings[i] = listing.model_copy(update={"status": ListingStatus.WITHDRAWN})
-            self._emit(
-                EventType.LISTING_WITHDRAWN,
-                {"exchange": listing.exchange, "listing_id": listing.listing_id, "reason": reason},
-                "workflow",
-            )
+            payload: dict[str, Any] = {
+                "exchange": listing.exchange,
+                "listing_id": listing.listing_id,
+                "reason": reason,
+            }
+            try:
+                await workflow.execute_activity_method(
+                    ExchangeActivities.withdraw_listing,
+                    args=[
+                        self._key(f"withdraw/{listing.exchange}/{listing.listing_id}"),
+                        listing.exchange,
+                        listing.listing_id,
+                        WithdrawListingRequest(reason=reason[:500]),
+                    ],
+                    start_to_close_timeout=EXTERNAL_TIMEOUT,
+                    retry_policy=EXTERNAL_RETRY,
+                )
+                s.listings[i] = listing.model_copy(update={"status": ListingStatus.WITHDRAWN})
+            except ActivityError as err:
+                # The exchange refused for good (e.g. a second deal closed there at the same
+                # moment): record it for an operator instead of failing the whole lifecycle.
+                if not isinstance(err.cause, ApplicationError) or not err.cause.non_retryable:
+                    raise
+                s.listings[i] = listing.model_copy(update={"status": ListingStatus.DEALT})
+                payload |= {"withdrawn": False, "refused": err.cause.message}
+                workflow.logger.warning("Withdrawal of %s refused", listing.listing_id)
+            self._emit(EventType.LISTING_WITHDRAWN, payload, "workflow")
 
     def _route(self) -> None:
         s, policy = self.state, self.state.policy

@@ -6,15 +6,15 @@ from datetime import timedelta
 
 from temporalio.common import RetryPolicy
 
-# Calls to the registry and exchange: retried with backoff through outages for up to a day;
-# validation errors are raised non-retryable by the clients and end the retries at once.
+# Calls to the registry and exchange. An achievement lives for years, so an outage of the
+# registry or exchange is waited out (retries every 5 minutes at most, visible as a pending
+# activity in the UI) rather than failing the lifecycle. Errors that can never succeed are
+# raised non-retryable by the clients (activities/http_errors.py) and end the retries at once.
 EXTERNAL_TIMEOUT = timedelta(seconds=30)
-EXTERNAL_SCHEDULE_TO_CLOSE = timedelta(days=1)
 EXTERNAL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=5),
-    non_retryable_error_types=["ValidationError"],
 )
 
 # Appending to PostgreSQL: short, idempotent, retried until the database is back.

@@ -16,7 +16,7 @@ with workflow.unsafe.imports_passed_through():
         PocResult,
     )
     from schemas.registry_api import PocApplicationRequest
-    from workflows.options import EXTERNAL_RETRY, EXTERNAL_SCHEDULE_TO_CLOSE, EXTERNAL_TIMEOUT
+    from workflows.options import EXTERNAL_RETRY, EXTERNAL_TIMEOUT
 
 
 def _due_at(milestone: PocMilestone) -> datetime:
@@ -45,24 +45,25 @@ class ProofOfConcept:
                     title=input.title,
                     institution_code=input.institution_code,
                     trl=input.trl,
+                    applied_on=workflow.now().date(),
                 ),
             ],
             start_to_close_timeout=EXTERNAL_TIMEOUT,
-            schedule_to_close_timeout=EXTERNAL_SCHEDULE_TO_CLOSE,
             retry_policy=EXTERNAL_RETRY,
         )
         self._milestones = list(input.milestones or application.milestones)
         overdue: list[str] = []
         for milestone in sorted(self._milestones, key=lambda m: m.due):
+            if self._decision is not None:
+                break  # the gate was decided early; later milestones are moot, not overdue
             workflow.set_current_details(
                 f"Waiting for the fund to report milestone '{milestone.title}' "
                 f"by {milestone.due.isoformat()}"
             )
-            if not await self._reported_in_time(milestone):
+            reported = await self._reported_in_time(milestone)
+            if not reported and workflow.now() >= _due_at(milestone):
                 overdue.append(milestone.milestone_id)
                 workflow.logger.info("PoC milestone overdue: %s", milestone.milestone_id)
-            if self._decision is not None:
-                break
         workflow.set_current_details("Waiting for the go/no-go decision (technical and market)")
         await workflow.wait_condition(lambda: self._decision is not None)
         assert self._decision is not None
