@@ -188,7 +188,7 @@ async def test_poc_overdue_milestone_and_no_go(
     first, second = progress["milestones"][0], progress["milestones"][1]
 
     # The first milestone passes its due date unreported; the second is reported in time.
-    await time_skipping_env.sleep(timedelta(days=100))
+    await _sleep_past(time_skipping_env, date.fromisoformat(first["due"]) + timedelta(days=2))
     await child.signal(
         ProofOfConcept.milestone_reported,
         PocMilestoneReport(
@@ -228,6 +228,16 @@ async def test_poc_overdue_milestone_and_no_go(
     ] == 1
     await record_history(handle, "poc_no_go")
     assert (await finish(handle)).final_stage is Stage.WITHDRAWN
+
+
+async def _sleep_past(env: WorkflowEnvironment, day: date) -> None:
+    """Skip time until the server's clock is past `day` (a single skip may stop short)."""
+    for _ in range(20):
+        now = await env.get_current_time()
+        if now.date() > day:
+            return
+        await env.sleep(datetime.combine(day, datetime.min.time(), UTC) - now + timedelta(days=1))
+    raise AssertionError(f"the test server's clock never passed {day}")
 
 
 async def until_child_has_milestones(child: Any) -> dict[str, Any]:

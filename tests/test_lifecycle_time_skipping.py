@@ -14,7 +14,7 @@ from decimal import Decimal
 import asyncpg
 import httpx
 from conftest import Stack
-from lifecycle_driver import start, until
+from lifecycle_driver import record_history, start, until
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -129,6 +129,7 @@ async def test_five_year_lifecycle_deal_on_second_exchange(
             ),
         )
         result = await handle.result()
+        await record_history(handle, "five_year_full_path")
 
     assert result.final_stage is Stage.COMPLETED
     assert result.total_received == "1000000.00"

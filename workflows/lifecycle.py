@@ -645,9 +645,11 @@ class AchievementLifecycle:
         """
         while True:
             await self._flush()
+            # Interrupts first: when signals keep the condition true (a stream of payments),
+            # the run must still reach continue-as-new once the server suggests it.
+            self._raise_interrupts(can_continue_as_new)
             if condition():
                 return True
-            self._raise_interrupts(can_continue_as_new)
             now = workflow.now()
             wake_times = [t for t in (until, self._mandatory_due_at()) if t is not None]
             if until is not None and now >= until:
