@@ -41,6 +41,12 @@ STAGE_ORDER = [
     Stage.WITHDRAWN, Stage.ABANDONED,
 ]  # fmt: skip
 UI_QUERY = "WorkflowType%3D%22AchievementLifecycle%22"
+# Short codes keep the summary readable in an 80-column terminal; the caption explains them.
+STAGE_CODES = {
+    Stage.DISCLOSURE: "D", Stage.RESOURCE: "Rs", Stage.EVALUATION: "E",
+    Stage.PROOF_OF_CONCEPT: "P", Stage.TRANSACTION: "T", Stage.INCUBATION: "I",
+    Stage.REPORTING: "Rp", Stage.COMPLETED: "C", Stage.WITHDRAWN: "W", Stage.ABANDONED: "A",
+}  # fmt: skip
 
 
 @dataclass
@@ -282,7 +288,10 @@ def progress_table(tracked: list[Tracked]) -> Table:
 
 
 def summary_table(tracked: list[Tracked]) -> Table:
-    table = Table(title="Demo summary: stages passed and outcome")
+    legend = ", ".join(
+        f"{code} {stage.value.replace('_', ' ')}" for stage, code in STAGE_CODES.items()
+    )
+    table = Table(title="Demo summary: stages passed and outcome", caption=legend)
     for col in ("final stage", "route", "path", "count", "received (CNY)", "team reward (CNY)"):
         table.add_column(col, justify="right" if col in {"count"} or "CNY" in col else "left")
     groups: dict[tuple[str, str, str], list[Tracked]] = {}
@@ -291,7 +300,7 @@ def summary_table(tracked: list[Tracked]) -> Table:
         key = (
             st.stage.value if st else "unknown",
             st.evaluation.route.value if st and st.evaluation else "-",
-            " → ".join(e.stage.value for e in st.timeline) if st else "-",
+            "→".join(STAGE_CODES[e.stage] for e in st.timeline) if st else "-",
         )
         groups.setdefault(key, []).append(t)
     for (final, route, path), members in sorted(groups.items()):

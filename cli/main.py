@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from cli.people import register as register_people
 from workers.settings import Settings
 
 app = typer.Typer(
@@ -19,6 +21,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The PostgreSQL projection store.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+# People's steps (status, review, decide, activate, withdraw, exempt, disclose) via the gateway.
+register_people(app)
 
 
 def _configure_logging() -> None:
@@ -97,6 +101,164 @@ def db_migrate(
         raise typer.BadParameter("is required", param_hint="--database-url")
     applied = asyncio.run(migrate(database_url))
     typer.echo(f"applied: {', '.join(applied)}" if applied else "up to date")
+
+
+# ---------------------------------------------------------------------- read side (issue 5)
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        envvar="ACHIEVEMENTS_DATABASE_URL",
+        help="PostgreSQL DSN; default: the running embedded stack's database",
+    ),
+]
+DataDir = Annotated[Path, typer.Option(help="Data folder of the embedded stack")]
+
+
+def _dsn(database_url: str | None, data_dir: Path) -> str:
+    from cli.reads import ReadError, resolve_dsn
+
+    try:
+        return resolve_dsn(database_url, data_dir)
+    except ReadError as err:
+        raise typer.BadParameter(str(err), param_hint="--database-url") from None
+
+
+@app.command("list")
+def list_achievements(
+    stage: Annotated[str | None, typer.Option(help="e.g. transaction, incubation")] = None,
+    institution: Annotated[str | None, typer.Option(help="Institution code")] = None,
+    field: Annotated[str | None, typer.Option(help="Technology field")] = None,
+    mode: Annotated[str | None, typer.Option(help="Transformation mode")] = None,
+    overdue: Annotated[
+        bool | None,
+        typer.Option("--overdue/--not-overdue", help="Waiting past its deadline (or not)"),
+    ] = None,
+    mandatory_due_before: Annotated[
+        datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="Mandatory listing due before this date"),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the page as JSON")] = False,
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = Path(".data"),
+) -> None:
+    """List achievements from PostgreSQL (not visibility), filtered, one page at a time."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from cli.reads import list_page
+    from schemas.disclosure import TechnologyField, TransformationMode
+    from schemas.lifecycle import Stage
+    from schemas.read_models import AchievementFilter
+
+    for value, enum, hint in (
+        (stage, Stage, "--stage"),
+        (field, TechnologyField, "--field"),
+        (mode, TransformationMode, "--mode"),
+    ):
+        if value is not None and value not in {m.value for m in enum}:
+            known = ", ".join(m.value for m in enum)
+            raise typer.BadParameter(f"{value!r} is not one of: {known}", param_hint=hint)
+    where = AchievementFilter(
+        stage=stage,
+        institution=institution,
+        field=field,
+        mode=mode,
+        overdue=overdue,
+        mandatory_due_before=mandatory_due_before.date() if mandatory_due_before else None,
+    )
+    page = asyncio.run(list_page(_dsn(database_url, data_dir), where, limit, cursor))
+    if as_json:
+        typer.echo(page.model_dump_json(indent=2))
+        return
+    table = Table("achievement", "institution", "field", "stage", "modes", "waiting until", "due")
+    for row in page.items:
+        table.add_row(
+            row.achievement_id,
+            row.institution_code,
+            row.field,
+            row.stage,
+            ",".join(row.modes),
+            row.waiting_until.strftime("%Y-%m-%d %H:%M") if row.waiting_until else "",
+            str(row.mandatory_listing_due or ""),
+        )
+    Console().print(table)
+    if page.next_cursor:
+        typer.echo(f"more: --cursor {page.next_cursor}", err=True)
+
+
+@app.command()
+def events(
+    after: Annotated[int, typer.Option(min=0, help="Print events after this seq")] = 0,
+    follow: Annotated[bool, typer.Option(help="Keep polling for new events")] = False,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Page size")] = 100,
+    poll_seconds: Annotated[float, typer.Option(min=0.1, help="Poll interval")] = 2.0,
+    gateway_url: Annotated[
+        str | None, typer.Option(help="Gateway URL; default: the running stack's")
+    ] = None,
+    data_dir: DataDir = Path(".data"),
+) -> None:
+    """Print the lifecycle-event feed as JSON lines (resume with --after the last seq)."""
+    from cli.reads import ReadError, tail_events
+    from cli.reads import gateway_url as resolve_gateway
+
+    url = resolve_gateway(gateway_url, data_dir, Settings().gateway_url)
+    try:
+        asyncio.run(
+            tail_events(
+                url,
+                after,
+                follow,
+                limit,
+                poll_seconds,
+                on_error=lambda message: typer.echo(message, err=True),
+            )
+        )
+    except ReadError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def report(
+    year: Annotated[int, typer.Option(min=2000, max=2100, help="Calendar year (UTC)")],
+    institution: Annotated[
+        str | None, typer.Option(help="Institution code; default: all with events that year")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="json, csv or html")] = "json",
+    output: Annotated[Path | None, typer.Option(help="Write here instead of stdout")] = None,
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = Path(".data"),
+) -> None:
+    """Build the annual report from recorded events (the same code as the scheduled one)."""
+    from cli.reads import render_report
+
+    if fmt not in ("json", "csv", "html"):
+        raise typer.BadParameter("must be json, csv or html", param_hint="--format")
+    text = asyncio.run(render_report(_dsn(database_url, data_dir), year, institution, fmt))
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {output}", err=True)
+
+
+@app.command()
+def schedule() -> None:
+    """Create or update the `annual-report` Temporal Schedule (TEMPORAL_* env config)."""
+    from workers.schedules import ensure_annual_report_schedule
+    from workers.temporal import connect
+
+    async def ensure() -> str:
+        client = await connect()
+        handle = await ensure_annual_report_schedule(client, Settings().task_queue)
+        return handle.id
+
+    typer.echo(f"schedule {asyncio.run(ensure())} is in place (10 January, 02:00 UTC)")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from typing import Any
 
 import structlog
 
+from activities.store import create_pool
 from gateway.serve import serve_gateway
 from sandboxes.serve import serve_sandboxes
 from workers.settings import Settings
@@ -23,8 +24,10 @@ async def run_services(
     if settings.database_url is None:
         raise SystemExit("ACHIEVEMENTS_DATABASE_URL is required for the sandboxes")
     client = await connect()
+    # The gateway's list views and event feed read the projections.
+    pool = await create_pool(settings.database_url.get_secret_value(), max_size=5)
     tasks: list[asyncio.Task[Any]] = [
-        asyncio.create_task(serve_gateway(client, settings, host, gateway_port)),
+        asyncio.create_task(serve_gateway(client, settings, host, gateway_port, pool=pool)),
         asyncio.create_task(
             serve_sandboxes(
                 settings.database_url.get_secret_value(),
@@ -53,6 +56,7 @@ async def run_services(
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    await pool.close()
     for task in done:
         if task is not stopper:
             task.result()  # a service that died on its own is an error

@@ -244,9 +244,19 @@ class Stack:
             f"[green]✓[/] Sandboxes      registry :{self.ports.registry}  "
             f"exchange :{self.ports.exchange}"
         )
+        await self.ensure_schedules()
         (self.data_dir / "stack.json").write_text(
             json.dumps({"pid": os.getpid(), "gateway_url": self.gateway_url, "ui_url": self.ui_url})
         )
+
+    async def ensure_schedules(self) -> None:
+        """The yearly annual-report Schedule, created or updated idempotently at each start."""
+        from workers.schedules import ensure_annual_report_schedule
+        from workers.temporal import connect
+
+        client = await connect(target_host=f"127.0.0.1:{self.ports.temporal}", namespace="default")
+        handle = await ensure_annual_report_schedule(client, self.settings.task_queue)
+        console.print(f"[green]✓[/] Schedule       {handle.id} (10 January, for the year before)")
 
     async def _wait_for(self, what: str, ready: Callable[[], bool], within: float) -> None:
         deadline = time.monotonic() + within
@@ -286,7 +296,7 @@ def _http_ok(url: str) -> bool:
 
 
 async def run_dev(settings: Settings, ports: Ports) -> int:
-    stack = Stack(settings=settings, ports=ports, data_dir=settings.data_dir)
+    stack = Stack(settings=settings, ports=ports, data_dir=settings.data_dir.resolve())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
