@@ -138,7 +138,20 @@ def create_exchange_app(
             await pool.close()
             log.info("sandbox.stopped", system="exchange")
 
-    app = FastAPI(title="Exchange sandbox", lifespan=lifespan)
+    app = FastAPI(
+        title="Technology exchange API (sandbox)",
+        description="Search, listings and withdrawals; every mutating call takes an "
+        "Idempotency-Key header. The exchange reports bids, deals, payments and expiries as "
+        "signed webhooks (see `webhooks`). /sandbox routes are test mode only.",
+        lifespan=lifespan,
+    )
+
+    @app.webhooks.post("exchange-event")
+    def exchange_event(body: ExchangeWebhook) -> None:
+        """Sent to `{gateway}/webhooks/exchange` with X-Webhook-Id, X-Webhook-Timestamp and
+        X-Webhook-Signature: v1=hex(HMAC-SHA256(secret, f"{timestamp}.{body}")). Delivered at
+        least once: receivers deduplicate by event_id."""
+
     install_error_handlers(app)
     faults_mod.install(app, state, "exchange")
 

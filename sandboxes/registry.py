@@ -110,7 +110,14 @@ def create_registry_app(dsn: str, faults: Faults | None = None) -> FastAPI:
             await pool.close()
             log.info("sandbox.stopped", system="registry")
 
-    app = FastAPI(title="Registry sandbox", lifespan=lifespan)
+    app = FastAPI(
+        title="S&T achievement registry API (sandbox)",
+        description="Registration of achievements, technology contracts and technology "
+        "equity; proof-of-concept funding; lifecycle and annual reports. Every mutating call "
+        "takes an Idempotency-Key header: a repeat returns the original result. /sandbox "
+        "routes are test mode only.",
+        lifespan=lifespan,
+    )
     install_error_handlers(app)
     faults_mod.install(app, state, "registry")
 
