@@ -131,7 +131,7 @@ class AchievementLifecycle:
             self._enter(Stage.DISCLOSURE, "disclosed")
             self._emit(
                 EventType.DISCLOSED,
-                {"title": s.disclosure.title, "modes": [m.value for m in s.modes]},
+                self._disclosed_payload(),
                 source=f"institution:{input.disclosed_by}",
                 at=input.disclosed_at,
             )
@@ -156,6 +156,23 @@ class AchievementLifecycle:
         await self._flush()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._result()
+
+    def _disclosed_payload(self) -> dict[str, Any]:
+        """What reports count by (type, source, people); never the confidential summary."""
+        d = self.state.disclosure
+        return {
+            "title": d.title,
+            "modes": [m.value for m in d.intended_modes],
+            "field": d.field.value,
+            "trl": d.trl,
+            "ip_kinds": [a.kind.value for a in d.ip_assets],
+            "funding_kinds": sorted({f.kind.value for f in d.funding}),
+            "institution_kind": d.institution.kind.value,
+            "state_owned": d.institution.state_owned,
+            "inventors": len(d.inventors),
+            "ownership": d.ownership.kind.value,
+            "synthetic": d.synthetic,
+        }
 
     async def _run_stage(self, stage: Stage) -> None:
         handlers: dict[Stage, Callable[[], Any]] = {
