@@ -155,6 +155,8 @@ async def act(parties: Parties, t: Tracked, state: LifecycleState) -> None:
             },
         )
     elif state.stage is Stage.TRANSACTION and state.listings and state.deal is None:
+        if len(state.listings) < len(sc.exchanges):
+            return  # not listed everywhere yet
         if now < max(x.publicity_ends_at for x in state.listings):
             return  # the publicity period must pass first
         listing = state.listings[-1]  # deal on the last exchange: the others are withdrawn

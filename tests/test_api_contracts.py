@@ -33,7 +33,8 @@ def _apps(env: WorkflowEnvironment) -> dict[str, FastAPI]:
 
 
 def _document(app: FastAPI) -> dict[str, Any]:
-    return json.loads(json.dumps(app.openapi(), sort_keys=True))
+    document: dict[str, Any] = json.loads(json.dumps(app.openapi(), sort_keys=True))
+    return document
 
 
 @pytest.mark.parametrize("name", ["registry", "exchange", "gateway"])

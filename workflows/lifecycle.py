@@ -492,6 +492,10 @@ class AchievementLifecycle:
         for exchange in s.exchanges:
             if exchange in listed:
                 continue
+            # A deal may close on an earlier exchange while a later listing is still being
+            # retried: list no further. Gated: running lifecycles keep their recorded path.
+            if s.deal is not None and workflow.patched("no-listing-after-deal"):
+                break
             publicity_days = max(0, round(s.policy.publicity_period / timedelta(days=1)))
             response = await workflow.execute_activity_method(
                 ExchangeActivities.create_listing,
