@@ -684,9 +684,17 @@ class AchievementLifecycle:
                         or (can_continue_as_new and workflow.info().is_continue_as_new_suggested())
                     ),
                     timeout=timeout,
+                    # Names the timer in the UI's timeline, e.g. "instalment 2 of 3".
+                    timeout_summary=self._timer_summary(until),
                 )
             except TimeoutError:
                 pass
+
+    def _timer_summary(self, until: datetime | None) -> str | None:
+        due = self._mandatory_due_at()
+        if until is not None and (due is None or until <= due):
+            return (self.state.waiting.on if self.state.waiting else "deadline")[:100]
+        return "mandatory listing deadline (item 8)" if due is not None else None
 
     # ------------------------------------------------------------------ events and visibility
 
