@@ -11,6 +11,9 @@ from schemas.views import AchievementView
 
 log = structlog.get_logger(__name__)
 
+# Any fixed number (distinct from the migration lock in store.py).
+_APPEND_LOCK = 7_413_220_002
+
 _APPEND = """
 INSERT INTO lifecycle_events
     (event_id, achievement_id, workflow_id, institution_code, type, stage,
@@ -43,6 +46,9 @@ class ProjectionActivities:
     async def record_event(self, event: LifecycleEvent, view: AchievementView) -> bool:
         """Append the event once; return False when it was already recorded (a retry)."""
         async with self._pool.acquire() as conn, conn.transaction():
+            # Serialise appends until commit, so seq order is commit order: a feed reader
+            # resuming after seq N can never miss a lower seq that committed later.
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _APPEND_LOCK)
             seq = await conn.fetchval(
                 _APPEND,
                 event.event_id,

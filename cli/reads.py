@@ -63,7 +63,7 @@ async def list_page(
 
 
 async def tail_events(
-    base_url: str,
+    http: httpx.AsyncClient,
     after: int,
     follow: bool,
     limit: int = 100,
@@ -75,29 +75,27 @@ async def tail_events(
 
     The cursor is the seq of the last event printed, so `--after` it resumes exactly there.
     """
-    async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as http:
-        while True:
-            try:
-                response = await http.get("/events", params={"after": after, "limit": limit})
-            except httpx.HTTPError as err:
-                if not follow:
-                    raise ReadError(f"gateway {base_url} unreachable: {err}") from err
-                if on_error:
-                    on_error(f"gateway unreachable ({err}); retrying from after={after}")
-                await asyncio.sleep(poll_seconds)
-                continue
-            if response.status_code != 200:
-                detail = response.json().get("detail", response.text)
-                raise ReadError(f"gateway answered {response.status_code}: {detail}")
-            page = response.json()
-            for event in page["events"]:
-                out.write(json.dumps(event, ensure_ascii=False) + "\n")
-            out.flush()
-            after = int(page["next_after"])
-            if len(page["events"]) < limit:
-                if not follow:
-                    return after
-                await asyncio.sleep(poll_seconds)
+    while True:
+        try:
+            response = await http.get("/events", params={"after": after, "limit": limit})
+        except httpx.HTTPError as err:
+            if not follow:
+                raise ReadError(f"gateway {http.base_url} unreachable: {err}") from err
+            if on_error:
+                on_error(f"gateway unreachable ({err}); retrying from after={after}")
+            await asyncio.sleep(poll_seconds)
+            continue
+        if response.status_code != 200:
+            raise ReadError(f"gateway answered {response.status_code}: {response.text}")
+        page = response.json()
+        for event in page["events"]:
+            out.write(json.dumps(event, ensure_ascii=False) + "\n")
+        out.flush()
+        after = int(page["next_after"])
+        if len(page["events"]) < limit:
+            if not follow:
+                return after
+            await asyncio.sleep(poll_seconds)
 
 
 async def render_report(

@@ -66,8 +66,10 @@ def _funnel_svg(funnel: dict[str, int]) -> str:
     return "".join(parts)
 
 
-def _bars_svg(name: str, labels: Sequence[str], values: Sequence[Decimal], label: str) -> str:
-    width, height, left, bottom, top_pad = 640, 260, 70, 40, 24
+def _bars_svg(
+    name: str, labels: Sequence[str], values: Sequence[Decimal], label: str, width: int = 640
+) -> str:
+    height, left, bottom, top_pad = 260, 70, 40, 24
     top = max(values, default=Decimal(0)) or Decimal(1)
     slot = (width - left - 10) / max(1, len(values))
     plot = height - bottom - top_pad
@@ -171,7 +173,7 @@ def _section(r: InstitutionAnnualReport) -> str:
 {_bars_svg("contracts", list(contracts), [c.amount for c in contracts.values()], "Contracts")}
 </figure>
 <figure class="wide"><figcaption>Cash received by month</figcaption>
-{_bars_svg("cash", MONTHS, i.by_month, "Cash received by month")}</figure>
+{_bars_svg("cash", MONTHS, i.by_month, "Cash received by month", width=1300)}</figure>
 </div>
 <details open><summary>All figures</summary>{_table(parts_rows)}</details>
 <p class="foot">{r.events_in_year} lifecycle events in {r.year}; generated

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
+import asyncpg
 import structlog
 from fastapi import Depends, FastAPI, HTTPException, Path, Request
 from fastapi.exceptions import RequestValidationError
@@ -31,6 +32,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from gateway.ids import poc_workflow_id, workflow_id
+from gateway.read_views import read_views_router
 from gateway.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, verify
 from gateway.webhooks import (
     IncubatorWebhook,
@@ -218,7 +220,13 @@ async def _read_limited(request: Request) -> bytes:
 # ---------------------------------------------------------------------------- the app
 
 
-def create_gateway_app(client: Client, settings: Settings, policy_book: PolicyBook) -> FastAPI:
+def create_gateway_app(
+    client: Client,
+    settings: Settings,
+    policy_book: PolicyBook,
+    pool: asyncpg.Pool | None = None,
+) -> FastAPI:
+    """`pool`: the projections' PostgreSQL; without it the list views and feed answer 503."""
     app = FastAPI(
         title="Achievement Lifecycle Engine gateway",
         description="Disclose achievements, submit reviews and commands, receive webhooks.",
@@ -601,4 +609,6 @@ def create_gateway_app(client: Client, settings: Settings, policy_book: PolicyBo
         await call(wid, "achievement", lambda: signal)
         bound.info("webhook signalled", type=type)
 
+    # Lists and the event feed, read from PostgreSQL (never from visibility).
+    app.include_router(read_views_router(pool))
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 from temporalio.client import Client
 
 from gateway.app import create_gateway_app
@@ -18,6 +19,7 @@ async def serve_gateway(
     host: str,
     port: int,
     policy_book: PolicyBook | None = None,
+    pool: asyncpg.Pool | None = None,
 ) -> None:
     """Run uvicorn until cancelled; the host process keeps its own SIGINT/SIGTERM handling.
 
@@ -27,7 +29,7 @@ async def serve_gateway(
     """
     book = policy_book or PolicyBook.load(settings.policy_file)
     sock = bind_socket(host, port)
-    server = make_server(create_gateway_app(client, settings, book), host, port)
+    server = make_server(create_gateway_app(client, settings, book, pool), host, port)
     task = asyncio.create_task(server.serve(sockets=[sock]), name="gateway")
     try:
         # asyncio.wait, unlike awaiting the task, does not cancel it when we are cancelled.

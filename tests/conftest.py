@@ -155,7 +155,8 @@ async def stack(
     from gateway.app import create_gateway_app
 
     apps = [
-        create_gateway_app(dev_env.client, settings, PolicyBook.load()),
+        # With its pool, as `achievements dev` runs it: the list views and feed are served too.
+        create_gateway_app(dev_env.client, settings, PolicyBook.load(), pool=db),
         create_registry_app(postgres_dsn, faults),
         create_exchange_app(postgres_dsn, gw, secret, faults),
     ]

@@ -19,15 +19,17 @@ from activities.exchange_client import ExchangeClient
 from activities.projections import ProjectionActivities
 from activities.registry import RegistryActivities
 from activities.registry_client import RegistryClient
+from activities.reports import ReportActivities
 from activities.store import create_pool, migrate
 from workers.settings import Settings
 from workers.temporal import connect
+from workflows.annual_report import AnnualReport
 from workflows.lifecycle import AchievementLifecycle
 from workflows.proof_of_concept import ProofOfConcept
 
 log = structlog.get_logger(__name__)
 
-WORKFLOWS: Sequence[type] = (AchievementLifecycle, ProofOfConcept)
+WORKFLOWS: Sequence[type] = (AchievementLifecycle, ProofOfConcept, AnnualReport)
 
 
 @dataclass
@@ -59,6 +61,7 @@ def build_worker(
     registry = RegistryActivities(deps.registry)
     exchange = ExchangeActivities(deps.exchange)
     projections = ProjectionActivities(deps.pool)
+    reports = ReportActivities(deps.pool)
     return Worker(
         client,
         task_queue=task_queue,
@@ -74,6 +77,8 @@ def build_worker(
             exchange.create_listing,
             exchange.withdraw_listing,
             projections.record_event,
+            reports.active_institutions,
+            reports.build_institution_report,
         ],
         max_concurrent_activities=settings.max_concurrent_activities,
         graceful_shutdown_timeout=timedelta(seconds=settings.drain_timeout_seconds),

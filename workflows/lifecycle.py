@@ -169,7 +169,8 @@ class AchievementLifecycle:
             "funding_kinds": sorted({f.kind.value for f in d.funding}),
             "institution_kind": d.institution.kind.value,
             "state_owned": d.institution.state_owned,
-            "inventors": len(d.inventors),
+            # Reports count the people rewarded; shares say who gets what of the team reward.
+            "inventors": [{"name": i.name, "share": str(i.share)} for i in d.inventors],
             "ownership": d.ownership.kind.value,
             "synthetic": d.synthetic,
         }

@@ -1,0 +1,84 @@
+"""Read models over the projections: the achievement list and the event feed.
+
+The one place with their SQL, shared by the gateway and the command line. Both read
+PostgreSQL, never Temporal visibility (eventually consistent, so unfit for lists).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from schemas.read_models import (
+    AchievementFilter,
+    AchievementPage,
+    AchievementRow,
+    EventPage,
+    FeedEvent,
+)
+
+_LIST_COLUMNS = (
+    "achievement_id, workflow_id, institution_code, title, field, stage, modes, funding_kinds,"
+    " mandatory_listing_due, waiting_on, waiting_until, updated_at"
+)
+
+
+async def list_achievements(
+    pool: asyncpg.Pool,
+    where: AchievementFilter,
+    now: datetime,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> AchievementPage:
+    """One page in achievement_id order; keyset pagination, so pages never skip or repeat."""
+    clauses: list[str] = []
+    args: list[Any] = []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if where.stage is not None:
+        clauses.append(f"stage = {arg(where.stage)}")
+    if where.institution is not None:
+        clauses.append(f"institution_code = {arg(where.institution)}")
+    if where.field is not None:
+        clauses.append(f"field = {arg(where.field)}")
+    if where.mode is not None:
+        clauses.append(f"modes @> ARRAY[{arg(where.mode)}]::text[]")
+    if where.overdue is True:
+        clauses.append(f"waiting_until < {arg(now)}")
+    elif where.overdue is False:
+        clauses.append(f"(waiting_until IS NULL OR waiting_until >= {arg(now)})")
+    if where.mandatory_due_before is not None:
+        clauses.append(f"mandatory_listing_due < {arg(where.mandatory_due_before)}")
+    if cursor is not None:
+        clauses.append(f"achievement_id > {arg(cursor)}")
+    sql = (
+        f"SELECT {_LIST_COLUMNS} FROM achievements"
+        f" {'WHERE ' + ' AND '.join(clauses) if clauses else ''}"
+        f" ORDER BY achievement_id LIMIT {arg(limit + 1)}"
+    )
+    rows = await pool.fetch(sql, *args)
+    items = [AchievementRow.model_validate(dict(r)) for r in rows[:limit]]
+    more = len(rows) > limit
+    return AchievementPage(items=items, next_cursor=items[-1].achievement_id if more else None)
+
+
+async def events_after(pool: asyncpg.Pool, after: int = 0, limit: int = 100) -> EventPage:
+    """Events with seq > after, in seq order.
+
+    Resumable without gaps because appends are serialised (see projections.record_event):
+    a row with a lower seq can never become visible after one with a higher seq.
+    """
+    rows = await pool.fetch(
+        "SELECT seq, event_id, achievement_id, workflow_id, institution_code, type, stage,"
+        " occurred_at, source, payload FROM lifecycle_events"
+        " WHERE seq > $1 ORDER BY seq LIMIT $2",
+        after,
+        limit,
+    )
+    events = [FeedEvent.model_validate(dict(r)) for r in rows]
+    return EventPage(events=events, next_after=events[-1].seq if events else after)

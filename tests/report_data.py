@@ -1,0 +1,253 @@
+"""A generated multi-year data set of lifecycle events, with the payloads the lifecycle workflow
+emits (workflows/lifecycle.py), recorded through the real projection activity.
+
+The generator keeps every event in memory, so tests can compute the expected figures
+independently of the SQL under test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+from temporalio.testing import ActivityEnvironment
+
+from activities.projections import ProjectionActivities
+from schemas.disclosure import FundingKind, TechnologyField, TransformationMode
+from schemas.events import EventType, LifecycleEvent
+from schemas.incubation import CompanyFounded
+from schemas.policy import Policy
+from schemas.transaction import ContractRegistration, ContractType, Distribution, Payment
+from schemas.views import AchievementView
+
+POLICIES = [
+    Policy(institution_code="*", version="gen-1"),
+    Policy(
+        institution_code="*",
+        version="gen-2",
+        team_reward_minimum=Decimal("0.70"),
+        team_reward_rate=Decimal("0.75"),
+        tto_fund_rate=Decimal("0.05"),
+    ),
+]
+CREDIT_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+
+
+@dataclass
+class Achievement:
+    achievement_id: str
+    institution: str
+    field: str
+    modes: list[str]
+    funding: list[str]
+    mandatory_due: date | None
+    stage: str = "disclosure"
+    waiting_until: datetime | None = None
+
+
+@dataclass
+class DataSet:
+    institutions: list[str]
+    years: list[int]
+    achievements: list[Achievement] = field(default_factory=list)
+    events: list[LifecycleEvent] = field(default_factory=list)
+    views: dict[str, AchievementView] = field(default_factory=dict)
+
+    def of(self, institution: str, year: int, type: EventType) -> list[LifecycleEvent]:
+        return [
+            e
+            for e in self.events
+            if e.institution_code == institution and e.occurred_at.year == year and e.type is type
+        ]
+
+
+def _moment(rng: random.Random, year: int) -> datetime:
+    start = datetime(year, 1, 1, tzinfo=UTC)
+    return start + timedelta(seconds=rng.randrange(365 * 86400))
+
+
+def _money(rng: random.Random, low: int, high: int) -> Decimal:
+    return Decimal(rng.randrange(low * 100, high * 100)) / 100
+
+
+def generate(years: list[int], institutions: int = 3, per_year: int = 8, seed: int = 5) -> DataSet:
+    rng = random.Random(seed)
+    tag = uuid.uuid4().hex[:6].upper()
+    ds = DataSet(institutions=[f"G{tag}-{i}" for i in range(institutions)], years=years)
+    now = datetime.now(UTC)
+    for inst in ds.institutions:
+        for year in years:
+            for n in range(per_year):
+                _lifecycle(ds, rng, inst, year, f"{inst}-{year}-{n:02d}", now)
+    return ds
+
+
+def _lifecycle(
+    ds: DataSet, rng: random.Random, inst: str, year: int, aid: str, now: datetime
+) -> None:
+    funding = sorted(
+        rng.sample([k.value for k in FundingKind], rng.randint(1, 2)),
+    )
+    a = Achievement(
+        achievement_id=aid,
+        institution=inst,
+        field=rng.choice([f.value for f in TechnologyField][:5]),
+        modes=sorted(rng.sample([m.value for m in TransformationMode], rng.randint(1, 2))),
+        funding=funding,
+        mandatory_due=date(year + 3, rng.randint(1, 12), 15)
+        if FundingKind.MUNICIPAL_FINANCE.value in funding
+        else None,
+    )
+    ds.achievements.append(a)
+    policy = rng.choice(POLICIES)
+    t = _moment(rng, year)
+
+    def emit(type: EventType, payload: dict[str, Any], source: str = "workflow") -> None:
+        ds.events.append(
+            LifecycleEvent(
+                event_id=str(uuid.uuid4()),
+                achievement_id=aid,
+                workflow_id=f"achievement-{aid}",
+                institution_code=inst,
+                type=type,
+                stage=a.stage,
+                occurred_at=t,
+                source=source,
+                payload=payload,
+            )
+        )
+        ds.views[aid] = AchievementView(
+            achievement_id=aid,
+            workflow_id=f"achievement-{aid}",
+            institution_code=inst,
+            title=f"Generated achievement {aid}",
+            field=a.field,
+            stage=a.stage,
+            modes=a.modes,
+            funding_kinds=a.funding,
+            mandatory_listing_due=a.mandatory_due,
+            waiting_on="the next step" if a.waiting_until else None,
+            waiting_until=a.waiting_until,
+            synthetic=True,
+            updated_at=t,
+        )
+
+    def enter(stage: str) -> None:
+        a.stage = stage
+        emit(EventType.STAGE_ENTERED, {"stage": stage, "note": "generated"})
+
+    enter("disclosure")
+    emit(
+        EventType.DISCLOSED,
+        {"title": f"Generated achievement {aid}", "modes": a.modes},
+        f"institution:{inst}",
+    )
+    t += timedelta(days=rng.randint(1, 20))
+    emit(EventType.REGISTERED, {"registration_number": f"REG-{aid}"}, "registry")
+    enter("evaluation")
+    fate = rng.random()
+    if fate < 0.2:
+        # Still under review: some past their deadline (overdue), some not.
+        overdue = rng.random() < 0.5
+        a.waiting_until = now - timedelta(days=3) if overdue else now + timedelta(days=30)
+        emit(EventType.REVIEW_REMINDER, {"missing": ["expert-a"]})
+        return
+    t += timedelta(days=rng.randint(20, 60))
+    if fate < 0.35:
+        enter("proof_of_concept")
+        return
+    enter("transaction")
+    t += timedelta(days=rng.randint(15, 120))
+    kind = rng.choice(list(ContractType))
+    amount = _money(rng, 10_000, 3_000_000)
+    instalments = rng.randint(1, 4)
+    registration = ContractRegistration(
+        certificate_number=f"TC-{aid}",
+        verified_amount=amount,
+        tax_preference_eligible=rng.random() < 0.7,
+        registered_at=t,
+    )
+    emit(
+        EventType.CONTRACT_REGISTERED,
+        {
+            **registration.model_dump(mode="json"),
+            "contract_type": kind.value,
+            "amount": str(amount),
+            "trading_liability_exempt": rng.random() < 0.5,
+        },
+        "registry",
+    )
+    # Instalments: the last one takes the remainder, so they sum to the contract amount.
+    parts = [(amount / instalments).quantize(Decimal("0.01")) for _ in range(instalments - 1)]
+    parts.append(amount - sum(parts, Decimal(0)))
+    for i, part in enumerate(parts, start=1):
+        t += timedelta(days=rng.randint(30, 200))  # often into the next year: cash, not value
+        payment = Payment(
+            event_id=f"pay-{aid}-{i}",
+            exchange="sstec",
+            listing_id=f"L-{aid}",
+            instalment=i,
+            amount=part,
+            costs=min(part, _money(rng, 0, 5_000)),
+            paid_at=t,
+        )
+        distribution = Distribution.of(payment, policy)
+        emit(
+            EventType.PAYMENT_RECEIVED,
+            {
+                **payment.model_dump(mode="json"),
+                "distribution": distribution.model_dump(mode="json"),
+            },
+            "exchange:sstec",
+        )
+    if {"equity_investment", "self_implementation"} & set(a.modes):
+        enter("incubation")
+        t += timedelta(days=rng.randint(10, 90))
+        company = CompanyFounded(
+            event_id=f"co-{aid}",
+            company_name=f"Spin-off {aid}",
+            credit_code="".join(rng.choice(CREDIT_CHARS) for _ in range(18)),
+            equity_share=Decimal(rng.randint(100, 4000)) / 100,
+            valuation=_money(rng, 1_000_000, 90_000_000),
+            founded_at=t,
+        )
+        emit(EventType.COMPANY_FOUNDED, company.model_dump(mode="json"), "incubator")
+        t += timedelta(days=rng.randint(5, 60))
+        state_owned = rng.random() < 0.5
+        emit(
+            EventType.EQUITY_REGISTERED,
+            {
+                "equity_certificate": f"EQ-{aid}",
+                "state_owned_equity": state_owned,
+                "categorized_management": state_owned,
+                "equity_share": str(company.equity_share),
+                "valuation": str(company.valuation),
+            },
+            "registry",
+        )
+    enter("reporting")
+    enter("completed")
+    emit(EventType.COMPLETED, {})
+
+
+async def record(pool: asyncpg.Pool, events: list[LifecycleEvent], views: DataSet) -> None:
+    """Record through the real activity; achievements in parallel, each one's events in order."""
+    activities = ProjectionActivities(pool)
+    by_achievement: dict[str, list[LifecycleEvent]] = {}
+    for e in events:
+        by_achievement.setdefault(e.achievement_id, []).append(e)
+    # The view stored with each event is the final one: the row ends as the generator left it.
+    final = views.views
+
+    async def one(chain: list[LifecycleEvent]) -> None:
+        env = ActivityEnvironment()
+        for e in chain:
+            await env.run(activities.record_event, e, final[e.achievement_id])
+
+    await asyncio.gather(*(one(chain) for chain in by_achievement.values()))

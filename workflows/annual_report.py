@@ -1,0 +1,87 @@
+"""AnnualReport: each institution's annual report, built from recorded events and submitted.
+
+Started each January by the `annual-report` Schedule (workers/schedules.py) for the year
+before, or on demand for a given year and institution.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.registry import RegistryActivities
+    from activities.reports import ReportActivities
+    from schemas.registry_api import AnnualReportRequest
+    from schemas.report import (
+        AnnualReportInput,
+        AnnualReportResult,
+        InstitutionAnnualReport,
+        SubmittedReport,
+    )
+    from workflows.options import EXTERNAL_RETRY, EXTERNAL_TIMEOUT
+
+# A year of events of one institution is a few aggregates over an index: seconds, but let a
+# loaded database take its time before retrying.
+REPORT_TIMEOUT = timedelta(minutes=10)
+REPORT_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=10),
+)
+# Institutions reported at once: bounds the load on PostgreSQL and the registry.
+BATCH = 10
+
+
+@workflow.defn(name="AnnualReport")
+class AnnualReport:
+    @workflow.run
+    async def run(self, input: AnnualReportInput) -> AnnualReportResult:
+        now = workflow.now()
+        year = input.year if input.year is not None else now.year - 1
+        if input.institution_code is not None:
+            codes = [input.institution_code]
+        else:
+            codes = await workflow.execute_activity_method(
+                ReportActivities.active_institutions,
+                year,
+                start_to_close_timeout=REPORT_TIMEOUT,
+                retry_policy=REPORT_RETRY,
+            )
+        submitted: list[SubmittedReport] = []
+        for start in range(0, len(codes), BATCH):
+            batch = codes[start : start + BATCH]
+            submitted += await asyncio.gather(*(self._report(code, year) for code in batch))
+        workflow.logger.info("Annual reports %s submitted: %d", year, len(submitted))
+        return AnnualReportResult(year=year, submitted=submitted)
+
+    async def _report(self, institution: str, year: int) -> SubmittedReport:
+        report: InstitutionAnnualReport = await workflow.execute_activity_method(
+            ReportActivities.build_institution_report,
+            args=[institution, year, workflow.now()],
+            start_to_close_timeout=REPORT_TIMEOUT,
+            retry_policy=REPORT_RETRY,
+        )
+        receipt = await workflow.execute_activity_method(
+            RegistryActivities.submit_annual_report,
+            args=[
+                # Stable across retries of this run; a new run (next year) has a new id.
+                # Retries of this run file once; a later run (a correction) files again.
+                f"{workflow.info().workflow_id}/annual-report/{institution}/{year}",
+                AnnualReportRequest(
+                    institution_code=institution,
+                    year=year,
+                    report=report.model_dump(mode="json"),
+                ),
+            ],
+            start_to_close_timeout=EXTERNAL_TIMEOUT,
+            retry_policy=EXTERNAL_RETRY,
+        )
+        return SubmittedReport(
+            institution_code=institution,
+            receipt_number=receipt.receipt_number,
+            cash_received=report.income.cash_received,
+        )
