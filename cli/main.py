@@ -201,21 +201,26 @@ def events(
     data_dir: DataDir = Path(".data"),
 ) -> None:
     """Print the lifecycle-event feed as JSON lines (resume with --after the last seq)."""
+    import httpx
+
     from cli.reads import ReadError, tail_events
     from cli.reads import gateway_url as resolve_gateway
 
     url = resolve_gateway(gateway_url, data_dir, Settings().gateway_url)
-    try:
-        asyncio.run(
-            tail_events(
-                url,
+
+    async def tail() -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=30.0) as http:
+            await tail_events(
+                http,
                 after,
                 follow,
                 limit,
                 poll_seconds,
                 on_error=lambda message: typer.echo(message, err=True),
             )
-        )
+
+    try:
+        asyncio.run(tail())
     except ReadError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from None

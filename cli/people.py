@@ -411,7 +411,12 @@ def status(
     if as_json:
         typer.echo(json.dumps(body, indent=2, ensure_ascii=False))
         return
-    Console().print(render_status(LifecycleState.model_validate(body)))
+    try:
+        state = LifecycleState.model_validate(body)
+    except ValidationError:
+        # A gateway of another version: say so rather than print a traceback.
+        _report(Failed("the gateway's answer does not match this CLI's model; try --json"))
+    Console().print(render_status(state))
 
 
 def review(

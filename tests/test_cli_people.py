@@ -1,0 +1,345 @@
+"""`achievements status|review|decide|activate|withdraw|exempt|disclose` against the real gateway.
+
+The CLI runs through typer's CliRunner in a thread (it is synchronous HTTP) while the session's
+gateway, sandboxes and a real worker on the stack's task queue run in the test's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest_asyncio
+from temporalio.testing import WorkflowEnvironment
+from typer.testing import CliRunner, Result
+
+from cli.main import app
+from workers.worker import build_worker
+
+if TYPE_CHECKING:
+    from conftest import Stack
+
+PANEL = ["expert-a", "expert-b", "expert-c"]
+
+
+@dataclass
+class People:
+    stack: Stack
+    http: httpx.AsyncClient
+
+    async def cli(
+        self, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+    ) -> Result:
+        """Run `achievements ARGS` against the stack's gateway (unless env sets another)."""
+        argv = list(args) if env else [*args, "--gateway-url", self.stack.gateway_url]
+        # Wide terminal: rich must not wrap ids and amounts the tests look for.
+        full_env = {"COLUMNS": "200", **(env or {})}
+
+        def invoke() -> Result:
+            return CliRunner().invoke(app, argv, input=stdin, env=full_env, catch_exceptions=False)
+
+        return await asyncio.to_thread(invoke)
+
+    async def state(self, achievement_id: str) -> dict[str, Any]:
+        response = await self.http.get(f"/achievements/{achievement_id}")
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def until(
+        self, achievement_id: str, check: Callable[[dict[str, Any]], bool], within: float = 20.0
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + within
+        while True:
+            current = await self.state(achievement_id)
+            if check(current):
+                return current
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{achievement_id} stuck in {current['stage']}")
+            await asyncio.sleep(0.1)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def people(dev_env: WorkflowEnvironment, stack: Stack) -> AsyncIterator[People]:
+    """The stack's gateway, and a real worker on the task queue it starts lifecycles on."""
+    settings = stack.settings
+    async with (
+        build_worker(dev_env.client, stack.deps, settings.task_queue, settings),
+        httpx.AsyncClient(base_url=stack.gateway_url, timeout=30.0) as http,
+    ):
+        yield People(stack=stack, http=http)
+
+
+def new_id() -> str:
+    return f"CLI-{uuid.uuid4().hex[:10].upper()}"
+
+
+def request(achievement_id: str, **disclosure: Any) -> dict[str, Any]:
+    return {
+        "disclosure": {
+            "achievement_id": achievement_id,
+            "title": "Room-temperature sodium battery",
+            "summary": "A confidential summary of the invention, never logged.",
+            "institution": {
+                "code": "SYN-UNI",  # SYN-: the accelerated demo policy (3 s publicity)
+                "name": "Synthetic University",
+                "kind": "university",
+                "state_owned": True,
+            },
+            "inventors": [{"name": "Li", "share": "60"}, {"name": "Wang", "share": "40"}],
+            "field": "new_energy",
+            "trl": 6,
+            "ip_assets": [{"kind": "patent", "number": "CN123", "status": "granted"}],
+            "funding": [{"kind": "self"}],
+            "ownership": {"kind": "institution"},
+            "confidentiality": "internal",
+            "intended_modes": ["transfer"],
+            "synthetic": True,
+            **disclosure,
+        },
+        "reviewers": PANEL,
+        "exchanges": ["sstec"],
+        "asking_price": "500000.00",
+        "pricing": "agreement",
+        "disclosed_by": "tto-officer",
+    }
+
+
+def write(tmp_path: Path, body: dict[str, Any] | str) -> str:
+    path = tmp_path / f"{uuid.uuid4().hex[:8]}.json"
+    path.write_text(body if isinstance(body, str) else json.dumps(body), encoding="utf-8")
+    return str(path)
+
+
+async def disclosed(
+    people: People, tmp_path: Path, stage: str = "evaluation", **disclosure: Any
+) -> str:
+    aid = new_id()
+    result = await people.cli("disclose", write(tmp_path, request(aid, **disclosure)))
+    assert result.exit_code == 0, result.output
+    await people.until(aid, lambda s: s["stage"] == stage)
+    return aid
+
+
+async def test_disclose_then_status_and_a_duplicate_from_stdin(
+    people: People, tmp_path: Path
+) -> None:
+    aid = new_id()
+    body = request(aid)
+    first = await people.cli("disclose", write(tmp_path, body))
+    assert first.exit_code == 0, first.output
+    assert f"{aid} disclosed: workflow achievement-{aid}" in first.stdout
+    assert "policy demo-accelerated.1" in first.stdout
+
+    state = await people.until(
+        aid, lambda s: s["stage"] == "evaluation" and bool(s["registration_number"])
+    )
+    shown = await people.cli("status", aid)
+    assert shown.exit_code == 0, shown.output
+    out = shown.stdout
+    assert f"{aid}  [evaluation]" in out
+    assert state["registration_number"] in out
+    assert "Synthetic University" in out
+    assert state["waiting"]["on"] in out and "until" in out  # the review SLA deadline
+    assert "0 (panel: expert-a, expert-b, expert-c)" in out
+    assert "timeline" in out and "disclosure" in out
+
+    again = await people.cli("disclose", "-", stdin=json.dumps(body))
+    assert again.exit_code == 0, again.output
+    assert "already disclosed with this content: nothing new started" in again.stdout
+
+    raw = await people.cli("status", aid, "--json")
+    assert json.loads(raw.stdout)["achievement_id"] == aid
+
+
+async def test_bad_disclosures_are_named_and_start_nothing(people: People, tmp_path: Path) -> None:
+    aid = new_id()
+    bad = request(aid, trl=12, inventors=[{"name": "Li", "share": "50"}])
+    result = await people.cli("disclose", write(tmp_path, bad))
+    assert result.exit_code == 2
+    assert "disclosure.trl:" in result.stderr
+    assert "disclosure.inventors:" in result.stderr
+    assert "confidential summary" not in result.output  # input values are never echoed
+    missing = await people.cli("status", aid)
+    assert missing.exit_code == 1
+    assert f"no achievement {aid}" in missing.stderr
+
+    # Float money passes pydantic here but the gateway refuses it (422), naming the field.
+    floaty = request(aid)
+    floaty["asking_price"] = 500000.1
+    refused = await people.cli("disclose", write(tmp_path, floaty))
+    assert refused.exit_code == 1
+    assert "asking_price: send decimals as strings" in refused.stderr
+
+    broken = await people.cli("disclose", write(tmp_path, "{not json"))
+    assert broken.exit_code == 2 and "is not a valid disclosure request" in broken.stderr
+    absent = await people.cli("disclose", str(tmp_path / "nope.json"))
+    assert absent.exit_code == 2 and "cannot read" in absent.stderr
+
+
+async def test_same_id_with_other_content_is_the_gateways_409(
+    people: People, tmp_path: Path
+) -> None:
+    aid = await disclosed(people, tmp_path)
+    changed = request(aid, title="Another invention entirely")
+    result = await people.cli("disclose", write(tmp_path, changed))
+    assert result.exit_code == 1
+    assert "already disclosed with different content" in result.stderr
+    assert "field disclosure.achievement_id" in result.stderr
+
+
+async def test_review_decide_and_a_paid_deal_in_status(people: People, tmp_path: Path) -> None:
+    aid = await disclosed(people, tmp_path)
+    scores = ["--novelty", "4", "--maturity", "4", "--market", "4", "--ip-strength", "4"]
+
+    bad = await people.cli(
+        "review", aid, "--reviewer", "expert-a", *scores[:-1], "9", "--recommendation", "maybe"
+    )
+    assert bad.exit_code == 2
+    assert "--ip-strength: Input should be less than or equal to 5" in bad.stderr
+    assert "--recommendation:" in bad.stderr
+    intruder = await people.cli(
+        "review", aid, "--reviewer", "intruder", *scores, "--recommendation", "transaction"
+    )
+    assert intruder.exit_code == 1
+    assert "refused: reviewer_id: intruder is not on the assigned panel" in intruder.stderr
+    ok = await people.cli(
+        "review", aid, "--reviewer", "expert-a", *scores, "--recommendation", "transaction"
+    )
+    assert ok.exit_code == 0, ok.output
+    # 1, not 2: the refused attempts above never reached the workflow.
+    assert "(1 so far)" in ok.stdout
+
+    decided = await people.cli(
+        "decide", aid, "--route", "transaction", "--by", "operator-1", "--reason", "ready"
+    )
+    assert decided.exit_code == 0, decided.output
+    assert f"{aid} routed to transaction" in decided.stdout
+    twice = await people.cli(
+        "decide", aid, "--route", "resource", "--by", "operator-1", "--reason", "changed mind"
+    )
+    # Refused either way: the decision is recorded, or the workflow has already acted on it.
+    assert twice.exit_code == 1 and "refused: stage: " in twice.stderr
+
+    # The buyer deals and pays on the exchange sandbox, which sends signed webhooks.
+    state = await people.until(aid, lambda s: bool(s["listings"]), within=30)
+    listing = state["listings"][0]
+    await asyncio.sleep(3.2)  # the demo policy's publicity period
+    base = f"/sandbox/exchanges/{listing['exchange']}/listings/{listing['listing_id']}"
+    async with httpx.AsyncClient(base_url=people.stack.settings.exchange_url) as exchange:
+        deal = {
+            "buyer": "Acme Batteries",
+            "contract_type": "transfer",
+            "amount": "600000.00",
+            "instalments": 2,
+        }
+        response = await exchange.post(
+            base + "/deal", json=deal, headers={"Idempotency-Key": f"{aid}-deal"}
+        )
+        assert response.status_code == 202, response.text
+        await people.until(aid, lambda s: s["contract"] is not None, within=30)
+        payment = {"instalment": 1, "amount": "300000.00", "costs": "3000.00"}
+        response = await exchange.post(
+            base + "/payments", json=payment, headers={"Idempotency-Key": f"{aid}-pay-1"}
+        )
+        assert response.status_code == 202, response.text
+    state = await people.until(aid, lambda s: len(s["payments"]) == 1, within=30)
+
+    shown = await people.cli("status", aid)
+    assert shown.exit_code == 0, shown.output
+    out = shown.stdout
+    assert listing["listing_id"] in out and "dealt" in out
+    assert "deal: Acme Batteries buys by transfer contract for 600,000.00 in 2" in out
+    assert state["contract"]["certificate_number"] in out
+    # Net 297,000.00 split by the policy: 70% team, 10% TTO fund, the rest to the institution.
+    for amount in ("300,000.00", "3,000.00", "297,000.00", "207,900.00", "29,700.00", "59,400.00"):
+        assert amount in out
+
+
+async def test_activate_a_dormant_resource(people: People, tmp_path: Path) -> None:
+    aid = await disclosed(people, tmp_path, stage="resource", intended_modes=[])
+    bad = await people.cli("activate", aid, "--mode", "licence", "--mode", "rental", "--by", "op")
+    assert bad.exit_code == 2
+    assert "--mode #2: Input should be" in bad.stderr
+    assert (await people.state(aid))["stage"] == "resource"
+
+    ok = await people.cli(
+        "activate", aid, "--mode", "licence", "--mode", "transfer", "--by", "op", "--reason", "x"
+    )
+    assert ok.exit_code == 0, ok.output
+    assert f"{aid} activated: now in evaluation" in ok.stdout
+    state = await people.state(aid)
+    assert state["modes"] == ["licence", "transfer"]
+    again = await people.cli("activate", aid, "--mode", "licence", "--by", "op")
+    assert again.exit_code == 1
+    assert "refused: stage: only a resource can be activated, not evaluation" in again.stderr
+
+
+async def test_exempt_and_withdraw(people: People, tmp_path: Path) -> None:
+    municipal = [
+        {
+            "kind": "municipal_finance",
+            "project_code": "SH-1",
+            "transformation_deadline": "2030-01-01",
+        }
+    ]
+    aid = await disclosed(people, tmp_path, funding=municipal)
+    short = await people.cli("exempt", aid, "--justification", "because", "--by", "director")
+    assert short.exit_code == 2 and "--justification:" in short.stderr
+    why = "strategic defence project, listing deferred by the committee"
+    ok = await people.cli("exempt", aid, "--justification", why, "--by", "director")
+    assert ok.exit_code == 0, ok.output
+    assert f"{aid}: exempted from mandatory listing" in ok.stdout
+    shown = await people.cli("status", aid)
+    assert any(
+        "mandatory listing" in line and "exempted" in line for line in shown.stdout.splitlines()
+    )
+    twice = await people.cli("exempt", aid, "--justification", why, "--by", "director")
+    assert twice.exit_code == 1 and "refused: stage: already exempted" in twice.stderr
+
+    self_funded = await disclosed(people, tmp_path)
+    refused = await people.cli("exempt", self_funded, "--justification", why, "--by", "director")
+    assert refused.exit_code == 1
+    assert "funding: no municipal finance" in refused.stderr
+
+    too_short = await people.cli("withdraw", aid, "--reason", "no", "--by", "tto")
+    assert too_short.exit_code == 2 and "--reason:" in too_short.stderr
+    withdrawn = await people.cli("withdraw", aid, "--reason", "the team left", "--by", "tto")
+    assert withdrawn.exit_code == 0, withdrawn.output
+    assert f"{aid}: withdrawing" in withdrawn.stdout
+    await people.until(aid, lambda s: s["stage"] == "withdrawn")
+    late = await people.cli("withdraw", aid, "--reason", "again", "--by", "tto", "--abandon")
+    assert late.exit_code == 1 and "refused:" in late.stderr
+    shown = await people.cli("status", aid)
+    assert "withdrawal" in shown.stdout and "the team left" in shown.stdout
+
+
+async def test_unknown_achievement_and_unreachable_gateway(people: People) -> None:
+    aid = new_id()
+    for args in (
+        ("status", aid),
+        ("withdraw", aid, "--reason", "not pursued", "--by", "tto"),
+        ("decide", aid, "--route", "abandon", "--by", "op", "--reason", "stale"),
+    ):
+        result = await people.cli(*args)
+        assert result.exit_code == 1, result.output
+        assert f"error: no achievement {aid}" in result.stderr
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    # From the environment, as `achievements dev` users configure it.
+    result = await people.cli("status", aid, env={"ACHIEVEMENTS_GATEWAY_URL": closed})
+    assert result.exit_code == 3
+    assert (
+        f"gateway not reachable at {closed}; start the stack with `achievements dev`"
+        in result.stderr
+    )
