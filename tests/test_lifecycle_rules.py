@@ -31,7 +31,6 @@ from lifecycle_driver import (
 )
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from cli.samples import Scenario, scenario
 from schemas.commands import Activation, MandatoryListingExemption, Withdrawal
@@ -41,7 +40,7 @@ from schemas.lifecycle import Stage
 from schemas.policy import DEFAULT_POLICY
 from schemas.proof_of_concept import GoNoGo, PocMilestoneReport
 from schemas.transaction import ContractType, Deal, ListingStatus, Payment
-from workers.worker import build_worker
+from workers.worker import WorkerGroup, build_worker
 from workflows.lifecycle import AchievementLifecycle
 from workflows.proof_of_concept import ProofOfConcept
 
@@ -51,7 +50,7 @@ YEAR = timedelta(days=365)
 @pytest_asyncio.fixture(loop_scope="session")
 async def worker(
     time_skipping_env: WorkflowEnvironment, stack: Stack, task_queue: str
-) -> AsyncIterator[Worker]:
+) -> AsyncIterator[WorkerGroup]:
     async with build_worker(time_skipping_env.client, stack.deps, task_queue, stack.settings) as w:
         yield w
 
@@ -106,7 +105,7 @@ def _payment(deal: Deal, n: int, amount: str) -> Payment:
 
 
 async def test_resource_then_activation(
-    time_skipping_env: WorkflowEnvironment, worker: Worker, db: asyncpg.Pool
+    time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, db: asyncpg.Pool
 ) -> None:
     today = await _today(time_skipping_env)
     sc = _scenario(5, today)  # no intended mode
@@ -138,7 +137,7 @@ async def test_resource_then_activation(
 
 
 async def test_review_sla_reminder_escalation_and_no_silent_abandon(
-    time_skipping_env: WorkflowEnvironment, worker: Worker, db: asyncpg.Pool
+    time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, db: asyncpg.Pool
 ) -> None:
     today = await _today(time_skipping_env)
     sc = _scenario(0, today)  # municipal finance
@@ -172,7 +171,7 @@ async def test_review_sla_reminder_escalation_and_no_silent_abandon(
 
 
 async def test_poc_overdue_milestone_and_no_go(
-    time_skipping_env: WorkflowEnvironment, worker: Worker, db: asyncpg.Pool, stack: Stack
+    time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, db: asyncpg.Pool, stack: Stack
 ) -> None:
     today = await _today(time_skipping_env)
     sc = _scenario(1, today)  # immature: proof of concept
@@ -253,7 +252,7 @@ async def until_child_has_milestones(child: Any) -> dict[str, Any]:
 
 
 async def test_mandatory_listing_fires_from_resource_after_years(
-    time_skipping_env: WorkflowEnvironment, worker: Worker, db: asyncpg.Pool, stack: Stack
+    time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, db: asyncpg.Pool, stack: Stack
 ) -> None:
     today = await _today(time_skipping_env)
     sc = _scenario(
@@ -281,7 +280,7 @@ async def test_mandatory_listing_fires_from_resource_after_years(
 
 
 async def test_exemption_stops_the_mandatory_listing(
-    time_skipping_env: WorkflowEnvironment, worker: Worker, db: asyncpg.Pool
+    time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, db: asyncpg.Pool
 ) -> None:
     today = await _today(time_skipping_env)
     sc = _scenario(
@@ -309,7 +308,7 @@ async def test_exemption_stops_the_mandatory_listing(
 
 
 async def test_no_mandatory_listing_when_a_contract_is_registered_in_time(
-    time_skipping_env: WorkflowEnvironment, worker: Worker, db: asyncpg.Pool
+    time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, db: asyncpg.Pool
 ) -> None:
     today = await _today(time_skipping_env)
     sc = _scenario(0, today, exchanges=["sstec"])
@@ -335,7 +334,7 @@ async def test_no_mandatory_listing_when_a_contract_is_registered_in_time(
 
 
 async def test_withdraw_mid_transaction_withdraws_every_open_listing(
-    time_skipping_env: WorkflowEnvironment, worker: Worker, db: asyncpg.Pool, stack: Stack
+    time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, db: asyncpg.Pool, stack: Stack
 ) -> None:
     today = await _today(time_skipping_env)
     sc = _scenario(0, today, exchanges=["sstec", "jstec", "zjtec"])
@@ -360,7 +359,7 @@ async def test_withdraw_mid_transaction_withdraws_every_open_listing(
 
 
 async def test_deal_on_second_exchange_withdraws_the_first_exactly_once(
-    time_skipping_env: WorkflowEnvironment, worker: Worker, db: asyncpg.Pool, stack: Stack
+    time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, db: asyncpg.Pool, stack: Stack
 ) -> None:
     today = await _today(time_skipping_env)
     sc = _scenario(

@@ -14,9 +14,8 @@ from decimal import Decimal
 import asyncpg
 import httpx
 from conftest import Stack
-from lifecycle_driver import record_history, start, until
+from lifecycle_driver import finish, record_history, start, until
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from cli.samples import scenario
 from schemas.incubation import (
@@ -30,11 +29,11 @@ from schemas.incubation import (
 from schemas.lifecycle import Stage
 from schemas.policy import DEFAULT_POLICY
 from schemas.transaction import ContractType, Deal, ListingStatus, Payment
-from workers.worker import build_worker
+from workers.worker import WorkerGroup, build_worker
 from workflows.lifecycle import AchievementLifecycle
 
 
-def _worker(env: WorkflowEnvironment, stack: Stack, task_queue: str) -> Worker:
+def _worker(env: WorkflowEnvironment, stack: Stack, task_queue: str) -> WorkerGroup:
     return build_worker(env.client, stack.deps, task_queue, stack.settings)
 
 
@@ -168,3 +167,35 @@ async def test_five_year_lifecycle_deal_on_second_exchange(
         assert parts == Decimal(d["net_income"]) == Decimal(p["amount"]) - Decimal(p["costs"])
     view = await db.fetchrow("SELECT stage FROM achievements WHERE achievement_id = $1", aid)
     assert view is not None and view["stage"] == "completed"
+
+
+async def test_external_calls_run_on_their_systems_rate_limited_queues(
+    time_skipping_env: WorkflowEnvironment, stack: Stack, task_queue: str
+) -> None:
+    settings = stack.settings.model_copy(
+        update={"registry_rate_limit": 5.0, "exchange_rate_limit": 2.0}
+    )
+    group = build_worker(time_skipping_env.client, stack.deps, task_queue, settings)
+    limits = {
+        w.task_queue: w.config().get("max_task_queue_activities_per_second") for w in group.workers
+    }
+    assert limits == {
+        task_queue: None,
+        f"{task_queue}-registry": 5.0,
+        f"{task_queue}-exchange": 2.0,
+    }
+    today = (await time_skipping_env.get_current_time()).date()
+    sc = scenario(5, uuid.uuid4().hex[:8].upper(), today)  # registers, then rests as a resource
+    async with group:
+        handle = await start(time_skipping_env.client, task_queue, sc, DEFAULT_POLICY)
+        await until(handle, lambda s: s.stage is Stage.RESOURCE)
+        history = await handle.fetch_history()
+        await finish(handle)
+    scheduled = [
+        e.activity_task_scheduled_event_attributes
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    queues = {a.activity_type.name: a.task_queue.name for a in scheduled}
+    assert queues["registry.register_achievement"] == f"{task_queue}-registry"
+    assert queues["projection.record_event"] == task_queue

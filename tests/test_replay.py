@@ -2,6 +2,7 @@
 with the current workflow code: a change that is not gated with workflow.patched fails here,
 before it can break a lifecycle that has been running for years.
 
+Histories recorded before a patch stay in a subfolder named after it, so both paths replay.
 To record them anew (only when a path is added, never to paper over a failure):
     ACHIEVEMENTS_RECORD_HISTORIES=1 .venv/bin/pytest tests/test_lifecycle_rules.py \
         tests/test_lifecycle_time_skipping.py tests/test_continue_as_new.py
@@ -20,7 +21,7 @@ from temporalio.worker import Replayer
 from workers.temporal import DATA_CONVERTER
 from workers.worker import WORKFLOWS
 
-RECORDED = sorted(HISTORIES.glob("*.json"))
+RECORDED = sorted(HISTORIES.rglob("*.json"))
 
 
 def test_every_path_has_a_recorded_history() -> None:
@@ -43,7 +44,7 @@ def _history(path: Path) -> WorkflowHistory:
     return WorkflowHistory.from_json(record["workflow_id"], record["history"])
 
 
-@pytest.mark.parametrize("path", RECORDED, ids=[p.stem for p in RECORDED])
+@pytest.mark.parametrize("path", RECORDED, ids=[str(p.relative_to(HISTORIES)) for p in RECORDED])
 async def test_replay_committed_history(path: Path) -> None:
     history = _history(path)
     replayer = Replayer(workflows=list(WORKFLOWS), data_converter=DATA_CONVERTER)

@@ -1,12 +1,13 @@
-"""The lifecycle worker: workflows and activities on one task queue, clients injected."""
+"""The lifecycle workers: workflows and activities on their task queues, clients injected."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 import structlog
@@ -54,34 +55,88 @@ class Dependencies:
         await self.pool.close()
 
 
+class WorkerGroup:
+    """The lifecycle worker and one worker per external system, started and stopped together.
+
+    Registry and exchange activities run on their own task queues ("<queue>-registry",
+    "<queue>-exchange") so that each system's rate limit is enforced by the server across
+    every worker process. The main queue also keeps them, for calls scheduled there by
+    lifecycles that started before the split.
+    """
+
+    def __init__(self, main: Worker, *systems: Worker) -> None:
+        self.main = main
+        self.workers = (main, *systems)
+        self.task_queue = main.task_queue
+
+    async def __aenter__(self) -> WorkerGroup:
+        started: list[Worker] = []
+        try:
+            for worker in self.workers:
+                await worker.__aenter__()
+                started.append(worker)
+        except BaseException:
+            await asyncio.gather(*(w.__aexit__(None, None, None) for w in started))
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.gather(*(w.__aexit__(None, None, None) for w in self.workers))
+
+
 def build_worker(
     client: Client, deps: Dependencies, task_queue: str, settings: Settings | None = None
-) -> Worker:
+) -> WorkerGroup:
     settings = settings or Settings()
     registry = RegistryActivities(deps.registry)
     exchange = ExchangeActivities(deps.exchange)
     projections = ProjectionActivities(deps.pool)
     reports = ReportActivities(deps.pool)
-    return Worker(
-        client,
-        task_queue=task_queue,
-        workflows=list(WORKFLOWS),
-        activities=[
-            registry.register_achievement,
-            registry.register_contract,
-            registry.register_equity,
-            registry.apply_for_poc,
-            registry.submit_lifecycle_report,
-            registry.submit_annual_report,
-            exchange.search,
-            exchange.create_listing,
-            exchange.withdraw_listing,
-            projections.record_event,
-            reports.active_institutions,
-            reports.build_institution_report,
-        ],
-        max_concurrent_activities=settings.max_concurrent_activities,
-        graceful_shutdown_timeout=timedelta(seconds=settings.drain_timeout_seconds),
+    registry_activities: list[Callable[..., Any]] = [
+        registry.register_achievement,
+        registry.register_contract,
+        registry.register_equity,
+        registry.apply_for_poc,
+        registry.submit_lifecycle_report,
+        registry.submit_annual_report,
+    ]
+    exchange_activities: list[Callable[..., Any]] = [
+        exchange.search,
+        exchange.create_listing,
+        exchange.withdraw_listing,
+    ]
+
+    def worker(
+        queue: str,
+        activities: list[Callable[..., Any]],
+        workflows: Sequence[type] = (),
+        rate_limit: float | None = None,
+    ) -> Worker:
+        return Worker(
+            client,
+            task_queue=queue,
+            workflows=list(workflows),
+            activities=activities,
+            max_concurrent_activities=settings.max_concurrent_activities,
+            max_task_queue_activities_per_second=rate_limit,
+            graceful_shutdown_timeout=timedelta(seconds=settings.drain_timeout_seconds),
+        )
+
+    main_activities: list[Callable[..., Any]] = [
+        *registry_activities,
+        *exchange_activities,
+        projections.record_event,
+        reports.active_institutions,
+        reports.build_institution_report,
+    ]
+    return WorkerGroup(
+        worker(task_queue, main_activities, WORKFLOWS),
+        worker(
+            f"{task_queue}-registry", registry_activities, rate_limit=settings.registry_rate_limit
+        ),
+        worker(
+            f"{task_queue}-exchange", exchange_activities, rate_limit=settings.exchange_rate_limit
+        ),
     )
 
 

@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
         InstitutionAnnualReport,
         SubmittedReport,
     )
-    from workflows.options import EXTERNAL_RETRY, EXTERNAL_TIMEOUT
+    from workflows.options import EXTERNAL_RETRY, EXTERNAL_TIMEOUT, system_queue
 
 # A year of events of one institution is a few aggregates over an index: seconds, but let a
 # loaded database take its time before retrying.
@@ -78,6 +78,7 @@ class AnnualReport:
                 ),
             ],
             start_to_close_timeout=EXTERNAL_TIMEOUT,
+            task_queue=system_queue("registry"),
             retry_policy=EXTERNAL_RETRY,
         )
         return SubmittedReport(

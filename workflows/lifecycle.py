@@ -72,6 +72,7 @@ with workflow.unsafe.imports_passed_through():
         EXTERNAL_TIMEOUT,
         PROJECTION_RETRY,
         PROJECTION_TIMEOUT,
+        system_queue,
     )
     from workflows.proof_of_concept import ProofOfConcept
 
@@ -208,6 +209,7 @@ class AchievementLifecycle:
                     ),
                 ],
                 start_to_close_timeout=EXTERNAL_TIMEOUT,
+                task_queue=system_queue("registry"),
                 retry_policy=EXTERNAL_RETRY,
             )
             s.registration_number = registration.registration_number
@@ -235,6 +237,7 @@ class AchievementLifecycle:
                     SearchRequest(field=s.disclosure.field, title=s.disclosure.title),
                 ],
                 start_to_close_timeout=EXTERNAL_TIMEOUT,
+                task_queue=system_queue("exchange"),
                 retry_policy=EXTERNAL_RETRY,
             )
             self._emit(EventType.TECHNOLOGY_SEARCHED, s.search.model_dump(mode="json"), "exchange")
@@ -334,6 +337,7 @@ class AchievementLifecycle:
                     ),
                 ],
                 start_to_close_timeout=EXTERNAL_TIMEOUT,
+                task_queue=system_queue("registry"),
                 retry_policy=EXTERNAL_RETRY,
             )
             s.contract = ContractRegistration(
@@ -407,6 +411,7 @@ class AchievementLifecycle:
                     ),
                 ],
                 start_to_close_timeout=EXTERNAL_TIMEOUT,
+                task_queue=system_queue("registry"),
                 retry_policy=EXTERNAL_RETRY,
             )
             s.equity = EquityRegistration(
@@ -451,6 +456,7 @@ class AchievementLifecycle:
                     ),
                 ],
                 start_to_close_timeout=EXTERNAL_TIMEOUT,
+                task_queue=system_queue("registry"),
                 retry_policy=EXTERNAL_RETRY,
             )
             s.report_number = receipt.receipt_number
@@ -515,6 +521,7 @@ class AchievementLifecycle:
                     ),
                 ],
                 start_to_close_timeout=EXTERNAL_TIMEOUT,
+                task_queue=system_queue("exchange"),
                 retry_policy=EXTERNAL_RETRY,
             )
             # The workflow's own policy decides when publicity ends, whatever the exchange says.
@@ -551,6 +558,7 @@ class AchievementLifecycle:
                         WithdrawListingRequest(reason=reason[:500]),
                     ],
                     start_to_close_timeout=EXTERNAL_TIMEOUT,
+                    task_queue=system_queue("exchange"),
                     retry_policy=EXTERNAL_RETRY,
                 )
                 s.listings[i] = listing.model_copy(update={"status": ListingStatus.WITHDRAWN})

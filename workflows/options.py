@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Literal
 
+from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 # Calls to the registry and exchange. An achievement lives for years, so an outage of the
@@ -24,3 +26,15 @@ PROJECTION_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=1),
 )
+
+
+def system_queue(system: Literal["registry", "exchange"]) -> str | None:
+    """The task queue of one external system's activities.
+
+    Each system has its own queue so the server enforces that system's rate limit across all
+    workers (`max_task_queue_activities_per_second`). Lifecycles recorded before the split keep
+    running their calls on the workflow's own queue (None), hence the patch gate.
+    """
+    if workflow.patched("per-system-task-queues"):
+        return f"{workflow.info().task_queue}-{system}"
+    return None

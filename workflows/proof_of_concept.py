@@ -16,7 +16,7 @@ with workflow.unsafe.imports_passed_through():
         PocResult,
     )
     from schemas.registry_api import PocApplicationRequest
-    from workflows.options import EXTERNAL_RETRY, EXTERNAL_TIMEOUT
+    from workflows.options import EXTERNAL_RETRY, EXTERNAL_TIMEOUT, system_queue
 
 
 def _due_at(milestone: PocMilestone) -> datetime:
@@ -49,6 +49,7 @@ class ProofOfConcept:
                 ),
             ],
             start_to_close_timeout=EXTERNAL_TIMEOUT,
+            task_queue=system_queue("registry"),
             retry_policy=EXTERNAL_RETRY,
         )
         self._milestones = list(input.milestones or application.milestones)
