@@ -11,12 +11,10 @@ continue-as-new and the next run picks up at the same point.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, time, timedelta
-from decimal import Decimal
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -24,7 +22,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.projections import ProjectionActivities
     from activities.registry import RegistryActivities
     from schemas.commands import Activation, ListingExpired, MandatoryListingExemption, Withdrawal
-    from schemas.disclosure import FundingKind, TransformationMode
     from schemas.evaluation import (
         EvaluationOutcome,
         OperatorDecision,
@@ -65,7 +62,7 @@ with workflow.unsafe.imports_passed_through():
         Payment,
         RecordedPayment,
     )
-    from schemas.views import AchievementView
+    from workflows import rules
     from workflows import search_attributes as sa
     from workflows.options import (
         EXTERNAL_RETRY,
@@ -76,13 +73,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.proof_of_concept import ProofOfConcept
 
-# Modes that go through a technology contract on the exchange, and those that found a company.
-CONTRACT_MODES = {
-    TransformationMode.TRANSFER,
-    TransformationMode.LICENCE,
-    TransformationMode.COOPERATIVE_IMPLEMENTATION,
-}
-COMPANY_MODES = {TransformationMode.EQUITY_INVESTMENT, TransformationMode.SELF_IMPLEMENTATION}
 SEEN_EVENT_IDS_KEPT = 500
 
 
@@ -100,10 +90,6 @@ class _MandatoryListingDue(_Interrupt):
 
 class _ContinueAsNew(_Interrupt):
     pass
-
-
-def _end_of_day(day: Any) -> datetime:
-    return datetime.combine(day, time.max, tzinfo=UTC)
 
 
 @workflow.defn(name="AchievementLifecycle")
@@ -132,7 +118,7 @@ class AchievementLifecycle:
             self._enter(Stage.DISCLOSURE, "disclosed")
             self._emit(
                 EventType.DISCLOSED,
-                self._disclosed_payload(),
+                rules.disclosed_payload(s.disclosure),
                 source=f"institution:{input.disclosed_by}",
                 at=input.disclosed_at,
             )
@@ -156,25 +142,7 @@ class AchievementLifecycle:
                 )
         await self._flush()
         await workflow.wait_condition(workflow.all_handlers_finished)
-        return self._result()
-
-    def _disclosed_payload(self) -> dict[str, Any]:
-        """What reports count by (type, source, people); never the confidential summary."""
-        d = self.state.disclosure
-        return {
-            "title": d.title,
-            "modes": [m.value for m in d.intended_modes],
-            "field": d.field.value,
-            "trl": d.trl,
-            "ip_kinds": [a.kind.value for a in d.ip_assets],
-            "funding_kinds": sorted({f.kind.value for f in d.funding}),
-            "institution_kind": d.institution.kind.value,
-            "state_owned": d.institution.state_owned,
-            # Reports count the people rewarded; shares say who gets what of the team reward.
-            "inventors": [{"name": i.name, "share": str(i.share)} for i in d.inventors],
-            "ownership": d.ownership.kind.value,
-            "synthetic": d.synthetic,
-        }
+        return rules.result(self.state)
 
     async def _run_stage(self, stage: Stage) -> None:
         handlers: dict[Stage, Callable[[], Any]] = {
@@ -359,7 +327,7 @@ class AchievementLifecycle:
                 source="registry",
             )
         await self._collect_payments()
-        if set(s.modes) & COMPANY_MODES:
+        if set(s.modes) & rules.COMPANY_MODES:
             self._enter(Stage.INCUBATION, "contract paid; founding a company")
         else:
             self._enter(Stage.REPORTING, "contract fully paid")
@@ -452,7 +420,7 @@ class AchievementLifecycle:
                         achievement_id=s.achievement_id,
                         registration_number=s.registration_number,
                         final_stage=final.value,
-                        summary=self._result().model_dump(mode="json"),
+                        summary=rules.result(self.state).model_dump(mode="json"),
                     ),
                 ],
                 start_to_close_timeout=EXTERNAL_TIMEOUT,
@@ -573,30 +541,8 @@ class AchievementLifecycle:
             self._emit(EventType.LISTING_WITHDRAWN, payload, "workflow")
 
     def _route(self) -> None:
-        s, policy = self.state, self.state.policy
-        mean: Decimal | None = None
-        if s.operator_decision is not None:
-            route, decided_by = (
-                s.operator_decision.route,
-                f"operator:{s.operator_decision.decided_by}",
-            )
-        else:
-            mean = sum((r.mean for r in s.reviews), Decimal(0)) / len(s.reviews)
-            abandon_votes = sum(1 for r in s.reviews if r.recommendation is Recommendation.ABANDON)
-            if mean >= policy.transaction_min_score and s.disclosure.trl >= 6:
-                route = Recommendation.TRANSACTION
-            elif mean >= policy.poc_min_score:
-                route = Recommendation.PROOF_OF_CONCEPT
-            elif abandon_votes * 2 > len(s.reviews):
-                route = Recommendation.ABANDON
-            else:
-                route = Recommendation.RESOURCE
-            decided_by = "expert panel"
-        municipal = any(f.kind is FundingKind.MUNICIPAL_FINANCE for f in s.disclosure.funding)
-        if route is Recommendation.ABANDON and municipal:
-            # Item 8: fiscal money is never silently abandoned; it stays under its listing clock.
-            route = Recommendation.RESOURCE
-            decided_by += " (abandon overridden: municipal finance)"
+        s = self.state
+        route, mean, decided_by = rules.route(s)
         s.evaluation = EvaluationOutcome(
             route=route, mean_score=mean, decided_at=workflow.now(), decided_by=decided_by
         )
@@ -615,7 +561,7 @@ class AchievementLifecycle:
             self._enter(Stage.REPORTING, "abandoned after evaluation")
 
     def _enter_after_maturity(self, note: str) -> None:
-        if set(self.state.modes) & CONTRACT_MODES:
+        if set(self.state.modes) & rules.CONTRACT_MODES:
             self._enter(Stage.TRANSACTION, note)
         else:
             self._enter(Stage.INCUBATION, note)
@@ -630,23 +576,8 @@ class AchievementLifecycle:
 
     # ------------------------------------------------------------------ waiting
 
-    def _mandatory_due_at(self) -> datetime | None:
-        s = self.state
-        deadline = s.disclosure.municipal_deadline
-        if (
-            deadline is None
-            or s.mandatory_listing_exempted
-            or s.mandatory_listing_triggered
-            or s.contract is not None
-            or s.equity is not None
-            or s.stage in (Stage.TRANSACTION, Stage.REPORTING)
-            or s.stage.is_final
-        ):
-            return None
-        return _end_of_day(deadline)
-
     def _interrupt_pending(self) -> bool:
-        due = self._mandatory_due_at()
+        due = rules.mandatory_due_at(self.state)
         return (
             bool(self.state.outbox)
             or self.state.withdrawal is not None
@@ -656,7 +587,7 @@ class AchievementLifecycle:
     def _raise_interrupts(self, can_continue_as_new: bool) -> None:
         if self.state.withdrawal is not None and self.state.outcome_reason is None:
             raise _Withdraw()
-        due = self._mandatory_due_at()
+        due = rules.mandatory_due_at(self.state)
         if due is not None and workflow.now() >= due:
             raise _MandatoryListingDue()
         if can_continue_as_new and workflow.info().is_continue_as_new_suggested():
@@ -681,7 +612,7 @@ class AchievementLifecycle:
             if condition():
                 return True
             now = workflow.now()
-            wake_times = [t for t in (until, self._mandatory_due_at()) if t is not None]
+            wake_times = [t for t in (until, rules.mandatory_due_at(self.state)) if t is not None]
             if until is not None and now >= until:
                 return False
             timeout = (min(wake_times) - now) if wake_times else None
@@ -700,7 +631,7 @@ class AchievementLifecycle:
                 pass
 
     def _timer_summary(self, until: datetime | None) -> str | None:
-        due = self._mandatory_due_at()
+        due = rules.mandatory_due_at(self.state)
         if until is not None and (due is None or until <= due):
             return (self.state.waiting.on if self.state.waiting else "deadline")[:100]
         return "mandatory listing deadline (item 8)" if due is not None else None
@@ -717,13 +648,13 @@ class AchievementLifecycle:
         s.timeline.append(StageEntry(stage=stage, entered_at=workflow.now(), note=note))
         s.waiting = None
         self._emit(EventType.STAGE_ENTERED, {"stage": stage.value, "note": note})
-        workflow.upsert_search_attributes(self._search_attributes())
+        workflow.upsert_search_attributes(rules.search_attributes(s))
         workflow.logger.info("Stage %s: %s", stage.value, note)
 
     def _wait_for(self, what: str, until: datetime | None = None) -> None:
         self.state.waiting = Waiting(on=what, until=until)
         by = f" by {until.strftime('%Y-%m-%d %H:%M UTC')}" if until else ""
-        due = self._mandatory_due_at()
+        due = rules.mandatory_due_at(self.state)
         clock = f" Mandatory listing due {due.date().isoformat()}." if due else ""
         stage = self.state.stage.value.replace("_", " ").title()
         workflow.set_current_details(f"**{stage}**: waiting for {what}{by}.{clock}")
@@ -756,64 +687,12 @@ class AchievementLifecycle:
             event = s.outbox[0]
             await workflow.execute_activity_method(
                 ProjectionActivities.record_event,
-                args=[event, self._view()],
+                args=[event, rules.view(s, workflow.now())],
                 start_to_close_timeout=PROJECTION_TIMEOUT,
                 retry_policy=PROJECTION_RETRY,
             )
             s.outbox.pop(0)
             s.events_recorded += 1
-
-    def _view(self) -> AchievementView:
-        s = self.state
-        return AchievementView(
-            achievement_id=s.achievement_id,
-            workflow_id=s.workflow_id,
-            institution_code=s.disclosure.institution.code,
-            title=s.disclosure.title,
-            field=s.disclosure.field.value,
-            stage=s.stage.value,
-            modes=[m.value for m in s.modes],
-            funding_kinds=sorted({f.kind.value for f in s.disclosure.funding}),
-            mandatory_listing_due=s.disclosure.municipal_deadline
-            if not s.mandatory_listing_exempted
-            else None,
-            waiting_on=s.waiting.on if s.waiting else None,
-            waiting_until=s.waiting.until if s.waiting else None,
-            synthetic=s.disclosure.synthetic,
-            updated_at=workflow.now(),
-        )
-
-    def _search_attributes(self) -> list[SearchAttributeUpdate[Any]]:
-        s = self.state
-        due = self._mandatory_due_at()
-        return [
-            sa.STAGE.value_set(s.stage.value),
-            sa.INSTITUTION.value_set(s.disclosure.institution.code),
-            sa.TECHNOLOGY_FIELD.value_set(s.disclosure.field.value),
-            sa.TRANSFORMATION_MODES.value_set([m.value for m in s.modes]),
-            sa.FUNDING_SOURCES.value_set(sorted({f.kind.value for f in s.disclosure.funding})),
-            sa.MANDATORY_LISTING_DUE.value_set(due)
-            if due is not None
-            else sa.MANDATORY_LISTING_DUE.value_unset(),
-        ]
-
-    def _result(self) -> LifecycleResult:
-        s = self.state
-        received = sum((p.payment.amount for p in s.payments), Decimal("0.00"))
-        reward = sum((p.distribution.team_reward for p in s.payments), Decimal("0.00"))
-        return LifecycleResult(
-            achievement_id=s.achievement_id,
-            final_stage=s.stage,
-            registration_number=s.registration_number,
-            route=s.evaluation.route.value if s.evaluation else None,
-            contract_certificate=s.contract.certificate_number if s.contract else None,
-            total_received=str(received),
-            team_reward_paid=str(reward),
-            company=s.company.company_name if s.company else None,
-            report_number=s.report_number,
-            reason=s.outcome_reason,
-            stages=s.timeline,
-        )
 
     def _first_time(self, event_id: str) -> bool:
         """Deduplicate redelivered external events by their id."""
@@ -1014,7 +893,7 @@ class AchievementLifecycle:
         """Incubator events count once a company is on the way, never before."""
         s = self.state
         ok = s.stage is Stage.INCUBATION or (
-            s.stage is Stage.TRANSACTION and bool(set(s.modes) & COMPANY_MODES)
+            s.stage is Stage.TRANSACTION and bool(set(s.modes) & rules.COMPANY_MODES)
         )
         if not ok:
             workflow.logger.warning("Incubator event %s ignored in stage %s", what, s.stage)
