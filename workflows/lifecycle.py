@@ -10,9 +10,9 @@ continue-as-new and the next run picks up at the same point.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -74,6 +74,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.proof_of_concept import ProofOfConcept
 
 SEEN_EVENT_IDS_KEPT = 500
+T = TypeVar("T")
 
 
 class _Interrupt(Exception):
@@ -162,9 +163,10 @@ class AchievementLifecycle:
         s = self.state
         if s.registration_number is None:
             d = s.disclosure
-            registration = await workflow.execute_activity_method(
+            registration = await self._external(
+                "registry",
                 RegistryActivities.register_achievement,
-                args=[
+                [
                     self._key("register-achievement"),
                     RegisterAchievementRequest(
                         achievement_id=d.achievement_id,
@@ -176,9 +178,6 @@ class AchievementLifecycle:
                         synthetic=d.synthetic,
                     ),
                 ],
-                start_to_close_timeout=EXTERNAL_TIMEOUT,
-                task_queue=system_queue("registry"),
-                retry_policy=EXTERNAL_RETRY,
             )
             s.registration_number = registration.registration_number
             self._emit(
@@ -198,15 +197,13 @@ class AchievementLifecycle:
     async def _evaluation(self) -> None:
         s, policy = self.state, self.state.policy
         if s.search is None:
-            s.search = await workflow.execute_activity_method(
+            s.search = await self._external(
+                "exchange",
                 ExchangeActivities.search,
-                args=[
+                [
                     s.exchanges[0],
                     SearchRequest(field=s.disclosure.field, title=s.disclosure.title),
                 ],
-                start_to_close_timeout=EXTERNAL_TIMEOUT,
-                task_queue=system_queue("exchange"),
-                retry_policy=EXTERNAL_RETRY,
             )
             self._emit(EventType.TECHNOLOGY_SEARCHED, s.search.model_dump(mode="json"), "exchange")
 
@@ -290,9 +287,10 @@ class AchievementLifecycle:
         await self._withdraw_listings(f"dealt on {s.deal.exchange}", keep=s.deal.listing_id)
         if s.contract is None:
             d = s.deal
-            registration = await workflow.execute_activity_method(
+            registration = await self._external(
+                "registry",
                 RegistryActivities.register_contract,
-                args=[
+                [
                     self._key("register-contract"),
                     RegisterContractRequest(
                         achievement_id=s.achievement_id,
@@ -304,9 +302,6 @@ class AchievementLifecycle:
                         exchange=d.exchange,
                     ),
                 ],
-                start_to_close_timeout=EXTERNAL_TIMEOUT,
-                task_queue=system_queue("registry"),
-                retry_policy=EXTERNAL_RETRY,
             )
             s.contract = ContractRegistration(
                 certificate_number=registration.certificate_number,
@@ -365,9 +360,10 @@ class AchievementLifecycle:
         if s.equity is None:
             c = s.company
             state_owned = s.disclosure.institution.state_owned
-            response = await workflow.execute_activity_method(
+            response = await self._external(
+                "registry",
                 RegistryActivities.register_equity,
-                args=[
+                [
                     self._key("register-equity"),
                     RegisterEquityRequest(
                         achievement_id=s.achievement_id,
@@ -378,9 +374,6 @@ class AchievementLifecycle:
                         state_owned=state_owned,
                     ),
                 ],
-                start_to_close_timeout=EXTERNAL_TIMEOUT,
-                task_queue=system_queue("registry"),
-                retry_policy=EXTERNAL_RETRY,
             )
             s.equity = EquityRegistration(
                 equity_certificate=response.equity_certificate,
@@ -412,9 +405,10 @@ class AchievementLifecycle:
         if s.withdrawal is not None:
             final = Stage.ABANDONED if s.withdrawal.abandon else Stage.WITHDRAWN
         if s.report_number is None:
-            receipt = await workflow.execute_activity_method(
+            receipt = await self._external(
+                "registry",
                 RegistryActivities.submit_lifecycle_report,
-                args=[
+                [
                     self._key("lifecycle-report"),
                     LifecycleReportRequest(
                         achievement_id=s.achievement_id,
@@ -423,9 +417,6 @@ class AchievementLifecycle:
                         summary=rules.result(self.state).model_dump(mode="json"),
                     ),
                 ],
-                start_to_close_timeout=EXTERNAL_TIMEOUT,
-                task_queue=system_queue("registry"),
-                retry_policy=EXTERNAL_RETRY,
             )
             s.report_number = receipt.receipt_number
             self._emit(
@@ -472,9 +463,10 @@ class AchievementLifecycle:
             if s.deal is not None and workflow.patched("no-listing-after-deal"):
                 break
             publicity_days = max(0, round(s.policy.publicity_period / timedelta(days=1)))
-            response = await workflow.execute_activity_method(
+            response = await self._external(
+                "exchange",
                 ExchangeActivities.create_listing,
-                args=[
+                [
                     self._key(f"listing/{exchange}"),
                     exchange,
                     CreateListingRequest(
@@ -488,9 +480,6 @@ class AchievementLifecycle:
                         mandatory=mandatory,
                     ),
                 ],
-                start_to_close_timeout=EXTERNAL_TIMEOUT,
-                task_queue=system_queue("exchange"),
-                retry_policy=EXTERNAL_RETRY,
             )
             # The workflow's own policy decides when publicity ends, whatever the exchange says.
             listing = Listing(
@@ -517,17 +506,15 @@ class AchievementLifecycle:
                 "reason": reason,
             }
             try:
-                await workflow.execute_activity_method(
+                await self._external(
+                    "exchange",
                     ExchangeActivities.withdraw_listing,
-                    args=[
+                    [
                         self._key(f"withdraw/{listing.exchange}/{listing.listing_id}"),
                         listing.exchange,
                         listing.listing_id,
                         WithdrawListingRequest(reason=reason[:500]),
                     ],
-                    start_to_close_timeout=EXTERNAL_TIMEOUT,
-                    task_queue=system_queue("exchange"),
-                    retry_policy=EXTERNAL_RETRY,
                 )
                 s.listings[i] = listing.model_copy(update={"status": ListingStatus.WITHDRAWN})
             except ActivityError as err:
@@ -637,6 +624,22 @@ class AchievementLifecycle:
         return "mandatory listing deadline (item 8)" if due is not None else None
 
     # ------------------------------------------------------------------ events and visibility
+
+    async def _external(
+        self,
+        system: Literal["registry", "exchange"],
+        activity: Callable[..., Awaitable[T]],
+        args: list[Any],
+    ) -> T:
+        """Call the registry or exchange: retried through outages on the system's own queue."""
+        result: T = await workflow.execute_activity_method(
+            activity,
+            args=args,
+            start_to_close_timeout=EXTERNAL_TIMEOUT,
+            task_queue=system_queue(system),
+            retry_policy=EXTERNAL_RETRY,
+        )
+        return result
 
     def _key(self, step: str) -> str:
         """Idempotency key of an external call: stable across retries and continue-as-new."""
