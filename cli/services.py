@@ -23,7 +23,7 @@ async def run_services(
 ) -> None:
     if settings.database_url is None:
         raise SystemExit("ACHIEVEMENTS_DATABASE_URL is required for the sandboxes")
-    client = await connect()
+    client = await connect(settings=settings)
     # The gateway's list views and event feed read the projections.
     pool = await create_pool(settings.database_url.get_secret_value(), max_size=5)
     tasks: list[asyncio.Task[Any]] = [

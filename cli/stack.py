@@ -186,8 +186,20 @@ class Stack:
                 "warn",
                 *SQLITE_PRAGMAS,
                 *dev_server_flags(),
+                *self.codec_flags(),
             ],
         )
+
+    def codec_flags(self) -> list[str]:
+        """With payload encryption on, the Web UI decodes through the gateway's codec server."""
+        from workers.codec import CodecConfigError
+        from workers.temporal import data_converter
+
+        try:
+            encrypted = data_converter(self.settings).payload_codec is not None
+        except CodecConfigError as err:
+            raise StackError(str(err)) from None
+        return ["--ui-codec-endpoint", f"{self.gateway_url}/codec"] if encrypted else []
 
     def app_env(self, dsn: str) -> dict[str, str]:
         return {
@@ -199,6 +211,8 @@ class Stack:
             "ACHIEVEMENTS_EXCHANGE_URL": f"http://127.0.0.1:{self.ports.exchange}",
             "ACHIEVEMENTS_METRICS_PORT": str(self.ports.metrics),
             "ACHIEVEMENTS_LOG_JSON": "1",
+            # The codec server answers the browser only from the UI this stack started.
+            "ACHIEVEMENTS_CODEC_UI_ORIGIN": self.ui_url,
         }
 
     # ---------------------------------------------------------------- lifecycle
@@ -254,7 +268,9 @@ class Stack:
         from workers.schedules import ensure_annual_report_schedule
         from workers.temporal import connect
 
-        client = await connect(target_host=f"127.0.0.1:{self.ports.temporal}", namespace="default")
+        client = await connect(
+            f"127.0.0.1:{self.ports.temporal}", "default", settings=self.settings
+        )
         handle = await ensure_annual_report_schedule(client, self.settings.task_queue)
         console.print(f"[green]✓[/] Schedule       {handle.id} (10 January, for the year before)")
 

@@ -31,6 +31,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from gateway.codec_server import codec_router
 from gateway.ids import poc_workflow_id, workflow_id
 from gateway.read_views import read_views_router
 from gateway.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, verify
@@ -611,4 +612,6 @@ def create_gateway_app(
 
     # Lists and the event feed, read from PostgreSQL (never from visibility).
     app.include_router(read_views_router(pool))
+    # The Web UI's codec server, with the client's own codec (404 when encryption is off).
+    app.include_router(codec_router(client.data_converter.payload_codec, settings))
     return app

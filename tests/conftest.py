@@ -29,11 +29,14 @@ from schemas.exchange_api import Faults
 from workers.http_server import EmbeddedServer, bind_socket, make_server
 from workers.policy_book import PolicyBook
 from workers.settings import Settings
-from workers.temporal import DATA_CONVERTER, register_search_attributes
+from workers.temporal import data_converter, register_search_attributes
 from workers.worker import Dependencies
 from workflows import search_attributes
 
 pytest_plugins = ["_sandbox_fixtures"]
+
+# The session's servers run without payload encryption; tests/test_codec.py turns it on.
+PLAIN_CONVERTER = data_converter(Settings(codec_keys=None))
 
 BIN = pathlib.Path(sys.executable).parent
 
@@ -86,7 +89,7 @@ async def db(postgres_dsn: str) -> AsyncIterator[asyncpg.Pool]:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=DATA_CONVERTER,
+        data_converter=PLAIN_CONVERTER,
         test_server_existing_path=binary("temporal-test-server"),
     )
     await register_search_attributes(env.client)
@@ -97,7 +100,7 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
-        data_converter=DATA_CONVERTER,
+        data_converter=PLAIN_CONVERTER,
         dev_server_existing_path=binary("temporal"),
         search_attributes=search_attributes.ALL,
         dev_server_extra_args=[

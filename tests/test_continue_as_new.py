@@ -15,7 +15,7 @@ from functools import partial
 
 import asyncpg
 import pytest_asyncio
-from conftest import Stack, binary
+from conftest import PLAIN_CONVERTER, Stack, binary
 from lifecycle_driver import event_types, record_history, start, state, until
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
@@ -24,7 +24,6 @@ from cli.samples import scenario
 from schemas.lifecycle import LifecycleState, Stage
 from schemas.transaction import ContractType, Deal, Payment
 from workers.policy_book import DEMO_POLICY
-from workers.temporal import DATA_CONVERTER
 from workers.worker import build_worker
 from workflows import search_attributes
 from workflows.lifecycle import AchievementLifecycle
@@ -39,7 +38,7 @@ def _paid_or_over(n: int, st: LifecycleState) -> bool:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def small_history_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
-        data_converter=DATA_CONVERTER,
+        data_converter=PLAIN_CONVERTER,
         dev_server_existing_path=binary("temporal"),
         search_attributes=search_attributes.ALL,
         dev_server_extra_args=[

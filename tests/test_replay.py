@@ -18,7 +18,8 @@ from lifecycle_driver import HISTORIES
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from workers.temporal import DATA_CONVERTER
+from workers.settings import Settings
+from workers.temporal import data_converter
 from workers.worker import WORKFLOWS
 
 RECORDED = sorted(HISTORIES.rglob("*.json"))
@@ -47,6 +48,8 @@ def _history(path: Path) -> WorkflowHistory:
 @pytest.mark.parametrize("path", RECORDED, ids=[str(p.relative_to(HISTORIES)) for p in RECORDED])
 async def test_replay_committed_history(path: Path) -> None:
     history = _history(path)
-    replayer = Replayer(workflows=list(WORKFLOWS), data_converter=DATA_CONVERTER)
+    replayer = Replayer(
+        workflows=list(WORKFLOWS), data_converter=data_converter(Settings(codec_keys=None))
+    )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"

@@ -160,7 +160,7 @@ async def run_worker(settings: Settings) -> None:
     install_runtime(settings.metrics_port)
     dsn = settings.database_url.get_secret_value()
     await migrate(dsn)
-    client = await connect()
+    client = await connect(settings=settings)
     deps = await Dependencies.open(settings, dsn)
     worker = build_worker(client, deps, settings.task_queue, settings)
     stop = asyncio.Event()

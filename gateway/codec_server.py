@@ -1,0 +1,152 @@
+"""Codec server for the Temporal Web UI (and `temporal ... --codec-endpoint`): /codec/*.
+
+The UI POSTs {"payloads": [...]} in protobuf JSON form (metadata values and data in base64)
+to /codec/decode to show encrypted payloads, and to /codec/encode when it sends input (e.g.
+a signal). The codec is the one of the gateway's client, so it is exactly the deployment's.
+
+Guarded three ways: 404 when payload encryption is off; from a browser, only the configured UI
+origin (CORS); and, when ACHIEVEMENTS_CODEC_AUTH_TOKEN is set, a bearer token on every POST.
+Not part of the published API (left out of the OpenAPI document).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any, Literal
+
+import structlog
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payload, Payloads
+from temporalio.converter import PayloadCodec
+
+from workers.codec import PayloadDecryptionError
+from workers.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+# The UI batches the payloads of a history page; Temporal caps one payload at 2 MiB.
+MAX_CODEC_BODY = 8 * 1024 * 1024
+ALLOWED_HEADERS = "authorization, content-type, x-namespace"
+
+
+def _problem(status: int, field: str | None, message: str) -> dict[str, Any]:
+    # The gateway's shapes: 422 lists field errors, everything else is {detail, field}.
+    if status == 422:
+        return {"detail": [{"field": field or "body", "message": message}]}
+    return {"detail": message, "field": field}
+
+
+def codec_router(codec: PayloadCodec | None, settings: Settings) -> APIRouter:
+    router = APIRouter(prefix="/codec", include_in_schema=False)
+    origin_allowed = settings.codec_ui_origin
+    token = settings.codec_auth_token.get_secret_value() if settings.codec_auth_token else ""
+
+    def cors(request: Request) -> dict[str, str]:
+        if request.headers.get("origin") != origin_allowed:
+            return {"Vary": "Origin"}
+        return {
+            "Access-Control-Allow-Origin": origin_allowed,
+            # The UI may send its cookies or access token along (includeCredentials).
+            "Access-Control-Allow-Credentials": "true",
+            "Vary": "Origin",
+        }
+
+    def refusal(request: Request) -> JSONResponse | None:
+        """404 when off, 403 from a foreign page, 401 without the token; None: go ahead."""
+        headers = cors(request)
+        if codec is None:
+            detail = "payload encryption is off (ACHIEVEMENTS_CODEC_KEYS is not set)"
+            return JSONResponse(_problem(404, None, detail), 404, headers=headers)
+        origin = request.headers.get("origin")
+        # No Origin header: not a browser (the temporal CLI, curl); CORS does not apply.
+        if origin is not None and origin != origin_allowed:
+            log.info("codec request from a foreign origin refused", origin=origin)
+            detail = f"origin {origin!r} is not allowed (ACHIEVEMENTS_CODEC_UI_ORIGIN)"
+            return JSONResponse(_problem(403, "Origin", detail), 403, headers=headers)
+        if token and request.method != "OPTIONS":
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode(), token.encode()
+            ):
+                return JSONResponse(
+                    _problem(401, "Authorization", "a valid bearer token is required"),
+                    401,
+                    headers={**headers, "WWW-Authenticate": "Bearer"},
+                )
+        return None
+
+    async def read_payloads(request: Request) -> list[Payload] | JSONResponse:
+        headers = cors(request)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_CODEC_BODY:
+                detail = f"body larger than {MAX_CODEC_BODY} bytes"
+                return JSONResponse(_problem(413, None, detail), 413, headers=headers)
+            chunks.append(chunk)
+        try:
+            body = json.loads(b"".join(chunks))
+        except ValueError:
+            return JSONResponse(
+                _problem(422, "body", 'must be JSON: {"payloads": [...]}'), 422, headers=headers
+            )
+        if not isinstance(body, dict) or not isinstance(body.get("payloads", []), list):
+            return JSONResponse(
+                _problem(422, "payloads", "must be a list of payloads"), 422, headers=headers
+            )
+        try:
+            message = json_format.ParseDict(body, Payloads(), ignore_unknown_fields=False)
+        except json_format.ParseError as exc:
+            return JSONResponse(_problem(422, "payloads", str(exc)), 422, headers=headers)
+        return list(message.payloads)
+
+    async def apply(request: Request, action: Literal["encode", "decode"]) -> Response:
+        refused = refusal(request)
+        if refused is not None:
+            return refused
+        assert codec is not None  # refusal() answered 404 otherwise
+        transform = codec.encode if action == "encode" else codec.decode
+        payloads = await read_payloads(request)
+        if isinstance(payloads, JSONResponse):
+            return payloads
+        out: list[Payload] = []
+        # One at a time, so an error names the payload it is about.
+        for index, payload in enumerate(payloads):
+            try:
+                out.extend(await transform([payload]))
+            except PayloadDecryptionError as exc:
+                return JSONResponse(
+                    _problem(422, f"payloads[{index}]", str(exc)), 422, headers=cors(request)
+                )
+        log.debug("codec request served", action=action, payloads=len(out))
+        # Always a "payloads" key, even for none (MessageToDict would drop an empty list).
+        content = {"payloads": [json_format.MessageToDict(p) for p in out]}
+        return JSONResponse(content, headers=cors(request))
+
+    async def preflight(request: Request) -> Response:
+        refused = refusal(request)
+        if refused is not None:
+            return refused
+        headers = {
+            **cors(request),
+            "Access-Control-Allow-Methods": "POST, OPTIONS",
+            "Access-Control-Allow-Headers": ALLOWED_HEADERS,
+            "Access-Control-Max-Age": "600",
+        }
+        return Response(status_code=204, headers=headers)
+
+    @router.post("/encode")
+    async def encode(request: Request) -> Response:
+        return await apply(request, "encode")
+
+    @router.post("/decode")
+    async def decode(request: Request) -> Response:
+        return await apply(request, "decode")
+
+    router.add_api_route("/encode", preflight, methods=["OPTIONS"])
+    router.add_api_route("/decode", preflight, methods=["OPTIONS"])
+    return router
