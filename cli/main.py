@@ -259,11 +259,45 @@ def schedule() -> None:
     from workers.temporal import connect
 
     async def ensure() -> str:
-        client = await connect()
-        handle = await ensure_annual_report_schedule(client, Settings().task_queue)
+        settings = Settings()
+        client = await connect(settings=settings)
+        handle = await ensure_annual_report_schedule(client, settings.task_queue)
         return handle.id
 
     typer.echo(f"schedule {asyncio.run(ensure())} is in place (10 January, 02:00 UTC)")
+
+
+BENCHMARKS = ("throughput", "cpu", "latency", "parked", "report", "timeskip", "all")
+
+
+@app.command()
+def bench(
+    what: Annotated[
+        str, typer.Argument(help=f"{'|'.join(BENCHMARKS)}, or a comma-separated list")
+    ] = "all",
+    size: Annotated[
+        str, typer.Option(help="tiny: seconds, a smoke check; full: the real measurement")
+    ] = "tiny",
+) -> None:
+    """Benchmarks: each figure a ratio to a bare workflow measured in the same run.
+
+    Prints a table and writes JSON to bench/results/ (see docs/performance.md).
+    """
+    import sys
+
+    names = [n.strip() for n in what.split(",")]
+    for name in names:
+        if name not in BENCHMARKS:
+            raise typer.BadParameter(f"{name!r} is not one of {', '.join(BENCHMARKS)}")
+    if size not in ("tiny", "full"):
+        raise typer.BadParameter("must be tiny or full", param_hint="--size")
+    # bench/ sits beside the installed packages in the repository, not inside them.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from bench.run import main as run_benchmarks
+
+    run_benchmarks(what, size)  # type: ignore[arg-type]
+    sys.stdout.flush()
+    os._exit(0)  # sdk-python #300: the Rust core may abort at interpreter exit
 
 
 if __name__ == "__main__":

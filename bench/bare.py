@@ -1,0 +1,94 @@
+"""The floor: a bare workflow with no logic and bare payloads that replays a lifecycle's shape.
+
+Its script is the lifecycle's own history reduced to tokens (bench/shape.py): `A` runs a no-op
+activity, `T` starts a timer that the next wait cancels (as the lifecycle's timed waits are),
+`U`/`S` wait for the next update/signal from the driver, `Z` parks forever. The driver plays it
+the same way it plays the lifecycle, so both do the same activities, signals, timers and updates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+from pydantic import BaseModel
+from temporalio import activity, workflow
+
+with workflow.unsafe.imports_passed_through():
+    from workflows import search_attributes as sa
+
+PARKED_STAGE = "bench-parked"
+
+
+class BareInput(BaseModel):
+    script: str
+    timer_seconds: float = 86_400.0
+    mark_parked: bool = False
+
+
+@activity.defn(name="bench.noop")
+async def noop(value: str) -> str:
+    return value
+
+
+@workflow.defn(name="BenchBareWorkflow")
+class BareWorkflow:
+    def __init__(self) -> None:
+        self.updates = 0
+        self.signals = 0
+        self.waiting = ""
+        self.seen: list[str] = []
+
+    @workflow.run
+    async def run(self, input: BareInput) -> int:
+        timers: list[asyncio.Task[None]] = []
+        need_u = need_s = 0
+        for token in input.script:
+            if token == "A":
+                await workflow.execute_activity(
+                    noop, "x", start_to_close_timeout=timedelta(seconds=30)
+                )
+            elif token == "T":
+                timers.append(asyncio.create_task(asyncio.sleep(input.timer_seconds)))
+            elif token in "US":
+                if token == "U":
+                    need_u += 1
+                    self.waiting = f"U{need_u}"
+                    await workflow.wait_condition(partial(self._updates_reached, need_u))
+                else:
+                    need_s += 1
+                    self.waiting = f"S{need_s}"
+                    await workflow.wait_condition(partial(self._signals_reached, need_s))
+                for timer in timers:
+                    timer.cancel()
+                timers.clear()
+            elif token == "Z":
+                self.waiting = "parked"
+                if input.mark_parked:
+                    workflow.upsert_search_attributes([sa.STAGE.value_set(PARKED_STAGE)])
+                await workflow.wait_condition(lambda: False)
+        self.waiting = "done"
+        return self.updates + self.signals
+
+    def _updates_reached(self, n: int) -> bool:
+        return self.updates >= n
+
+    def _signals_reached(self, n: int) -> bool:
+        return self.signals >= n
+
+    @workflow.update
+    def bare_update(self, value: str) -> int:
+        self.updates += 1
+        return self.updates
+
+    @workflow.signal
+    def bare_signal(self, value: str) -> None:
+        self.signals += 1
+        self.seen.append(value)
+        del self.seen[:-50]
+
+    @workflow.query
+    def progress(self) -> dict[str, Any]:
+        return {"waiting": self.waiting, "seen": self.seen}

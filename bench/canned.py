@@ -1,0 +1,138 @@
+"""In-process activities under the engine's own names that return canned results: no HTTP and
+no PostgreSQL, to separate the cost of the external calls from the cost of orchestration."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from temporalio import activity
+
+from schemas.evaluation import TechnologySearchResult
+from schemas.events import LifecycleEvent
+from schemas.exchange_api import (
+    CreateListingRequest,
+    ListingResponse,
+    SearchRequest,
+    WithdrawListingRequest,
+)
+from schemas.registry_api import (
+    AchievementRegistration,
+    AnnualReportRequest,
+    ContractRegistrationResponse,
+    EquityRegistrationResponse,
+    LifecycleReportRequest,
+    PocApplicationRequest,
+    PocApplicationResponse,
+    RegisterAchievementRequest,
+    RegisterContractRequest,
+    RegisterEquityRequest,
+    ReportReceipt,
+)
+from schemas.transaction import ListingStatus
+from schemas.views import AchievementView
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@activity.defn(name="registry.register_achievement")
+async def register_achievement(
+    key: str, request: RegisterAchievementRequest
+) -> AchievementRegistration:
+    return AchievementRegistration(
+        registration_number=f"REG-{request.achievement_id}", registered_at=_now()
+    )
+
+
+@activity.defn(name="registry.register_contract")
+async def register_contract(
+    key: str, request: RegisterContractRequest
+) -> ContractRegistrationResponse:
+    return ContractRegistrationResponse(
+        certificate_number=f"TC-{request.achievement_id}",
+        verified_amount=request.amount,
+        tax_preference_eligible=True,
+        registered_at=_now(),
+    )
+
+
+@activity.defn(name="registry.register_equity")
+async def register_equity(key: str, request: RegisterEquityRequest) -> EquityRegistrationResponse:
+    return EquityRegistrationResponse(
+        equity_certificate=f"EQ-{request.achievement_id}",
+        state_owned_equity=request.state_owned,
+        registered_at=_now(),
+    )
+
+
+@activity.defn(name="registry.apply_for_poc")
+async def apply_for_poc(key: str, request: PocApplicationRequest) -> PocApplicationResponse:
+    return PocApplicationResponse(
+        application_number=f"POC-{request.achievement_id}",
+        granted_amount=Decimal("100000.00"),
+        milestones=[],
+    )
+
+
+@activity.defn(name="registry.submit_lifecycle_report")
+async def submit_lifecycle_report(key: str, request: LifecycleReportRequest) -> ReportReceipt:
+    return ReportReceipt(receipt_number=f"RPT-{request.achievement_id}", received_at=_now())
+
+
+@activity.defn(name="registry.submit_annual_report")
+async def submit_annual_report(key: str, request: AnnualReportRequest) -> ReportReceipt:
+    return ReportReceipt(receipt_number=f"ANN-{request.institution_code}", received_at=_now())
+
+
+@activity.defn(name="exchange.search")
+async def search(exchange: str, request: SearchRequest) -> TechnologySearchResult:
+    return TechnologySearchResult(similar_listings=0, matching_demands=0)
+
+
+@activity.defn(name="exchange.create_listing")
+async def create_listing(key: str, exchange: str, request: CreateListingRequest) -> ListingResponse:
+    now = _now()
+    return ListingResponse(
+        exchange=exchange,
+        listing_id=f"L-{request.achievement_id}-{exchange}",
+        achievement_id=request.achievement_id,
+        status=ListingStatus.OPEN,
+        listed_at=now,
+        publicity_ends_at=now,
+    )
+
+
+@activity.defn(name="exchange.withdraw_listing")
+async def withdraw_listing(
+    key: str, exchange: str, listing_id: str, request: WithdrawListingRequest
+) -> ListingResponse:
+    now = _now()
+    return ListingResponse(
+        exchange=exchange,
+        listing_id=listing_id,
+        achievement_id=listing_id,
+        status=ListingStatus.WITHDRAWN,
+        listed_at=now,
+        publicity_ends_at=now,
+    )
+
+
+@activity.defn(name="projection.record_event")
+async def record_event(event: LifecycleEvent, view: AchievementView) -> bool:
+    return True
+
+
+REGISTRY: list[Callable[..., Any]] = [
+    register_achievement,
+    register_contract,
+    register_equity,
+    apply_for_poc,
+    submit_lifecycle_report,
+    submit_annual_report,
+]
+EXCHANGE: list[Callable[..., Any]] = [search, create_listing, withdraw_listing]
+MAIN: list[Callable[..., Any]] = [*REGISTRY, *EXCHANGE, record_event]

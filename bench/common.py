@@ -1,0 +1,10 @@
+"""What every bench process shares: the plain data converter (no payload encryption)."""
+
+from __future__ import annotations
+
+from temporalio.converter import DataConverter
+
+from workers.settings import Settings
+from workers.temporal import data_converter
+
+CONVERTER: DataConverter = data_converter(Settings(codec_keys=None))

@@ -1,0 +1,71 @@
+"""Run benchmarks by name, print the table and write the JSON (bench/results/)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from bench.harness import RESULTS, Result, Runner, Size, show, write
+
+NAMES = ("throughput", "cpu", "latency", "parked", "report", "timeskip")
+
+
+def _runner(name: str) -> Runner:
+    if name == "throughput":
+        from bench.throughput import measure
+
+        return measure
+    if name == "cpu":
+        from bench.throughput import measure_cpu
+
+        return measure_cpu
+    if name == "latency":
+        from bench.latency import measure as latency
+
+        return latency
+    if name == "parked":
+        from bench.parked import measure as parked
+
+        return parked
+    if name == "report":
+        from bench.report import measure as report
+
+        return report
+    if name == "timeskip":
+        from bench.timeskip import measure as timeskip
+
+        return timeskip
+    raise ValueError(f"unknown benchmark {name!r}: one of {', '.join(NAMES)} or all")
+
+
+async def run(names: list[str], size: Size) -> list[Result]:
+    results = []
+    for name in names:
+        started = time.perf_counter()
+        result = await _runner(name)(size)
+        result.seconds = result.seconds or time.perf_counter() - started
+        results.append(result)
+    return results
+
+
+def quiet() -> None:
+    """The sandboxes and the gateway run in this process: keep their request logs out."""
+    import logging
+
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    logging.getLogger("temporalio").setLevel(logging.ERROR)
+
+
+def main(what: str, size: Size, out_dir: Path = RESULTS) -> Path:
+    quiet()
+    names = list(NAMES) if what == "all" else [n.strip() for n in what.split(",")]
+    for name in names:
+        _runner(name)  # unknown names fail before anything starts
+    results = asyncio.run(run(names, size))
+    show(results)
+    path = write(results, size, out_dir)
+    print(f"results: {path}")
+    return path

