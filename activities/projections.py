@@ -44,47 +44,66 @@ class ProjectionActivities:
 
     @activity.defn(name="projection.record_event")
     async def record_event(self, event: LifecycleEvent, view: AchievementView) -> bool:
-        """Append the event once; return False when it was already recorded (a retry)."""
+        """Append the event once; return False when it was already recorded (a retry).
+
+        Kept for lifecycles recorded before record_events; new ones append in batches.
+        """
+        return await self.record_events([event], view) == 1
+
+    @activity.defn(name="projection.record_events")
+    async def record_events(self, events: list[LifecycleEvent], view: AchievementView) -> int:
+        """Append the events in order, each once, and move the current-state row in step.
+
+        One transaction, so a retry after a crash either finds all of them or none. Returns
+        how many were new (0 for a complete retry).
+        """
+        last_seq: int | None = None
         async with self._pool.acquire() as conn, conn.transaction():
             # Serialise appends until commit, so seq order is commit order: a feed reader
             # resuming after seq N can never miss a lower seq that committed later.
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _APPEND_LOCK)
-            seq = await conn.fetchval(
-                _APPEND,
-                event.event_id,
-                event.achievement_id,
-                event.workflow_id,
-                event.institution_code,
-                event.type.value,
-                event.stage,
-                event.occurred_at,
-                event.source,
-                event.payload,
+            appended = 0
+            for event in events:
+                seq = await conn.fetchval(
+                    _APPEND,
+                    event.event_id,
+                    event.achievement_id,
+                    event.workflow_id,
+                    event.institution_code,
+                    event.type.value,
+                    event.stage,
+                    event.occurred_at,
+                    event.source,
+                    event.payload,
+                )
+                if seq is not None:
+                    appended += 1
+                    last_seq = seq
+            if last_seq is not None:
+                await conn.execute(
+                    _UPSERT_VIEW,
+                    view.achievement_id,
+                    view.workflow_id,
+                    view.institution_code,
+                    view.title,
+                    view.field,
+                    view.stage,
+                    view.modes,
+                    view.funding_kinds,
+                    view.mandatory_listing_due,
+                    view.waiting_on,
+                    view.waiting_until,
+                    view.synthetic,
+                    last_seq,
+                    view.updated_at,
+                )
+        if events:
+            log.debug(
+                "events_recorded",
+                achievement_id=view.achievement_id,
+                workflow_id=view.workflow_id,
+                run_id=activity.info().workflow_run_id,
+                appended=appended,
+                types=[e.type.value for e in events],
             )
-            if seq is None:
-                return False
-            await conn.execute(
-                _UPSERT_VIEW,
-                view.achievement_id,
-                view.workflow_id,
-                view.institution_code,
-                view.title,
-                view.field,
-                view.stage,
-                view.modes,
-                view.funding_kinds,
-                view.mandatory_listing_due,
-                view.waiting_on,
-                view.waiting_until,
-                view.synthetic,
-                seq,
-                view.updated_at,
-            )
-        log.debug(
-            "event_recorded",
-            achievement_id=event.achievement_id,
-            workflow_id=event.workflow_id,
-            run_id=activity.info().workflow_run_id,
-            event_type=event.type.value,
-        )
-        return True
+        return appended

@@ -126,6 +126,11 @@ async def record_event(event: LifecycleEvent, view: AchievementView) -> bool:
     return True
 
 
+@activity.defn(name="projection.record_events")
+async def record_events(events: list[LifecycleEvent], view: AchievementView) -> int:
+    return len(events)
+
+
 REGISTRY: list[Callable[..., Any]] = [
     register_achievement,
     register_contract,
@@ -135,4 +140,4 @@ REGISTRY: list[Callable[..., Any]] = [
     submit_annual_report,
 ]
 EXCHANGE: list[Callable[..., Any]] = [search, create_listing, withdraw_listing]
-MAIN: list[Callable[..., Any]] = [*REGISTRY, *EXCHANGE, record_event]
+MAIN: list[Callable[..., Any]] = [*REGISTRY, *EXCHANGE, record_event, record_events]

@@ -39,11 +39,17 @@ def _runner(name: str) -> Runner:
     raise ValueError(f"unknown benchmark {name!r}: one of {', '.join(NAMES)} or all")
 
 
+RUN_LIMIT_SECONDS = {"tiny": 300, "full": 4 * 3600}
+
+
 async def run(names: list[str], size: Size) -> list[Result]:
     results = []
     for name in names:
         started = time.perf_counter()
-        result = await _runner(name)(size)
+        # Every run stops by itself: a stuck lifecycle (e.g. an activity no worker serves)
+        # ends the benchmark with an error instead of hanging.
+        async with asyncio.timeout(RUN_LIMIT_SECONDS[size]):
+            result = await _runner(name)(size)
         result.seconds = result.seconds or time.perf_counter() - started
         results.append(result)
     return results

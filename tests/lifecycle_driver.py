@@ -45,10 +45,13 @@ async def state(handle: Handle) -> LifecycleState:
 async def until(
     handle: Handle, check: Callable[[LifecycleState], bool], attempts: int = 200
 ) -> LifecycleState:
-    """Poll the query until `check` holds; fail with the last state seen."""
+    """Poll the query until `check` holds and every event is recorded; fail with the last state.
+
+    An empty outbox means PostgreSQL has every event so far, so tests may read it next.
+    """
     current = await state(handle)
     for _ in range(attempts):
-        if check(current):
+        if check(current) and not current.outbox:
             return current
         await asyncio.sleep(0.05)
         current = await state(handle)

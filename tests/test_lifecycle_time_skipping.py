@@ -198,4 +198,4 @@ async def test_external_calls_run_on_their_systems_rate_limited_queues(
     ]
     queues = {a.activity_type.name: a.task_queue.name for a in scheduled}
     assert queues["registry.register_achievement"] == f"{task_queue}-registry"
-    assert queues["projection.record_event"] == task_queue
+    assert queues["projection.record_events"] == task_queue

@@ -79,6 +79,27 @@ async def test_concurrent_writers_and_retries_append_once(db: asyncpg.Pool) -> N
     assert row is not None and row["last_event_seq"] == rows[0]["seq"]
 
 
+async def test_a_retried_batch_appends_nothing_twice_and_keeps_its_order(
+    db: asyncpg.Pool,
+) -> None:
+    tag = uuid.uuid4().hex[:6].upper()
+    aid, inst = f"B{tag}-1", f"B{tag}"
+    events = [_event(aid, inst, n) for n in range(4)]
+    activities = ProjectionActivities(db)
+    env = ActivityEnvironment()
+    # The first attempt recorded two events, then the worker died; the retry has all four.
+    assert await env.run(activities.record_events, events[:2], _view(aid, inst)) == 2
+    assert await env.run(activities.record_events, events, _view(aid, inst, "transaction")) == 2
+    assert await env.run(activities.record_events, events, _view(aid, inst, "transaction")) == 0
+    rows = await db.fetch(
+        "SELECT event_id, seq FROM lifecycle_events WHERE achievement_id = $1 ORDER BY seq", aid
+    )
+    assert [r["event_id"] for r in rows] == [e.event_id for e in events]
+    row = await db.fetchrow("SELECT * FROM achievements WHERE achievement_id = $1", aid)
+    assert row is not None
+    assert row["stage"] == "transaction" and row["last_event_seq"] == rows[-1]["seq"]
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def dataset(db: asyncpg.Pool) -> AsyncIterator[DataSet]:
     ds = generate(years=[2022, 2023], institutions=2, per_year=10, seed=11)

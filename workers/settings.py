@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     drain_timeout_seconds: float = Field(default=30.0, ge=0)
     max_concurrent_activities: int = Field(default=100, ge=1)
+    # Sticky cache of running lifecycles: memory (~0.35 MB each) against replay on a miss.
+    max_cached_workflows: int = Field(default=1000, ge=0)
     # Calls per second to each external system, enforced by the server across all workers.
     registry_rate_limit: float | None = Field(default=None, gt=0)
     exchange_rate_limit: float | None = Field(default=None, gt=0)

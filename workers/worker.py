@@ -118,6 +118,7 @@ def build_worker(
             workflows=list(workflows),
             activities=activities,
             max_concurrent_activities=settings.max_concurrent_activities,
+            max_cached_workflows=settings.max_cached_workflows,
             max_task_queue_activities_per_second=rate_limit,
             graceful_shutdown_timeout=timedelta(seconds=settings.drain_timeout_seconds),
         )
@@ -126,6 +127,7 @@ def build_worker(
         *registry_activities,
         *exchange_activities,
         projections.record_event,
+        projections.record_events,
         reports.active_institutions,
         reports.build_institution_report,
     ]

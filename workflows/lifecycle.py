@@ -685,17 +685,29 @@ class AchievementLifecycle:
         )
 
     async def _flush(self) -> None:
+        """Append the outbox to PostgreSQL, in order, each event exactly once."""
         s = self.state
         while s.outbox:
-            event = s.outbox[0]
-            await workflow.execute_activity_method(
-                ProjectionActivities.record_event,
-                args=[event, rules.view(s, workflow.now())],
-                start_to_close_timeout=PROJECTION_TIMEOUT,
-                retry_policy=PROJECTION_RETRY,
-            )
-            s.outbox.pop(0)
-            s.events_recorded += 1
+            if workflow.patched("batched-projection"):
+                # One activity per wake-up instead of one per event: a third of the history.
+                batch = list(s.outbox)
+                await workflow.execute_activity_method(
+                    ProjectionActivities.record_events,
+                    args=[batch, rules.view(s, workflow.now())],
+                    start_to_close_timeout=PROJECTION_TIMEOUT,
+                    retry_policy=PROJECTION_RETRY,
+                )
+            else:
+                batch = s.outbox[:1]
+                await workflow.execute_activity_method(
+                    ProjectionActivities.record_event,
+                    args=[batch[0], rules.view(s, workflow.now())],
+                    start_to_close_timeout=PROJECTION_TIMEOUT,
+                    retry_policy=PROJECTION_RETRY,
+                )
+            # Handlers may have appended more meanwhile: only the recorded ones leave.
+            del s.outbox[: len(batch)]
+            s.events_recorded += len(batch)
 
     def _first_time(self, event_id: str) -> bool:
         """Deduplicate redelivered external events by their id."""
