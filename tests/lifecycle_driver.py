@@ -43,7 +43,7 @@ async def state(handle: Handle) -> LifecycleState:
 
 
 async def until(
-    handle: Handle, check: Callable[[LifecycleState], bool], attempts: int = 200
+    handle: Handle, check: Callable[[LifecycleState], bool], attempts: int = 1000
 ) -> LifecycleState:
     """Poll the query until `check` holds and every event is recorded; fail with the last state.
 
@@ -53,7 +53,7 @@ async def until(
     for _ in range(attempts):
         if check(current) and not current.outbox:
             return current
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.01)  # a short poll: the time-skipping tests wait on it often
         current = await state(handle)
     raise AssertionError(f"state never matched; last: stage={current.stage} {current.waiting}")
 
