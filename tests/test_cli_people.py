@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest_asyncio
+from gateway_requests import disclosure_request as _request
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner, Result
 
@@ -26,8 +27,6 @@ from workers.worker import build_worker
 
 if TYPE_CHECKING:
     from conftest import Stack
-
-PANEL = ["expert-a", "expert-b", "expert-c"]
 
 
 @dataclass
@@ -78,39 +77,12 @@ async def people(dev_env: WorkflowEnvironment, stack: Stack) -> AsyncIterator[Pe
         yield People(stack=stack, http=http)
 
 
+def request(achievement_id: str, **disclosure: Any) -> dict[str, Any]:
+    return _request(achievement_id, field="new_energy", **disclosure)
+
+
 def new_id() -> str:
     return f"CLI-{uuid.uuid4().hex[:10].upper()}"
-
-
-def request(achievement_id: str, **disclosure: Any) -> dict[str, Any]:
-    return {
-        "disclosure": {
-            "achievement_id": achievement_id,
-            "title": "Room-temperature sodium battery",
-            "summary": "A confidential summary of the invention, never logged.",
-            "institution": {
-                "code": "SYN-UNI",  # SYN-: the accelerated demo policy (3 s publicity)
-                "name": "Synthetic University",
-                "kind": "university",
-                "state_owned": True,
-            },
-            "inventors": [{"name": "Li", "share": "60"}, {"name": "Wang", "share": "40"}],
-            "field": "new_energy",
-            "trl": 6,
-            "ip_assets": [{"kind": "patent", "number": "CN123", "status": "granted"}],
-            "funding": [{"kind": "self"}],
-            "ownership": {"kind": "institution"},
-            "confidentiality": "internal",
-            "intended_modes": ["transfer"],
-            "synthetic": True,
-            **disclosure,
-        },
-        "reviewers": PANEL,
-        "exchanges": ["sstec"],
-        "asking_price": "500000.00",
-        "pricing": "agreement",
-        "disclosed_by": "tto-officer",
-    }
 
 
 def write(tmp_path: Path, body: dict[str, Any] | str) -> str:

@@ -22,6 +22,7 @@ import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
+from gateway_requests import disclosure_request
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from lifecycle_driver import HISTORIES, finish, until
@@ -33,7 +34,6 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
-from test_gateway import disclosure_request
 
 from cli.stack import Ports, StackError
 from cli.stack import Stack as DevStack

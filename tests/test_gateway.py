@@ -22,6 +22,7 @@ import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
+from gateway_requests import PANEL, disclosure_request
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
@@ -60,42 +61,8 @@ async def gateway_stack(
         yield GatewayStack(client=dev_env.client, settings=settings, http=http, db=db)
 
 
-PANEL = ["expert-a", "expert-b", "expert-c"]
-
-
 def new_id() -> str:
     return f"GW-{uuid.uuid4().hex[:10].upper()}"
-
-
-def disclosure_request(achievement_id: str, **disclosure: Any) -> dict[str, Any]:
-    return {
-        "disclosure": {
-            "achievement_id": achievement_id,
-            "title": "Low-power neural accelerator",
-            "summary": "A confidential summary of the invention, never logged.",
-            "institution": {
-                "code": "SYN-UNI",
-                "name": "Synthetic University",
-                "kind": "university",
-                "state_owned": True,
-            },
-            "inventors": [{"name": "Li", "share": "60"}, {"name": "Wang", "share": "40"}],
-            "field": "integrated_circuits",
-            "trl": 6,
-            "ip_assets": [{"kind": "patent", "number": "CN123", "status": "granted"}],
-            "funding": [{"kind": "self"}],
-            "ownership": {"kind": "institution"},
-            "confidentiality": "internal",
-            "intended_modes": ["transfer"],
-            "synthetic": True,
-            **disclosure,
-        },
-        "reviewers": PANEL,
-        "exchanges": ["sstec"],
-        "asking_price": "500000.00",
-        "pricing": "agreement",
-        "disclosed_by": "tto-officer",
-    }
 
 
 def signed(
