@@ -14,14 +14,14 @@ import asyncpg
 from schemas.read_models import (
     AchievementFilter,
     AchievementPage,
-    AchievementRow,
     EventPage,
     FeedEvent,
 )
+from schemas.views import AchievementView
 
 _LIST_COLUMNS = (
     "achievement_id, workflow_id, institution_code, title, field, stage, modes, funding_kinds,"
-    " mandatory_listing_due, waiting_on, waiting_until, updated_at"
+    " mandatory_listing_due, waiting_on, waiting_until, synthetic, updated_at"
 )
 
 
@@ -62,7 +62,7 @@ async def list_achievements(
         f" ORDER BY achievement_id LIMIT {arg(limit + 1)}"
     )
     rows = await pool.fetch(sql, *args)
-    items = [AchievementRow.model_validate(dict(r)) for r in rows[:limit]]
+    items = [AchievementView.model_validate(dict(r)) for r in rows[:limit]]
     more = len(rows) > limit
     return AchievementPage(items=items, next_cursor=items[-1].achievement_id if more else None)
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.events import LifecycleEvent
+from schemas.views import AchievementView
 
 MAX_PAGE = 500
 
@@ -25,41 +27,15 @@ class AchievementFilter(BaseModel):
     )
 
 
-class AchievementRow(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    achievement_id: str
-    workflow_id: str
-    institution_code: str
-    title: str
-    field: str
-    stage: str
-    modes: list[str]
-    funding_kinds: list[str]
-    mandatory_listing_due: date | None
-    waiting_on: str | None
-    waiting_until: AwareDatetime | None
-    updated_at: AwareDatetime
-
-
 class AchievementPage(BaseModel):
-    items: list[AchievementRow]
+    items: list[AchievementView]  # the row the projection writes is the row lists read
     next_cursor: str | None = Field(description="Pass as cursor for the next page; None: last")
 
 
-class FeedEvent(BaseModel):
-    model_config = ConfigDict(frozen=True)
+class FeedEvent(LifecycleEvent):
+    """A recorded lifecycle event with its position in the feed."""
 
     seq: int
-    event_id: str
-    achievement_id: str
-    workflow_id: str
-    institution_code: str
-    type: str
-    stage: str
-    occurred_at: AwareDatetime
-    source: str
-    payload: dict[str, Any]
 
 
 class EventPage(BaseModel):
