@@ -16,12 +16,13 @@ import asyncio
 import os
 import signal
 import sys
-from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from bench.common import CONVERTER
+from workers.settings import Settings
+from workers.worker import worker_options
 
 
 async def _run(args: argparse.Namespace) -> None:
@@ -30,8 +31,9 @@ async def _run(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    grace = timedelta(seconds=2)
     deps = None
+    # The floor and the canned engine get the engine's own worker options (cache size, build).
+    common = worker_options(Settings(drain_timeout_seconds=2))
     if args.mode == "bare":
         from bench.bare import BareWorkflow, noop
 
@@ -40,11 +42,13 @@ async def _run(args: argparse.Namespace) -> None:
             task_queue=args.task_queue,
             workflows=[BareWorkflow],
             activities=[noop],
-            graceful_shutdown_timeout=grace,
+            **common,
         )
     elif args.mode == "canned":
         from bench import canned
-        from workers.worker import WORKFLOWS, WorkerGroup
+        from workers.worker import WORKFLOWS, WorkerGroup, cache_workflow_bytecode
+
+        cache_workflow_bytecode()
 
         def worker(queue: str, activities: list[object], workflows: bool = False) -> Worker:
             return Worker(
@@ -52,7 +56,7 @@ async def _run(args: argparse.Namespace) -> None:
                 task_queue=queue,
                 workflows=list(WORKFLOWS) if workflows else [],
                 activities=activities,  # type: ignore[arg-type]
-                graceful_shutdown_timeout=grace,
+                **common,
             )
 
         group = WorkerGroup(
@@ -61,7 +65,6 @@ async def _run(args: argparse.Namespace) -> None:
             worker(f"{args.task_queue}-exchange", list(canned.EXCHANGE)),
         )
     else:
-        from workers.settings import Settings
         from workers.worker import Dependencies, build_worker
 
         settings = Settings(
