@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import time, timedelta
 from decimal import Decimal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.money import Rate
 
@@ -30,6 +30,16 @@ class Policy(BaseModel):
     # Transaction.
     publicity_period: timedelta = timedelta(days=15)
     payment_grace: timedelta = timedelta(days=30)
+    # Item 8: the mandatory listing falls due at this time of day (UTC) on the transformation
+    # deadline; by default once the whole day has passed.
+    mandatory_listing_due_time: time = time.max
+
+    @field_validator("mandatory_listing_due_time")
+    @classmethod
+    def _utc_time_of_day(cls, value: time) -> time:
+        if value.tzinfo is not None:
+            raise ValueError("a UTC time of day, without an offset")
+        return value
 
     @model_validator(mode="after")
     def _rates_are_lawful(self) -> Policy:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 
 import pytest
@@ -10,7 +10,7 @@ import pytest
 from cli.samples import scenario
 from schemas.evaluation import OperatorDecision, Recommendation, Review
 from schemas.lifecycle import LifecycleState, Stage
-from schemas.policy import DEFAULT_POLICY
+from schemas.policy import DEFAULT_POLICY, Policy
 from workflows import rules
 
 
@@ -83,6 +83,20 @@ def test_mandatory_clock_runs_only_for_untransformed_municipal_money() -> None:
     assert rules.mandatory_due_at(s.model_copy(update={"mandatory_listing_exempted": True})) is None
     assert rules.mandatory_due_at(s.model_copy(update={"stage": Stage.TRANSACTION})) is None
     assert rules.mandatory_due_at(s.model_copy(update={"stage": Stage.COMPLETED})) is None
+
+
+def test_policy_may_set_the_hour_the_mandatory_listing_falls_due() -> None:
+    policy = DEFAULT_POLICY.model_copy(update={"mandatory_listing_due_time": time(9, 30)})
+    s = _state(0, stage=Stage.RESOURCE, policy=policy)
+    deadline = s.disclosure.municipal_deadline
+    assert deadline is not None
+    assert rules.mandatory_due_at(s) == datetime(
+        deadline.year, deadline.month, deadline.day, 9, 30, tzinfo=UTC
+    )
+    with pytest.raises(ValueError, match="mandatory_listing_due_time"):
+        Policy.model_validate(
+            {"institution_code": "*", "version": "x", "mandatory_listing_due_time": "09:30+08:00"}
+        )
 
 
 def test_view_hides_an_exempted_deadline_and_disclosed_payload_keeps_the_summary_out() -> None:

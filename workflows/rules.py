@@ -6,7 +6,7 @@ them deterministically and unit tests can check them directly.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -73,11 +73,7 @@ def mandatory_due_at(s: LifecycleState) -> datetime | None:
         or s.stage.is_final
     ):
         return None
-    return end_of_day(deadline)
-
-
-def end_of_day(day: date) -> datetime:
-    return datetime.combine(day, time.max, tzinfo=UTC)
+    return datetime.combine(deadline, s.policy.mandatory_listing_due_time, tzinfo=UTC)
 
 
 def disclosed_payload(d: Disclosure) -> dict[str, Any]:
