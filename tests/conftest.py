@@ -16,8 +16,10 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import asyncpg
+import httpx
 import pytest
 import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
@@ -86,13 +88,27 @@ async def db(postgres_dsn: str) -> AsyncIterator[asyncpg.Pool]:
     await pool.close()
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+async def _start_time_skipping() -> WorkflowEnvironment:
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=PLAIN_CONVERTER,
         test_server_existing_path=binary("temporal-test-server"),
     )
     await register_search_attributes(env.client)
+    return env
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """Shared: its clock only moves forward, years at a time, as the tests skip."""
+    env = await _start_time_skipping()
+    yield env
+    await env.shutdown()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def fresh_time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A test server of its own, for a test that needs the clock at today's date."""
+    env = await _start_time_skipping()
     yield env
     await env.shutdown()
 
@@ -132,10 +148,18 @@ class Stack:
     settings: Settings
     dsn: str
     deps: Dependencies
+    http: httpx.AsyncClient
 
     @property
     def gateway_url(self) -> str:
         return self.settings.gateway_url
+
+    async def records(self, system: Literal["registry", "exchange"]) -> dict[str, Any]:
+        """What a sandbox has recorded (its test-mode view), per kind and achievement."""
+        url = self.settings.registry_url if system == "registry" else self.settings.exchange_url
+        response = await self.http.get(f"{url}/sandbox/records")
+        response.raise_for_status()
+        return dict(response.json())
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -165,7 +189,8 @@ async def stack(
     ]
     running = [await _serve(app, sock) for app, sock in zip(apps, sockets, strict=True)]
     deps = await Dependencies.open(settings, postgres_dsn)
-    yield Stack(settings=settings, dsn=postgres_dsn, deps=deps)
+    async with httpx.AsyncClient(timeout=30.0) as http:
+        yield Stack(settings=settings, dsn=postgres_dsn, deps=deps, http=http)
     await deps.close()
     for server, task in reversed(running):
         server.should_exit = True

@@ -18,7 +18,6 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import asyncpg
-import httpx
 import pytest
 import pytest_asyncio
 from conftest import Stack
@@ -257,18 +256,11 @@ async def test_html_report_renders_its_charts_in_chromium(
 # ---------------------------------------------------------------------------- workflow, schedule
 
 
-async def _records(stack: Stack) -> dict[str, dict[str, int]]:
-    async with httpx.AsyncClient() as http:
-        response = await http.get(f"{stack.settings.registry_url}/sandbox/records")
-        response.raise_for_status()
-        return dict(response.json())
-
-
 async def test_annual_report_workflow_submits_last_years_report(
-    time_skipping_env: WorkflowEnvironment, stack: Stack, dataset: DataSet, task_queue: str
+    fresh_time_skipping_env: WorkflowEnvironment, stack: Stack, dataset: DataSet, task_queue: str
 ) -> None:
     inst = dataset.institutions[2]
-    client = time_skipping_env.client
+    client = fresh_time_skipping_env.client
     async with build_worker(client, stack.deps, task_queue, stack.settings):
         result = await client.execute_workflow(
             AnnualReport.run,
@@ -279,7 +271,7 @@ async def test_annual_report_workflow_submits_last_years_report(
     assert result.year == THIS_YEAR - 1
     assert [s.institution_code for s in result.submitted] == [inst]
     assert result.submitted[0].cash_received == _expected(dataset, inst, THIS_YEAR - 1)["cash"]
-    assert (await _records(stack))["annual_reports"].get(f"{inst}/{THIS_YEAR - 1}") == 1
+    assert (await stack.records("registry"))["annual_reports"].get(f"{inst}/{THIS_YEAR - 1}") == 1
 
 
 async def test_schedule_is_idempotent_and_fires_for_every_institution(
@@ -315,6 +307,6 @@ async def test_schedule_is_idempotent_and_fires_for_every_institution(
         await again.delete()
     assert result.year == THIS_YEAR - 1
     assert set(dataset.institutions) <= {s.institution_code for s in result.submitted}
-    records = (await _records(stack))["annual_reports"]
+    records = (await stack.records("registry"))["annual_reports"]
     for inst in dataset.institutions:
         assert records.get(f"{inst}/{THIS_YEAR - 1}", 0) >= 1

@@ -16,7 +16,6 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
-import httpx
 import pytest_asyncio
 from conftest import Stack
 from lifecycle_driver import (
@@ -63,14 +62,6 @@ def _scenario(index: int, today: date, **changes: Any) -> Scenario:
 
 async def _today(env: WorkflowEnvironment) -> date:
     return (await env.get_current_time()).date()
-
-
-async def _records(stack: Stack, system: str) -> dict[str, Any]:
-    url = stack.settings.registry_url if system == "registry" else stack.settings.exchange_url
-    async with httpx.AsyncClient() as http:
-        response = await http.get(f"{url}/sandbox/records")
-        response.raise_for_status()
-        return dict(response.json())
 
 
 async def _to_transaction(handle: Handle, sc: Scenario) -> None:
@@ -222,9 +213,7 @@ async def test_poc_overdue_milestone_and_no_go(
     assert st.poc.milestones_achieved == 1 and not st.poc.go
     types = await event_types(db, sc.disclosure.achievement_id)
     assert types.count("poc_milestone_overdue") == 1
-    assert (await _records(stack, "registry"))["poc_applications"][
-        sc.disclosure.achievement_id
-    ] == 1
+    assert (await stack.records("registry"))["poc_applications"][sc.disclosure.achievement_id] == 1
     await record_history(handle, "poc_no_go")
     assert (await finish(handle)).final_stage is Stage.WITHDRAWN
 
@@ -274,7 +263,7 @@ async def test_mandatory_listing_fires_from_resource_after_years(
     assert st.timeline[-1].entered_at.date() > deadline
     types = await event_types(db, aid)
     assert types.count("mandatory_listing_triggered") == 1
-    assert (await _records(stack, "exchange"))["listings"][aid] == {"sstec": 1, "jstec": 1}
+    assert (await stack.records("exchange"))["listings"][aid] == {"sstec": 1, "jstec": 1}
     await record_history(handle, "mandatory_listing_from_resource")
     assert (await finish(handle)).final_stage is Stage.WITHDRAWN
 
@@ -351,7 +340,7 @@ async def test_withdraw_mid_transaction_withdraws_every_open_listing(
     assert result.report_number is not None  # the registry still gets its lifecycle report
     st = await state(handle)
     assert [x.status for x in st.listings] == [ListingStatus.WITHDRAWN] * 3
-    records = await _records(stack, "exchange")
+    records = await stack.records("exchange")
     assert records["withdrawals"][aid] == {"sstec": 1, "jstec": 1, "zjtec": 1}
     types = await event_types(db, aid)
     assert types.count("listing_withdrawn") == 3 and types[-1] == "withdrawn"
@@ -381,7 +370,7 @@ async def test_deal_on_second_exchange_withdraws_the_first_exactly_once(
     assert result.final_stage is Stage.COMPLETED
     st = await state(handle)
     assert st.deal is not None and st.deal.exchange == "jstec"
-    assert (await _records(stack, "exchange"))["withdrawals"][aid] == {"sstec": 1}
+    assert (await stack.records("exchange"))["withdrawals"][aid] == {"sstec": 1}
     types = await event_types(db, aid)
     assert types.count("listing_withdrawn") == 1 and types.count("contract_registered") == 1
     await record_history(handle, "deal_on_second_exchange")

@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import asyncpg
-import httpx
 from conftest import Stack
 from lifecycle_driver import finish, record_history, start, until
 from temporalio.testing import WorkflowEnvironment
@@ -145,9 +144,7 @@ async def test_five_year_lifecycle_deal_on_second_exchange(
     # The whole life spans more than three simulated years.
     assert result.stages[-1].entered_at - result.stages[0].entered_at > timedelta(days=3 * 365)
 
-    async with httpx.AsyncClient() as http:
-        ex = (await http.get(f"{stack.settings.exchange_url}/sandbox/records")).json()
-        reg = (await http.get(f"{stack.settings.registry_url}/sandbox/records")).json()
+    ex, reg = await stack.records("exchange"), await stack.records("registry")
     assert ex["listings"][aid] == {"sstec": 1, "jstec": 1}
     assert reg["achievements"][aid] == 1
     assert reg["contracts"][aid] == 1
