@@ -2,14 +2,15 @@
 
 Its script is the lifecycle's own history reduced to tokens (bench/shape.py): `A` runs a no-op
 activity, `T` starts a timer that the next wait cancels (as the lifecycle's timed waits are),
-`U`/`S` wait for the next update/signal from the driver, `Z` parks forever. The driver plays it
-the same way it plays the lifecycle, so both do the same activities, signals, timers and updates.
+`U`/`S` wait for the next update/signal from the driver, `W` parks on a timer that fires at
+`wake_at` (the mandatory-listing clock), `Z` parks forever. The driver plays it the same way it
+plays the lifecycle, so both do the same activities, signals, timers and updates.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -20,12 +21,14 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
 
 PARKED_STAGE = "bench-parked"
+WOKEN_STAGE = "bench-woken"
 
 
 class BareInput(BaseModel):
     script: str
     timer_seconds: float = 86_400.0
     mark_parked: bool = False
+    wake_at: datetime | None = None
 
 
 @activity.defn(name="bench.noop")
@@ -64,13 +67,21 @@ class BareWorkflow:
                 for timer in timers:
                     timer.cancel()
                 timers.clear()
+            elif token == "W":
+                assert input.wake_at is not None
+                self.waiting = "parked"
+                self._mark(input, PARKED_STAGE)
+                await workflow.sleep(max(timedelta(0), input.wake_at - workflow.now()))
             elif token == "Z":
                 self.waiting = "parked"
-                if input.mark_parked:
-                    workflow.upsert_search_attributes([sa.STAGE.value_set(PARKED_STAGE)])
+                self._mark(input, WOKEN_STAGE if input.wake_at else PARKED_STAGE)
                 await workflow.wait_condition(lambda: False)
         self.waiting = "done"
         return self.updates + self.signals
+
+    def _mark(self, input: BareInput, stage: str) -> None:
+        if input.mark_parked:
+            workflow.upsert_search_attributes([sa.STAGE.value_set(stage)])
 
     def _updates_reached(self, n: int) -> bool:
         return self.updates >= n
