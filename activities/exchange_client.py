@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-import httpx
 from pydantic import RootModel
 
+from activities.http_client import JsonHttp
 from activities.http_errors import IDEMPOTENCY_HEADER, checked
 from schemas.evaluation import TechnologySearchResult
 from schemas.exchange_api import (
@@ -31,22 +31,15 @@ def _seg(value: str) -> str:
 class ExchangeClient:
     """Serves every exchange of the network through one base URL, one pool per worker."""
 
-    def __init__(
-        self,
-        base_url: str,
-        timeout: float = 10.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout, transport=transport)
+    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+        self._http = JsonHttp(base_url, timeout)
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
     async def search(self, exchange: str, req: SearchRequest) -> TechnologySearchResult:
         # Read-only, so no idempotency key: a retry simply asks again.
-        response = await self._http.post(
-            f"/v1/exchanges/{_seg(exchange)}/search", json=req.model_dump(mode="json")
-        )
+        response = await self._http.post(f"/v1/exchanges/{_seg(exchange)}/search", req)
         return checked(SYSTEM, response, TechnologySearchResult)
 
     async def create_listing(
@@ -54,7 +47,7 @@ class ExchangeClient:
     ) -> ListingResponse:
         response = await self._http.post(
             f"/v1/exchanges/{_seg(exchange)}/listings",
-            json=req.model_dump(mode="json"),
+            req,
             headers={IDEMPOTENCY_HEADER: idempotency_key},
         )
         return checked(SYSTEM, response, ListingResponse)
@@ -69,7 +62,7 @@ class ExchangeClient:
         """Withdrawing twice is a no-op; a dealt listing gives a non-retryable 'listing_dealt'."""
         response = await self._http.post(
             f"/v1/exchanges/{_seg(exchange)}/listings/{_seg(listing_id)}/withdraw",
-            json=req.model_dump(mode="json"),
+            req,
             headers={IDEMPOTENCY_HEADER: idempotency_key},
         )
         return checked(SYSTEM, response, ListingResponse)

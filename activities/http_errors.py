@@ -2,8 +2,8 @@
 
 A rejection (the request itself is wrong) must not be retried: retrying cannot fix it and
 would hide the bug. Unavailability (overload, outage, timeouts) is retried by Temporal with
-the activity's retry policy. Network errors from httpx are left to propagate for the same
-reason: Temporal retries any exception that is not marked non-retryable.
+the activity's retry policy. Network errors are left to propagate for the same reason: Temporal
+retries any exception that is not marked non-retryable.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TypeVar
 
-import httpx
 from pydantic import BaseModel, ValidationError
 from temporalio.exceptions import ApplicationError
 
+from activities.http_client import Reply
 from schemas.registry_api import ApiError
 
 M = TypeVar("M", bound=BaseModel)
@@ -33,24 +33,24 @@ def _label(system: str) -> str:
     return "".join(part.capitalize() for part in system.replace("_", "-").split("-"))
 
 
-def is_replay(response: httpx.Response) -> bool:
+def is_replay(response: Reply) -> bool:
     """A 409 that carries the original result of the same idempotency key is a success."""
     return (
-        response.status_code == 409
+        response.status == 409
         and response.headers.get(REPLAYED_HEADER, "").strip().lower() == "true"
     )
 
 
-def _api_error(response: httpx.Response) -> ApiError:
+def _api_error(response: Reply) -> ApiError:
     try:
         return ApiError.model_validate_json(response.content)
     except ValidationError:
         # Not our error format (e.g. a proxy page): keep a short excerpt for the operator.
-        excerpt = response.text[:200].strip() or response.reason_phrase
-        return ApiError(type=f"http_{response.status_code}", message=excerpt)
+        excerpt = response.text[:200].strip() or response.reason
+        return ApiError(type=f"http_{response.status}", message=excerpt)
 
 
-def _retry_after(response: httpx.Response) -> timedelta | None:
+def _retry_after(response: Reply) -> timedelta | None:
     value = response.headers.get("Retry-After")
     if value is None:
         return None
@@ -63,9 +63,9 @@ def _retry_after(response: httpx.Response) -> timedelta | None:
     return min(timedelta(seconds=seconds), MAX_RETRY_AFTER)
 
 
-def raise_for_status(system: str, response: httpx.Response) -> None:
+def raise_for_status(system: str, response: Reply) -> None:
     """Return on success (2xx or a same-key replay), raise an ApplicationError otherwise."""
-    status = response.status_code
+    status = response.status
     if 200 <= status < 300 or is_replay(response):
         return
     label = _label(system)
@@ -96,22 +96,22 @@ def raise_for_status(system: str, response: httpx.Response) -> None:
     )
 
 
-def parse_body(system: str, response: httpx.Response, model: type[M]) -> M:
+def parse_body(system: str, response: Reply, model: type[M]) -> M:
     """Parse a successful body; a malformed one is a contract break that retries cannot fix."""
     try:
         return model.model_validate_json(response.content)
     except ValidationError as exc:
         fields = sorted({".".join(str(p) for p in err["loc"]) or "body" for err in exc.errors()})
         raise ApplicationError(
-            f"{system} sent a malformed {model.__name__} (HTTP {response.status_code}); "
+            f"{system} sent a malformed {model.__name__} (HTTP {response.status}); "
             f"bad fields: {', '.join(fields)}",
-            {"status": response.status_code, "fields": fields},
+            {"status": response.status, "fields": fields},
             type=f"{_label(system)}ProtocolError",
             non_retryable=True,
         ) from None
 
 
-def checked(system: str, response: httpx.Response, model: type[M]) -> M:
+def checked(system: str, response: Reply, model: type[M]) -> M:
     """raise_for_status then parse_body: the usual path of a client call."""
     raise_for_status(system, response)
     return parse_body(system, response, model)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-import httpx
 from pydantic import BaseModel
 
+from activities.http_client import JsonHttp
 from activities.http_errors import IDEMPOTENCY_HEADER, checked
 from schemas.registry_api import (
     AchievementRegistration,
@@ -30,13 +30,8 @@ SYSTEM = "registry"
 class RegistryClient:
     """One shared connection pool per worker; every mutation carries an idempotency key."""
 
-    def __init__(
-        self,
-        base_url: str,
-        timeout: float = 10.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout, transport=transport)
+    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+        self._http = JsonHttp(base_url, timeout)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -44,7 +39,7 @@ class RegistryClient:
     async def _post(self, path: str, body: BaseModel, idempotency_key: str, model: type[M]) -> M:
         response = await self._http.post(
             path,
-            json=body.model_dump(mode="json"),
+            body,
             headers={IDEMPOTENCY_HEADER: idempotency_key},
         )
         return checked(SYSTEM, response, model)

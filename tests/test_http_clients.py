@@ -9,12 +9,15 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import httpx
 import pytest
 import pytest_asyncio
+from multidict import CIMultiDict
 from temporalio.exceptions import ApplicationError
 
 from activities.exchange_client import ExchangeClient
+from activities.http_client import Reply
 from activities.http_errors import parse_body, raise_for_status
 from activities.registry_client import RegistryClient
 from schemas.disclosure import IPAssetKind, TechnologyField
@@ -396,7 +399,7 @@ async def test_network_errors_propagate_for_temporal_to_retry() -> None:
         port = sock.getsockname()[1]
     client = RegistryClient(f"http://127.0.0.1:{port}", timeout=2.0)
     try:
-        with pytest.raises(httpx.ConnectError):
+        with pytest.raises(aiohttp.ClientConnectionError):
             await client.register_achievement(_achievement(_achievement_id()), _key())
     finally:
         await client.aclose()
@@ -405,10 +408,8 @@ async def test_network_errors_propagate_for_temporal_to_retry() -> None:
 # --- the mapping itself, for answers the sandboxes never give ---------------------------------
 
 
-def _response(
-    status: int, body: bytes = b"", headers: dict[str, str] | None = None
-) -> httpx.Response:
-    return httpx.Response(status, content=body, headers=headers)
+def _response(status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> Reply:
+    return Reply(status, CIMultiDict(headers or {}), body, "")
 
 
 def test_same_key_replay_answered_with_409_is_success() -> None:
