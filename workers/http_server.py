@@ -38,6 +38,7 @@ def make_server(app: FastAPI, host: str, port: int) -> EmbeddedServer:
         host=host,
         port=port,
         lifespan="on",
+        http="httptools",
         # The apps log each request themselves with structlog, without bodies.
         access_log=False,
         log_config=None,
