@@ -3,16 +3,26 @@
 One code path for the scheduled workflow (through ReportActivities) and for
 `achievements report`. The figures of a report are read in one REPEATABLE READ snapshot,
 so its parts agree with each other even while events keep arriving.
+
+The year's events are read once, for every institution at once (or just the one): one grouped
+pass sums the money figures per institution, type, month of a payment and contract type or
+stage, and returns the achievements disclosed, entering a stage or rewarded, whose distinct
+counts (funnel, teams) are taken here. Two small queries add the field and funding of the
+disclosed achievements and whether the inventors of the rewarded ones are known.
 """
 
 from __future__ import annotations
 
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import MAX_PREC, Decimal, localcontext
 from typing import Any
 
 import asyncpg
 import structlog
+from asyncpg.pool import PoolConnectionProxy
 from temporalio import activity
 
 from schemas.money import CENT
@@ -31,90 +41,96 @@ from schemas.report import (
 
 log = structlog.get_logger(__name__)
 
-# $1 institution, $2 start of the year, $3 start of the next (UTC). Amounts are JSON strings
-# written by the workflow from Decimal, so numeric casts are exact.
-_IN_YEAR = "institution_code = $1 AND occurred_at >= $2 AND occurred_at < $3"
-_PAYMENT = "type = 'payment_received'"
+_Conn = asyncpg.Connection | PoolConnectionProxy
 
-_TOTALS = f"""
-SELECT
-    count(*) AS events,
-    count(*) FILTER (WHERE {_PAYMENT}) AS payments,
-    sum((payload->>'amount')::numeric) FILTER (WHERE {_PAYMENT}) AS cash,
-    sum((payload->>'costs')::numeric) FILTER (WHERE {_PAYMENT}) AS costs,
-    sum((payload->'distribution'->>'net_income')::numeric) FILTER (WHERE {_PAYMENT}) AS net,
-    sum((payload->'distribution'->>'team_reward')::numeric) FILTER (WHERE {_PAYMENT}) AS team,
-    sum((payload->'distribution'->>'tto_fund')::numeric) FILTER (WHERE {_PAYMENT}) AS tto,
-    sum((payload->'distribution'->>'institution')::numeric) FILTER (WHERE {_PAYMENT}) AS inst,
-    count(DISTINCT achievement_id) FILTER (
-        WHERE {_PAYMENT} AND (payload->'distribution'->>'team_reward')::numeric > 0) AS teams,
-    count(*) FILTER (WHERE type = 'company_founded') AS companies,
-    count(*) FILTER (WHERE type = 'equity_registered') AS equity,
+_PAYMENT = "payment_received"
+_CONTRACT = "contract_registered"
+_DISCLOSED = "disclosed"
+_STAGE = "stage_entered"
+_EQUITY = "equity_registered"
+
+# The grouping keys besides institution and type. Migration 0004 keeps statistics on exactly
+# these expressions: without them the planner expects a group per event and sorts the year.
+_MONTH = (
+    "CASE WHEN type = 'payment_received'"
+    " THEN date_part('month', occurred_at AT TIME ZONE 'UTC')::int END"
+)
+_KEY = (
+    "CASE type WHEN 'contract_registered' THEN payload->>'contract_type'"
+    " WHEN 'stage_entered' THEN payload->>'stage' END"
+)
+
+# $1 start of the year, $2 start of the next (UTC), [$3 institution]. Amounts are JSON strings
+# written by the workflow from Decimal, so numeric casts are exact. Each sum is filtered by
+# type: a key of the same name in another event's payload is never read.
+_FIGURES = f"""
+SELECT institution_code, type, {_MONTH} AS month, {_KEY} AS key, count(*) AS n,
+    sum((payload->>'amount')::numeric)
+        FILTER (WHERE type IN ('payment_received', 'contract_registered')) AS amount,
+    sum((payload->>'verified_amount')::numeric)
+        FILTER (WHERE type = 'contract_registered') AS verified,
+    sum((payload->>'costs')::numeric) FILTER (WHERE type = 'payment_received') AS costs,
+    sum((payload->'distribution'->>'net_income')::numeric)
+        FILTER (WHERE type = 'payment_received') AS net,
+    sum((payload->'distribution'->>'team_reward')::numeric)
+        FILTER (WHERE type = 'payment_received') AS team,
+    sum((payload->'distribution'->>'tto_fund')::numeric)
+        FILTER (WHERE type = 'payment_received') AS tto,
+    sum((payload->'distribution'->>'institution')::numeric)
+        FILTER (WHERE type = 'payment_received') AS inst,
     count(*) FILTER (
         WHERE type = 'equity_registered' AND (payload->>'state_owned_equity')::boolean
     ) AS state_owned,
     -- The value of the equity held, each registration rounded half up to the cent.
     sum(round((payload->>'valuation')::numeric * (payload->>'equity_share')::numeric / 100, 2))
-        FILTER (WHERE type = 'equity_registered') AS equity_held
-FROM lifecycle_events WHERE {_IN_YEAR}
-"""
+        FILTER (WHERE type = 'equity_registered') AS equity_held,
+    -- With repeats. count(DISTINCT) here would rule out a parallel, partial aggregation.
+    array_agg(achievement_id) FILTER (
+        WHERE type IN ('disclosed', 'stage_entered')
+           OR (type = 'payment_received'
+               AND (payload->'distribution'->>'team_reward')::numeric > 0)
+    ) AS achievements
+FROM lifecycle_events
+WHERE occurred_at >= $1 AND occurred_at < $2"""
+_FIGURES_GROUP = "\nGROUP BY 1, 2, 3, 4"
 
-_CONTRACTS = f"""
-SELECT payload->>'contract_type' AS contract_type, count(*) AS n,
-       sum((payload->>'amount')::numeric) AS amount,
-       sum((payload->>'verified_amount')::numeric) AS verified
-FROM lifecycle_events WHERE {_IN_YEAR} AND type = 'contract_registered'
-GROUP BY 1
-"""
-
-_MONTHS = f"""
-SELECT extract(month FROM occurred_at AT TIME ZONE 'UTC')::int AS month,
-       sum((payload->>'amount')::numeric) AS cash
-FROM lifecycle_events WHERE {_IN_YEAR} AND {_PAYMENT}
-GROUP BY 1
-"""
-
-_FUNNEL = f"""
-SELECT CASE WHEN type = 'disclosed' THEN 'disclosure' ELSE payload->>'stage' END AS stage,
-       count(DISTINCT achievement_id) AS n
-FROM lifecycle_events WHERE {_IN_YEAR} AND type IN ('disclosed', 'stage_entered')
-GROUP BY 1
-"""
-
-# Field and funding come from the current-state row kept in step with the events.
-_DISCLOSED = """
-WITH disclosed AS (
-    SELECT e.achievement_id, coalesce(a.field, 'unknown') AS field,
-           coalesce(a.funding_kinds, '{}') AS funding_kinds
-    FROM lifecycle_events e LEFT JOIN achievements a USING (achievement_id)
-    WHERE e.institution_code = $1 AND e.occurred_at >= $2 AND e.occurred_at < $3
-      AND e.type = 'disclosed'
+# Disclosed events by the field and funding of their achievement, from the current-state row
+# kept in step with the events. $1: {institution: [achievement of each disclosed event]}, as
+# JSON text (one string to send, not 40,000). Materialized, so the planner hashes the
+# achievements rather than look them up one by one.
+_FIELDS = """
+WITH disclosed AS MATERIALIZED (
+    SELECT d.institution_code, e.achievement_id
+    FROM jsonb_each($1::text::jsonb) AS d(institution_code, ids),
+         jsonb_array_elements_text(d.ids) AS e(achievement_id)
 )
-SELECT 'field' AS dim, field AS key, count(*) AS n FROM disclosed GROUP BY field
-UNION ALL
-SELECT 'funding', kind, count(*) FROM disclosed, unnest(funding_kinds) AS kind GROUP BY kind
-UNION ALL
-SELECT 'total', '', count(*) FROM disclosed
+SELECT d.institution_code, a.field, a.funding_kinds, count(*) AS n
+FROM disclosed d LEFT JOIN achievements a ON a.achievement_id = d.achievement_id
+GROUP BY 1, 2, 3
 """
 
-# People rewarded: the inventors in the disclosed events of achievements whose team got a reward
-# this year. `unknown` counts those achievements whose disclosed event lists no inventors.
+# People rewarded: the inventors in the disclosed events of the achievements whose team got a
+# reward in the year. Unknown as soon as one of them has no disclosed event or one listing no
+# inventors: the first such payment ends the search. $1, $2 the year, $3 the institutions.
+_REWARDED = """
+    SELECT p.achievement_id FROM lifecycle_events p
+    WHERE p.institution_code = {code} AND p.occurred_at >= $1 AND p.occurred_at < $2
+      AND p.type = 'payment_received'
+      AND (p.payload->'distribution'->>'team_reward')::numeric > 0"""
+_INVENTORS_UNKNOWN = f"""
+SELECT code, EXISTS ({_REWARDED.format(code="code")}
+      AND NOT coalesce((
+          SELECT bool_and(jsonb_typeof(d.payload->'inventors') IS NOT DISTINCT FROM 'array')
+          FROM lifecycle_events d
+          WHERE d.achievement_id = p.achievement_id AND d.type = 'disclosed'), false)
+) AS unknown
+FROM unnest($3::text[]) AS code
+"""
+# Asked only when every disclosed event of those achievements lists its inventors.
 _PEOPLE = f"""
-WITH rewarded AS (
-    SELECT DISTINCT achievement_id FROM lifecycle_events
-    WHERE {_IN_YEAR} AND {_PAYMENT}
-      AND (payload->'distribution'->>'team_reward')::numeric > 0
-), disclosed AS (
-    SELECT r.achievement_id, d.payload->'inventors' AS inventors
-    FROM rewarded r
-    LEFT JOIN lifecycle_events d ON d.achievement_id = r.achievement_id AND d.type = 'disclosed'
-)
-SELECT
-    count(*) FILTER (WHERE jsonb_typeof(inventors) IS DISTINCT FROM 'array') AS unknown,
-    (SELECT count(DISTINCT person->>'name') FROM disclosed, jsonb_array_elements(
-        CASE WHEN jsonb_typeof(inventors) = 'array' THEN inventors ELSE '[]'::jsonb END
-    ) AS person) AS people
-FROM disclosed
+SELECT count(DISTINCT person->>'name')
+FROM lifecycle_events d, jsonb_array_elements(d.payload->'inventors') AS person
+WHERE d.type = 'disclosed' AND d.achievement_id IN ({_REWARDED.format(code="$3")})
 """
 
 # Institutions with any event in the year: each files a report for it.
@@ -125,6 +141,17 @@ WHERE EXISTS (
       AND e.occurred_at >= $1 AND e.occurred_at < $2)
 ORDER BY 1
 """
+# The same for the institutions found with events in the year by _FIGURES ($1).
+_KNOWN = """
+SELECT code FROM unnest($1::text[]) AS code
+WHERE EXISTS (SELECT 1 FROM achievements a WHERE a.institution_code = code)
+ORDER BY 1
+"""
+
+# The arrays of _FIGURES take a few MB per process; at the default 4MB the planner sorts the
+# year's events rather than hash a few hundred groups. The parameters (a year) always cover a
+# large share of the table, which a generic plan would not assume.
+_SETTINGS = "SET LOCAL work_mem = '64MB'; SET LOCAL plan_cache_mode = force_custom_plan"
 
 
 def year_bounds(year: int) -> tuple[datetime, datetime]:
@@ -135,52 +162,113 @@ def _money(value: Decimal | None) -> Decimal:
     return (value or Decimal(0)).quantize(CENT)
 
 
+def _sum(values: Iterable[Decimal | None]) -> Decimal:
+    """Exact, whatever the digits: the default context rounds to 28."""
+    with localcontext(prec=MAX_PREC):
+        return sum((v for v in values if v is not None), Decimal(0))
+
+
 async def active_institutions(pool: asyncpg.Pool, year: int) -> list[str]:
     rows = await pool.fetch(_ACTIVE, *year_bounds(year))
     return [r["institution_code"] for r in rows]
 
 
-async def build_institution_report(
-    pool: asyncpg.Pool, institution: str, year: int, generated_at: datetime
+class _Events:
+    """One institution's rows of _FIGURES: its year's events in (type, month, key) groups."""
+
+    def __init__(self, rows: Sequence[asyncpg.Record] = ()) -> None:
+        self.rows = rows
+
+    def of(self, type: str) -> list[asyncpg.Record]:
+        return [r for r in self.rows if r["type"] == type]
+
+    def count(self, type: str) -> int:
+        return sum(r["n"] for r in self.of(type))
+
+    def total(self, column: str, type: str = _PAYMENT) -> Decimal:
+        return _sum(r[column] for r in self.of(type))
+
+    def achievements(self, type: str) -> list[str]:
+        """With repeats: one per disclosed event, stage entered or rewarded payment."""
+        return [aid for r in self.of(type) for aid in r["achievements"] or ()]
+
+    def funnel(self) -> dict[str, int]:
+        """Distinct achievements entering each stage; being disclosed enters the first."""
+        entered: dict[str | None, set[str]] = defaultdict(set)
+        entered["disclosure"].update(self.achievements(_DISCLOSED))
+        for r in self.of(_STAGE):
+            entered[r["key"]].update(r["achievements"] or ())
+        return {stage: len(entered[stage]) for stage in FUNNEL_STAGES}
+
+
+async def _figures(conn: _Conn, year: int, institution: str | None) -> dict[str, _Events]:
+    if institution is None:
+        rows = await conn.fetch(_FIGURES + _FIGURES_GROUP, *year_bounds(year))
+    else:
+        sql = _FIGURES + " AND institution_code = $3" + _FIGURES_GROUP
+        rows = await conn.fetch(sql, *year_bounds(year), institution)
+    by_institution: dict[str, list[asyncpg.Record]] = defaultdict(list)
+    for r in rows:
+        by_institution[r["institution_code"]].append(r)
+    return {code: _Events(rs) for code, rs in by_institution.items()}
+
+
+_Dims = dict[str, dict[str, int]]
+
+
+async def _fields(conn: _Conn, events: dict[str, _Events]) -> dict[str, _Dims]:
+    """Disclosed achievements per institution, by field and by funding kind."""
+    disclosed = {code: e.achievements(_DISCLOSED) for code, e in events.items()}
+    dims: dict[str, _Dims] = defaultdict(lambda: {"field": {}, "funding": {}})
+    for r in await conn.fetch(_FIELDS, json.dumps(disclosed)):
+        d = dims[r["institution_code"]]
+        field = r["field"] if r["field"] is not None else "unknown"
+        d["field"][field] = d["field"].get(field, 0) + r["n"]
+        for kind in r["funding_kinds"] or ():
+            d["funding"][kind] = d["funding"].get(kind, 0) + r["n"]
+    return dims
+
+
+async def _people(conn: _Conn, year: int, codes: list[str]) -> dict[str, int | None]:
+    people: dict[str, int | None] = {}
+    for r in await conn.fetch(_INVENTORS_UNKNOWN, *year_bounds(year), codes):
+        known = not r["unknown"]
+        people[r["code"]] = (
+            await conn.fetchval(_PEOPLE, *year_bounds(year), r["code"]) if known else None
+        )
+    return people
+
+
+def _report(
+    institution: str,
+    year: int,
+    generated_at: datetime,
+    e: _Events,
+    dims: _Dims,
+    people: int | None,
 ) -> InstitutionAnnualReport:
-    args = (institution, *year_bounds(year))
-    async with pool.acquire() as conn:
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            t = await conn.fetchrow(_TOTALS, *args)
-            contracts = await conn.fetch(_CONTRACTS, *args)
-            months = await conn.fetch(_MONTHS, *args)
-            funnel = await conn.fetch(_FUNNEL, *args)
-            disclosed = await conn.fetch(_DISCLOSED, *args)
-            people = await conn.fetchrow(_PEOPLE, *args)
-    assert t is not None and people is not None
-
     by_type = {kind: CountAmount() for kind in CONTRACT_TYPES}
-    verified = Decimal(0)
-    for r in contracts:
-        by_type[r["contract_type"]] = CountAmount(count=r["n"], amount=_money(r["amount"]))
-        verified += r["verified"] or 0
+    for r in e.of(_CONTRACT):
+        by_type[r["key"]] = CountAmount(count=r["n"], amount=_money(r["amount"]))
     by_month = [Decimal("0.00")] * 12
-    for r in months:
-        by_month[r["month"] - 1] = _money(r["cash"])
-    stages = {r["stage"]: r["n"] for r in funnel}
-    dims: dict[str, dict[str, int]] = {"field": {}, "funding": {}, "total": {}}
-    for r in disclosed:
-        dims[r["dim"]][r["key"]] = r["n"]
-
+    for r in e.of(_PAYMENT):
+        by_month[r["month"] - 1] = _money(r["amount"])
+    equity_held = _money(e.total("equity_held", _EQUITY))
+    team = _money(e.total("team"))
     return InstitutionAnnualReport(
         institution_code=institution,
         year=year,
         generated_at=generated_at,
-        events_in_year=t["events"],
+        events_in_year=sum(r["n"] for r in e.rows),
         achievements=AchievementsPart(
-            disclosed=dims["total"].get("", 0),
+            disclosed=e.count(_DISCLOSED),
             by_field=dict(sorted(dims["field"].items())),
             by_funding_kind=dict(sorted(dims["funding"].items())),
         ),
         deals=DealsPart(
             transfers=by_type["transfer"],
             licences=by_type["licence"],
-            equity_investments=CountAmount(count=t["equity"], amount=_money(t["equity_held"])),
+            equity_investments=CountAmount(count=e.count(_EQUITY), amount=equity_held),
         ),
         contracts=ContractsPart(
             by_type=by_type,
@@ -188,39 +276,64 @@ async def build_institution_report(
                 count=sum(c.count for c in by_type.values()),
                 amount=sum((c.amount for c in by_type.values()), Decimal("0.00")),
             ),
-            verified_total=_money(verified),
+            verified_total=_money(e.total("verified", _CONTRACT)),
         ),
         income=IncomePart(
-            payments=t["payments"],
-            cash_received=_money(t["cash"]),
-            costs=_money(t["costs"]),
-            net_income=_money(t["net"]),
-            team_reward=_money(t["team"]),
-            tto_fund=_money(t["tto"]),
-            institution=_money(t["inst"]),
+            payments=e.count(_PAYMENT),
+            cash_received=_money(e.total("amount")),
+            costs=_money(e.total("costs")),
+            net_income=_money(e.total("net")),
+            team_reward=team,
+            tto_fund=_money(e.total("tto")),
+            institution=_money(e.total("inst")),
             by_month=by_month,
         ),
         rewards=RewardsPart(
-            rewards_paid=_money(t["team"]),
-            teams_rewarded=t["teams"],
-            people_rewarded=people["people"] if people["unknown"] == 0 else None,
+            rewards_paid=team,
+            teams_rewarded=len(set(e.achievements(_PAYMENT))),
+            people_rewarded=people,
         ),
         companies=CompaniesPart(
-            companies_created=t["companies"],
-            equity_registered=t["equity"],
-            state_owned_equity=t["state_owned"],
-            equity_held=_money(t["equity_held"]),
+            companies_created=e.count("company_founded"),
+            equity_registered=e.count(_EQUITY),
+            state_owned_equity=sum(r["state_owned"] for r in e.of(_EQUITY)),
+            equity_held=equity_held,
         ),
-        funnel={stage: stages.get(stage, 0) for stage in FUNNEL_STAGES},
+        funnel=e.funnel(),
     )
+
+
+async def _build(
+    pool: asyncpg.Pool, year: int, institution: str | None, generated_at: datetime
+) -> list[InstitutionAnnualReport]:
+    async with pool.acquire() as conn:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            await conn.execute(_SETTINGS)
+            events = await _figures(conn, year, institution)
+            if institution is None:
+                codes = [r["code"] for r in await conn.fetch(_KNOWN, sorted(events))]
+            else:
+                codes = [institution]
+            dims = await _fields(conn, events)
+            people = await _people(conn, year, codes)
+    return [
+        _report(code, year, generated_at, events.get(code, _Events()), dims[code], people[code])
+        for code in codes
+    ]
+
+
+async def build_institution_report(
+    pool: asyncpg.Pool, institution: str, year: int, generated_at: datetime
+) -> InstitutionAnnualReport:
+    [report] = await _build(pool, year, institution, generated_at)
+    return report
 
 
 async def build_reports(
     pool: asyncpg.Pool, year: int, institution: str | None, generated_at: datetime
 ) -> list[InstitutionAnnualReport]:
     """What `achievements report` prints: one report per institution (or just the one)."""
-    codes = [institution] if institution else await active_institutions(pool, year)
-    return [await build_institution_report(pool, code, year, generated_at) for code in codes]
+    return await _build(pool, year, institution, generated_at)
 
 
 class ReportActivities:
