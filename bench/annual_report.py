@@ -91,7 +91,7 @@ SELECT institution_code,
        CASE WHEN type = 'disclosed' THEN 'disclosure' ELSE payload->>'stage' END AS stage,
        count(DISTINCT achievement_id) AS n
 FROM lifecycle_events WHERE {_YEAR} AND type IN ('disclosed', 'stage_entered') GROUP BY 1, 2""",
-    f"""
+    """
 SELECT e.institution_code, a.field, a.funding_kinds, count(*) AS n
 FROM lifecycle_events e LEFT JOIN achievements a USING (achievement_id)
 WHERE e.occurred_at >= $1 AND e.occurred_at < $2 AND e.type = 'disclosed'
