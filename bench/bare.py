@@ -1,10 +1,11 @@
 """The floor: a bare workflow with no logic and bare payloads that replays a lifecycle's shape.
 
 Its script is the lifecycle's own history reduced to tokens (bench/shape.py): `A` runs a no-op
-activity, `T` starts a timer that the next wait cancels (as the lifecycle's timed waits are),
-`U`/`S` wait for the next update/signal from the driver, `W` parks on a timer that fires at
-`wake_at` (the mandatory-listing clock), `Z` parks forever. The driver plays it the same way it
-plays the lifecycle, so both do the same activities, signals, timers and updates.
+activity, `L` the same as a local activity, `T` starts a timer that the next wait cancels (as
+the lifecycle's timed waits are), `U`/`S` wait for the next update/signal from the driver, `W`
+parks on a timer that fires at `wake_at` (the mandatory-listing clock), `Z` parks forever. The
+driver plays it the same way it plays the lifecycle, so both do the same activities, signals,
+timers and updates.
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ class BareWorkflow:
         for token in input.script:
             if token == "A":
                 await workflow.execute_activity(
+                    noop, "x", start_to_close_timeout=timedelta(seconds=30)
+                )
+            elif token == "L":
+                await workflow.execute_local_activity(
                     noop, "x", start_to_close_timeout=timedelta(seconds=30)
                 )
             elif token == "T":

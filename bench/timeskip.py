@@ -13,6 +13,7 @@ import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -21,7 +22,7 @@ from bench.bare import BareInput, BareWorkflow, noop
 from bench.common import CONVERTER
 from bench.driver import poll, progress
 from bench.harness import Absolute, Figure, Result, Size
-from bench.shape import counts
+from bench.shape import LOCAL_ACTIVITY_MARKER, counts
 from bench.stack import _binary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,9 +53,16 @@ def _test_call_seconds() -> float:
     return float(match.group(1))
 
 
+def _token(event: dict[str, Any]) -> str | None:
+    if event["eventType"] == "EVENT_TYPE_MARKER_RECORDED":
+        name = event["markerRecordedEventAttributes"]["markerName"]
+        return "L" if name == LOCAL_ACTIVITY_MARKER else None
+    return TOKENS.get(event["eventType"])
+
+
 def _script() -> str:
     events = json.loads(HISTORY.read_text(encoding="utf-8"))["history"]["events"]
-    return "".join(TOKENS[e["eventType"]] for e in events if e["eventType"] in TOKENS)
+    return "".join(t for e in events if (t := _token(e)) is not None)
 
 
 async def _floor(script: str) -> float:
