@@ -45,13 +45,15 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     drain_timeout_seconds: float = Field(default=30.0, ge=0)
     max_concurrent_activities: int = Field(default=100, ge=1)
-    # Sticky cache of running lifecycles: memory (~0.35 MB each) against a replay when an
+    # Sticky cache of running lifecycles: memory (~0.3 MB each) against a replay when an
     # evicted one wakes. Most lifecycles are parked for months, and replaying a short history
     # is cheap, so the default keeps the worker near 250 MB however many are parked.
     max_cached_workflows: int = Field(default=400, ge=0)
     # Shown on every worker in the UI. Set it to the image tag or commit in a deployment; the
     # SDK's own default hashes every loaded module, which costs a third of a second per start.
-    build_id: str = Field(default_factory=lambda: f"achievements@{_package_version()}")
+    build_id: str = Field(
+        default_factory=lambda: f"achievements@{_package_version()}", min_length=1
+    )
     # Calls per second to each external system, enforced by the server across all workers.
     registry_rate_limit: float | None = Field(default=None, gt=0)
     exchange_rate_limit: float | None = Field(default=None, gt=0)
