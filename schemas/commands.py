@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.disclosure import TransformationMode
+from schemas.identity import Actor
 
 
 class Activation(BaseModel):
@@ -15,6 +16,7 @@ class Activation(BaseModel):
     modes: list[TransformationMode] = Field(min_length=1, max_length=5)
     activated_by: str = Field(min_length=1, max_length=100)
     reason: str = Field(default="", max_length=2000)
+    actor: Actor | None = Field(default=None, description="Set by the gateway from the token")
 
 
 class Withdrawal(BaseModel):
@@ -25,6 +27,7 @@ class Withdrawal(BaseModel):
     reason: str = Field(min_length=3, max_length=2000)
     requested_by: str = Field(min_length=1, max_length=100)
     abandon: bool = False
+    actor: Actor | None = Field(default=None, description="Set by the gateway from the token")
 
 
 class MandatoryListingExemption(BaseModel):
@@ -32,6 +35,7 @@ class MandatoryListingExemption(BaseModel):
 
     justification: str = Field(min_length=10, max_length=2000)
     approved_by: str = Field(min_length=1, max_length=100)
+    actor: Actor | None = Field(default=None, description="Set by the gateway from the token")
 
 
 class ListingExpired(BaseModel):

@@ -7,6 +7,8 @@ from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from schemas.identity import Actor
+
 Score = int  # 1 (poor) .. 5 (excellent); bounds are enforced on the fields below
 
 
@@ -27,6 +29,7 @@ class Review(BaseModel):
     ip_strength: int = Field(ge=1, le=5)
     recommendation: Recommendation
     comment: str = Field(default="", max_length=4000)
+    actor: Actor | None = Field(default=None, description="Set by the gateway from the token")
 
     @property
     def mean(self) -> Decimal:
@@ -49,6 +52,7 @@ class OperatorDecision(BaseModel):
     route: Recommendation
     decided_by: str = Field(min_length=1, max_length=100)
     reason: str = Field(min_length=3, max_length=2000)
+    actor: Actor | None = Field(default=None, description="Set by the gateway from the token")
 
 
 class EvaluationOutcome(BaseModel):

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from schemas.identity import Actor
+
 
 class EventType(StrEnum):
     DISCLOSED = "disclosed"
@@ -57,3 +59,6 @@ class LifecycleEvent(BaseModel):
     occurred_at: AwareDatetime
     source: str = Field(description="workflow, registry, exchange, expert:<id>, operator:<id>, ...")
     payload: dict[str, Any] = Field(default_factory=dict)
+    actor: Actor | None = Field(
+        default=None, description="The authenticated person who caused it; None for systems"
+    )

@@ -17,6 +17,7 @@ from schemas.evaluation import (
     TechnologySearchResult,
 )
 from schemas.events import LifecycleEvent
+from schemas.identity import Actor
 from schemas.incubation import (
     CompanyFounded,
     EquityRegistration,
@@ -79,6 +80,8 @@ class LifecycleInput(BaseModel):
     policy: Policy
     disclosed_at: AwareDatetime
     disclosed_by: str = "institution"
+    # The officer who disclosed it, from the gateway's verified token (None in old histories).
+    discloser: Actor | None = None
     reviewers: list[str] = Field(default_factory=list, description="Assigned expert panel")
     exchanges: list[str] = Field(default_factory=lambda: ["sstec"], min_length=1, max_length=4)
     asking_price: Money = Decimal("0.00")

@@ -6,6 +6,7 @@ from datetime import date
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from schemas.identity import Actor
 from schemas.money import Money
 
 
@@ -37,6 +38,7 @@ class GoNoGo(BaseModel):
     market_feasible: bool
     decided_by: str = Field(min_length=1, max_length=100)
     reason: str = Field(default="", max_length=2000)
+    actor: Actor | None = Field(default=None, description="Set by the gateway from the token")
 
     @property
     def go(self) -> bool:
