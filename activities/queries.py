@@ -21,7 +21,7 @@ from schemas.views import AchievementView
 
 _LIST_COLUMNS = (
     "achievement_id, workflow_id, institution_code, title, field, stage, modes, funding_kinds,"
-    " mandatory_listing_due, waiting_on, waiting_until, synthetic, updated_at"
+    " mandatory_listing_due, waiting_on, waiting_until, synthetic, updated_at, panel"
 )
 
 
@@ -54,6 +54,8 @@ async def list_achievements(
         clauses.append(f"(waiting_until IS NULL OR waiting_until >= {arg(now)})")
     if where.mandatory_due_before is not None:
         clauses.append(f"mandatory_listing_due < {arg(where.mandatory_due_before)}")
+    if where.panel_member is not None:
+        clauses.append(f"panel @> ARRAY[{arg(where.panel_member)}]::text[]")
     if cursor is not None:
         clauses.append(f"achievement_id > {arg(cursor)}")
     sql = (
@@ -67,18 +69,22 @@ async def list_achievements(
     return AchievementPage(items=items, next_cursor=items[-1].achievement_id if more else None)
 
 
-async def events_after(pool: asyncpg.Pool, after: int = 0, limit: int = 100) -> EventPage:
-    """Events with seq > after, in seq order.
+async def events_after(
+    pool: asyncpg.Pool, after: int = 0, limit: int = 100, institution: str | None = None
+) -> EventPage:
+    """Events with seq > after, in seq order; only one institution's when it is given.
 
     Resumable without gaps because appends are serialised (see projections.record_event):
     a row with a lower seq can never become visible after one with a higher seq.
     """
     rows = await pool.fetch(
         "SELECT seq, event_id, achievement_id, workflow_id, institution_code, type, stage,"
-        " occurred_at, source, payload FROM lifecycle_events"
-        " WHERE seq > $1 ORDER BY seq LIMIT $2",
+        " occurred_at, source, payload, actor FROM lifecycle_events"
+        " WHERE seq > $1 AND ($3::text IS NULL OR institution_code = $3)"
+        " ORDER BY seq LIMIT $2",
         after,
         limit,
+        institution,
     )
     events = [FeedEvent.model_validate(dict(r)) for r in rows]
     return EventPage(events=events, next_after=events[-1].seq if events else after)

@@ -15,7 +15,7 @@ import httpx
 from activities import queries
 from activities.reports import build_reports
 from activities.store import create_pool
-from cli.report_render import to_csv, to_html, to_json
+from activities.report_render import to_csv, to_html, to_json
 from cli.stack import DATABASE
 from schemas.read_models import AchievementFilter, AchievementPage
 

@@ -30,6 +30,10 @@ from schemas.disclosure import (
 from schemas.evaluation import Recommendation, Review
 from schemas.transaction import ContractType, PricingMethod
 
+# The synthetic experts of the demo's identity provider (sandboxes/identity_directory.py): a
+# reviewer id is the expert's token subject, so panels are drawn from people who can log in.
+DEMO_EXPERTS = [f"expert.syn-{k:02d}" for k in range(1, 7)]
+
 INSTITUTIONS = [
     Institution(
         code="SYN-UNIV-A",
@@ -178,7 +182,7 @@ def scenario(index: int, run_tag: str, today: date, seed: int = 7) -> Scenario:
     effective = modes or [TransformationMode.TRANSFER, TransformationMode.EQUITY_INVESTMENT]
     return Scenario(
         disclosure=disclosure,
-        reviewers=[f"expert-{index:04d}-{k}" for k in range(3)],
+        reviewers=[DEMO_EXPERTS[(index + k) % len(DEMO_EXPERTS)] for k in range(3)],
         exchanges=exchanges,
         asking_price=price,
         pricing=[PricingMethod.AGREEMENT, PricingMethod.AUCTION, PricingMethod.BIDDING][index % 3],

@@ -8,6 +8,7 @@ import asyncpg
 from temporalio.client import Client
 
 from gateway.app import create_gateway_app
+from gateway.tokens import TokenVerifier
 from workers.http_server import bind_socket, make_server
 from workers.policy_book import PolicyBook
 from workers.settings import Settings
@@ -28,8 +29,9 @@ async def serve_gateway(
     an OSError for the caller instead of uvicorn's sys.exit(1).
     """
     book = policy_book or PolicyBook.load(settings.policy_file)
+    verifier = token_verifier(settings)
     sock = bind_socket(host, port)
-    server = make_server(create_gateway_app(client, settings, book, pool), host, port)
+    server = make_server(create_gateway_app(client, settings, book, verifier, pool), host, port)
     task = asyncio.create_task(server.serve(sockets=[sock]), name="gateway")
     try:
         # asyncio.wait, unlike awaiting the task, does not cancel it when we are cancelled.
@@ -40,3 +42,20 @@ async def serve_gateway(
         server.should_exit = True
         await asyncio.wait({task})
         sock.close()
+        await verifier.close()
+
+
+def token_verifier(settings: Settings) -> TokenVerifier:
+    """The bearer-token verifier the settings describe; there is no unauthenticated mode."""
+    if not settings.oidc_issuer:
+        raise SystemExit(
+            "ACHIEVEMENTS_OIDC_ISSUER is not set: the gateway verifies people's bearer tokens "
+            "against that OpenID Connect issuer (`achievements dev` runs a local one)"
+        )
+    return TokenVerifier(
+        settings.oidc_issuer,
+        settings.oidc_audience,
+        roles_claim=settings.oidc_roles_claim,
+        institution_claim=settings.oidc_institution_claim,
+        leeway_seconds=settings.oidc_leeway_seconds,
+    )

@@ -25,6 +25,8 @@ class AchievementFilter(BaseModel):
     mandatory_due_before: date | None = Field(
         default=None, description="Mandatory listing due strictly before this date"
     )
+    # Set by the gateway from the caller's token, never from a query parameter.
+    panel_member: str | None = Field(default=None, description="Assigned to this expert")
 
 
 class AchievementPage(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 
 class AchievementView(BaseModel):
@@ -23,3 +23,6 @@ class AchievementView(BaseModel):
     waiting_until: AwareDatetime | None
     synthetic: bool
     updated_at: AwareDatetime
+    panel: list[str] = Field(
+        default_factory=list, description="The assigned experts' ids (empty in an expert's list)"
+    )

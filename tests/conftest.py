@@ -22,10 +22,12 @@ import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
+from identities import Tokens, test_directory
 from temporalio.testing import WorkflowEnvironment
 
 from activities.store import create_pool, migrate
 from sandboxes.exchange import create_exchange_app
+from sandboxes.identity_provider import KeyRing, create_identity_provider_app
 from sandboxes.registry import create_registry_app
 from schemas.exchange_api import Faults
 from workers.http_server import EmbeddedServer, bind_socket, make_server
@@ -149,6 +151,12 @@ class Stack:
     dsn: str
     deps: Dependencies
     http: httpx.AsyncClient
+    tokens: Tokens
+    issuer_keys: KeyRing
+
+    async def headers(self, username: str) -> dict[str, str]:
+        """`Authorization` for one of tests/identities.py's people, from the real issuer."""
+        return await self.tokens.headers(username)
 
     @property
     def gateway_url(self) -> str:
@@ -167,12 +175,13 @@ async def stack(
     postgres_dsn: str, db: asyncpg.Pool, dev_env: WorkflowEnvironment
 ) -> AsyncIterator[Stack]:
     # Bind the gateway first so the exchange sandbox knows where to send its webhooks.
-    sockets = [bind_socket("127.0.0.1") for _ in range(3)]
-    gw, reg, ex = (f"http://127.0.0.1:{s.getsockname()[1]}" for s in sockets)
+    sockets = [bind_socket("127.0.0.1") for _ in range(4)]
+    gw, reg, ex, idp = (f"http://127.0.0.1:{s.getsockname()[1]}" for s in sockets)
     settings = Settings(
         registry_url=reg,
         exchange_url=ex,
         gateway_url=gw,
+        oidc_issuer=idp,
         metrics_port=0,
         # The gateway starts lifecycles here; tests that drive it run a worker on this queue.
         task_queue=f"stack-{uuid.uuid4().hex[:8]}",
@@ -180,18 +189,31 @@ async def stack(
     faults = Faults(webhook_delay_ms=0)
     secret = settings.exchange_webhook_secret.get_secret_value()
     from gateway.app import create_gateway_app
+    from gateway.serve import token_verifier
 
+    keys = KeyRing()
+    verifier = token_verifier(settings)
     apps = [
         # With its pool, as `achievements dev` runs it: the list views and feed are served too.
-        create_gateway_app(dev_env.client, settings, PolicyBook.load(), pool=db),
+        create_gateway_app(dev_env.client, settings, PolicyBook.load(), verifier, pool=db),
         create_registry_app(postgres_dsn, faults),
         create_exchange_app(postgres_dsn, gw, secret, faults),
+        # The real local issuer the gateway trusts, with the tests' people.
+        create_identity_provider_app(idp, test_directory(), keys, audience=settings.oidc_audience),
     ]
     running = [await _serve(app, sock) for app, sock in zip(apps, sockets, strict=True)]
     deps = await Dependencies.open(settings, postgres_dsn)
     async with httpx.AsyncClient(timeout=30.0) as http:
-        yield Stack(settings=settings, dsn=postgres_dsn, deps=deps, http=http)
+        yield Stack(
+            settings=settings,
+            dsn=postgres_dsn,
+            deps=deps,
+            http=http,
+            tokens=Tokens(http, idp),
+            issuer_keys=keys,
+        )
     await deps.close()
+    await verifier.close()
     for server, task in reversed(running):
         server.should_exit = True
         await task

@@ -37,5 +37,4 @@ def disclosure_request(
         "exchanges": ["sstec"],
         "asking_price": "500000.00",
         "pricing": "agreement",
-        "disclosed_by": "tto-officer",
     }

@@ -27,7 +27,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.reports import build_institution_report
 from cli.reads import render_report
-from cli.report_render import to_html
+from activities.report_render import to_html
 from schemas.events import EventType
 from schemas.report import AnnualReportInput, InstitutionAnnualReport
 from workers.schedules import ensure_annual_report_schedule

@@ -69,6 +69,18 @@ class Settings(BaseSettings):
         description="Origin (scheme://host[:port]) of the Temporal Web UI that calls /codec",
     )
 
+    # People's identity: the gateway is a resource server for this OpenID Connect issuer
+    # (Keycloak realm URL, Azure AD v2 issuer, …). `achievements dev` points it at the local
+    # test-mode issuer; outside dev it must be the institution's provider.
+    oidc_issuer: str | None = Field(
+        default=None, pattern=r"^https?://\S+$", description="The issuer URL (its `iss`)"
+    )
+    oidc_audience: str = Field(default="achievements-gateway", min_length=1)
+    # Dotted claim paths: Keycloak puts realm roles at `realm_access.roles`, Azure AD at `roles`.
+    oidc_roles_claim: str = Field(default="roles", min_length=1)
+    oidc_institution_claim: str = Field(default="institution", min_length=1)
+    oidc_leeway_seconds: float = Field(default=30.0, ge=0, le=300)
+
     def webhook_secret(self, system: str) -> SecretStr:
         secrets = {
             "exchange": self.exchange_webhook_secret,

@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from schemas.events import EventType, LifecycleEvent
     from schemas.exchange_api import CreateListingRequest, SearchRequest, WithdrawListingRequest
+    from schemas.identity import Actor
     from schemas.incubation import (
         CompanyFounded,
         EquityRegistration,
@@ -122,6 +123,7 @@ class AchievementLifecycle:
                 rules.disclosed_payload(s.disclosure),
                 source=f"institution:{input.disclosed_by}",
                 at=input.disclosed_at,
+                actor=input.discloser,
             )
         while not s.stage.is_final:
             try:
@@ -430,6 +432,7 @@ class AchievementLifecycle:
                 Stage.ABANDONED: EventType.ABANDONED,
             }[final],
             {"reason": s.outcome_reason} if s.outcome_reason else {},
+            actor=s.withdrawal.actor if s.withdrawal is not None else None,
         )
         self._wait_for("nothing: the lifecycle is over")
 
@@ -533,7 +536,12 @@ class AchievementLifecycle:
         s.evaluation = EvaluationOutcome(
             route=route, mean_score=mean, decided_at=workflow.now(), decided_by=decided_by
         )
-        self._emit(EventType.EVALUATED, s.evaluation.model_dump(mode="json"))
+        decision = s.operator_decision
+        self._emit(
+            EventType.EVALUATED,
+            s.evaluation.model_dump(mode="json"),
+            actor=decision.actor if decision is not None else None,
+        )
         if route is Recommendation.TRANSACTION:
             self._enter_after_maturity("evaluated ready for the market")
         elif route is Recommendation.PROOF_OF_CONCEPT:
@@ -668,7 +676,9 @@ class AchievementLifecycle:
         payload: dict[str, Any],
         source: str = "workflow",
         at: datetime | None = None,
+        actor: Actor | None = None,
     ) -> None:
+        """Record a state change; `actor`: the authenticated person who caused it, if any."""
         s = self.state
         s.outbox.append(
             LifecycleEvent(
@@ -681,6 +691,7 @@ class AchievementLifecycle:
                 occurred_at=at or workflow.now(),
                 source=source,
                 payload=payload,
+                actor=actor,
             )
         )
 
@@ -748,6 +759,7 @@ class AchievementLifecycle:
                 "recommendation": review.recommendation.value,
             },
             source=f"expert:{review.reviewer_id}",
+            actor=review.actor,
         )
         return len(self.state.reviews)
 
@@ -785,6 +797,7 @@ class AchievementLifecycle:
             EventType.ACTIVATED,
             {"modes": [m.value for m in s.modes], "reason": activation.reason},
             source=f"operator:{activation.activated_by}",
+            actor=activation.actor,
         )
         # Reviews and decisions of an earlier evaluation do not carry over.
         s.reviews, s.operator_decision, s.evaluation = [], None, None
@@ -819,6 +832,7 @@ class AchievementLifecycle:
             EventType.MANDATORY_LISTING_EXEMPTED,
             {"justification": exemption.justification},
             source=f"operator:{exemption.approved_by}",
+            actor=exemption.actor,
         )
         workflow.upsert_search_attributes([sa.MANDATORY_LISTING_DUE.value_unset()])
         return "exempted"

@@ -112,6 +112,7 @@ def view(s: LifecycleState, now: datetime) -> AchievementView:
         waiting_until=s.waiting.until if s.waiting else None,
         synthetic=s.disclosure.synthetic,
         updated_at=now,
+        panel=list(s.reviewers),
     )
 
 

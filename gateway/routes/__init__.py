@@ -1,0 +1,1 @@
+"""One router per resource: achievements, people's commands, systems' webhooks, reads."""

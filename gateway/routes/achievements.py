@@ -1,0 +1,187 @@
+"""Disclose an achievement, read one, and say who the caller is."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import structlog
+from fastapi import APIRouter, Depends, HTTPException, Path
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from gateway.dependencies import Context, authenticated, authorized, exact_numbers
+from gateway.errors import responses
+from gateway.ids import workflow_id
+from gateway.lifecycles import NOT_FOUND
+from gateway.permissions import PERMISSIONS, SEES_SUMMARY, Grant, Operation, Scope
+from gateway.tokens import Principal
+from schemas.disclosure import ACHIEVEMENT_ID_PATTERN
+from schemas.gateway_api import AchievementBrief, DisclosureRequest, Me, Started
+from schemas.lifecycle import LifecycleInput, LifecycleState
+from workflows import search_attributes as sa
+from workflows.lifecycle import AchievementLifecycle
+
+log = structlog.get_logger(__name__)
+router = APIRouter(tags=["achievements"])
+
+AchievementIdPath = Annotated[str, Path(pattern=ACHIEVEMENT_ID_PATTERN)]
+
+
+@router.post(
+    "/achievements",
+    summary="Disclose an achievement of the caller's institution and start its lifecycle",
+    status_code=201,
+    response_model=Started,
+    responses={
+        200: {"model": Started, "description": "The same disclosure again: nothing started"},
+        **responses(401, 403, 409, 422),
+    },
+    dependencies=[Depends(exact_numbers)],
+)
+async def disclose(
+    request: DisclosureRequest,
+    ctx: Context,
+    access: Annotated[Grant, Depends(authorized(Operation.DISCLOSE))],
+) -> Any:
+    d = request.disclosure
+    if d.institution.code != access.principal.institution:
+        raise HTTPException(
+            403,
+            f"an officer of {access.principal.institution} may disclose for that institution"
+            f" only, not for {d.institution.code}",
+        )
+    policy = ctx.policy_book.current(d.institution.code)
+    if len(request.reviewers) < policy.reviewer_count:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("body", "reviewers"),
+                    "msg": f"the policy ({policy.version}) needs a panel of at least "
+                    f"{policy.reviewer_count} experts, got {len(request.reviewers)}",
+                }
+            ]
+        )
+    wid = workflow_id(d.achievement_id)
+    bound = log.bind(achievement_id=d.achievement_id, workflow_id=wid)
+    actor = access.actor
+    attributes: list[SearchAttributePair[Any]] = [
+        SearchAttributePair(sa.STAGE, "disclosure"),
+        SearchAttributePair(sa.INSTITUTION, d.institution.code),
+        SearchAttributePair(sa.TECHNOLOGY_FIELD, d.field.value),
+        SearchAttributePair(sa.TRANSFORMATION_MODES, [m.value for m in d.intended_modes]),
+        SearchAttributePair(sa.FUNDING_SOURCES, sorted({f.kind.value for f in d.funding})),
+    ]
+    # The summary is confidential: the UI shows title, institution and field only.
+    summary = f"{d.title} | {d.institution.code} {d.institution.name} | {d.field.value}"
+    lifecycles = ctx.lifecycles
+    try:
+        handle = await lifecycles.client.start_workflow(
+            AchievementLifecycle.run,
+            LifecycleInput(
+                disclosure=d,
+                policy=policy,
+                disclosed_at=datetime.now(UTC),
+                disclosed_by=actor.subject,
+                discloser=actor,
+                reviewers=request.reviewers,
+                exchanges=request.exchanges,
+                asking_price=request.asking_price,
+                pricing=request.pricing,
+            ),
+            id=wid,
+            task_queue=ctx.settings.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            static_summary=summary,
+            search_attributes=TypedSearchAttributes(attributes),
+        )
+    except WorkflowAlreadyStartedError as exc:
+        state = await lifecycles.state(d.achievement_id)
+        if state.disclosure.institution.code != access.principal.institution:
+            # Another institution's id: say no more than that the id is taken.
+            raise HTTPException(409, "this achievement id is taken; choose another") from None
+        if state.disclosure != d:
+            bound.info("disclosure conflicts with the existing one")
+            return JSONResponse(
+                status_code=409,
+                content={
+                    "detail": f"achievement {d.achievement_id} was already disclosed"
+                    " with different content",
+                    "field": "disclosure.achievement_id",
+                },
+            )
+        run_id = exc.run_id or (await lifecycles.handle(d.achievement_id).describe()).run_id
+        bound.info("duplicate disclosure acknowledged", run_id=run_id)
+        body = Started(
+            achievement_id=d.achievement_id,
+            workflow_id=wid,
+            run_id=run_id,
+            policy_version=state.policy.version,
+            duplicate=True,
+        )
+        return JSONResponse(status_code=200, content=body.model_dump(mode="json"))
+    run_id = handle.result_run_id or ""
+    bound.info("lifecycle started", run_id=run_id, policy_version=policy.version)
+    return Started(
+        achievement_id=d.achievement_id,
+        workflow_id=wid,
+        run_id=run_id,
+        policy_version=policy.version,
+    )
+
+
+@router.get(
+    "/achievements/{achievement_id}",
+    summary="An achievement's state: whole for its institution and the regulator; a brief "
+    "for its assigned experts and the proof-of-concept fund",
+    response_model=LifecycleState | AchievementBrief,
+    responses=responses(401, 403, 404),
+)
+async def get_state(
+    achievement_id: AchievementIdPath,
+    ctx: Context,
+    access: Annotated[Grant, Depends(authorized(Operation.READ))],
+) -> LifecycleState | AchievementBrief:
+    state = await ctx.lifecycles.state(achievement_id)
+    institution = state.disclosure.institution.code
+    if not access.reaches(institution, state.reviewers, in_poc=state.poc is not None):
+        raise HTTPException(404, NOT_FOUND)
+    if access.scope in (Scope.OWN, Scope.ANY):
+        return state
+    d = state.disclosure
+    mine = [r for r in state.reviews if r.reviewer_id == access.principal.subject]
+    return AchievementBrief(
+        achievement_id=state.achievement_id,
+        institution_code=institution,
+        title=d.title,
+        field=d.field.value,
+        trl=d.trl,
+        stage=state.stage.value,
+        summary=d.summary if access.scope in SEES_SUMMARY else None,
+        waiting=state.waiting,
+        my_review=mine[0] if mine else None,
+        poc=state.poc if access.scope is Scope.POC else None,
+    )
+
+
+@router.get(
+    "/me",
+    summary="Who the bearer token says the caller is, and what they may do (any valid token)",
+    response_model=Me,
+    responses=responses(401),
+)
+async def whoami(principal: Annotated[Principal, Depends(authenticated)]) -> Me:
+    may = {}
+    for op, scopes in PERMISSIONS.items():
+        held = [scopes[r] for r in principal.roles if r in scopes]
+        if held:
+            may[op.value] = ", ".join(sorted(s.value for s in held))
+    return Me(
+        subject=principal.subject,
+        name=principal.name,
+        institution=principal.institution,
+        roles=sorted(r.value for r in principal.roles),
+        may=may,
+    )

@@ -1,0 +1,128 @@
+"""Read views from the PostgreSQL projections (never Temporal visibility), scoped to the caller:
+an institution sees its own, an expert their panels, the regulator everything.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+
+from activities import queries
+from activities.report_render import to_csv, to_html, to_json
+from activities.reports import build_reports
+from gateway.dependencies import NO_DATABASE, Context, authorized
+from gateway.errors import responses
+from gateway.permissions import Grant, Operation, Scope
+from schemas.disclosure import ACHIEVEMENT_ID_PATTERN, TechnologyField, TransformationMode
+from schemas.lifecycle import Stage
+from schemas.read_models import MAX_PAGE, AchievementFilter, AchievementPage, EventPage
+
+MAX_FEED_PAGE = 1000
+MAX_SEQ = 2**63 - 1  # lifecycle_events.seq is a PostgreSQL bigint
+INSTITUTION_PATTERN = r"^[A-Z0-9][A-Z0-9-]{1,31}$"
+
+router = APIRouter(tags=["reads"])
+READ_RESPONSES = {**responses(401, 403, 422), 503: {"description": NO_DATABASE}}
+
+
+def _institution(access: Grant, asked: str | None) -> str | None:
+    """The institution a read is limited to: the caller's own unless they reach all."""
+    own = access.institution
+    if own is None:
+        return asked
+    if asked is not None and asked != own:
+        # Another institution's rows do not exist for this caller: an empty answer, not 403.
+        return "\x00none"
+    return own
+
+
+@router.get(
+    "/achievements",
+    summary="List the caller's achievements from the projections, in achievement_id order",
+    response_model=AchievementPage,
+    responses=READ_RESPONSES,
+)
+async def list_achievements(
+    ctx: Context,
+    access: Annotated[Grant, Depends(authorized(Operation.LIST))],
+    stage: Stage | None = None,
+    institution: Annotated[str | None, Query(pattern=INSTITUTION_PATTERN)] = None,
+    field: TechnologyField | None = None,
+    mode: TransformationMode | None = None,
+    overdue: Annotated[
+        bool | None, Query(description="Waiting past its deadline (or not, when false)")
+    ] = None,
+    mandatory_due_before: Annotated[
+        date | None, Query(description="Mandatory listing due strictly before this date")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: Annotated[
+        str | None, Query(pattern=ACHIEVEMENT_ID_PATTERN, description="next_cursor")
+    ] = None,
+) -> AchievementPage:
+    panel = access.scope is Scope.PANEL
+    where = AchievementFilter(
+        stage=stage.value if stage else None,
+        institution=institution if panel else _institution(access, institution),
+        field=field.value if field else None,
+        mode=mode.value if mode else None,
+        overdue=overdue,
+        mandatory_due_before=mandatory_due_before,
+        panel_member=access.principal.subject if panel else None,
+    )
+    page = await queries.list_achievements(
+        ctx.need_pool(), where, datetime.now(UTC), limit=limit, cursor=cursor
+    )
+    if panel:  # an expert does not learn who else reviews
+        page = page.model_copy(
+            update={"items": [i.model_copy(update={"panel": []}) for i in page.items]}
+        )
+    return page
+
+
+@router.get(
+    "/events",
+    summary="The caller's lifecycle events in order, resumable: pass next_after as after",
+    response_model=EventPage,
+    responses=READ_RESPONSES,
+)
+async def events(
+    ctx: Context,
+    access: Annotated[Grant, Depends(authorized(Operation.EVENTS))],
+    # Bounded by seq's bigint: a larger number is a 422, not a 500 from PostgreSQL.
+    after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="The last seq already seen")] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_FEED_PAGE)] = 100,
+) -> EventPage:
+    return await queries.events_after(
+        ctx.need_pool(), after=after, limit=limit, institution=access.institution
+    )
+
+
+@router.get(
+    "/reports/annual/{year}",
+    summary="The annual report (Safeguard 4) of the caller's institution, or of every "
+    "institution for the regulator",
+    responses={
+        200: {"content": {"application/json": {}, "text/csv": {}, "text/html": {}}},
+        **READ_RESPONSES,
+    },
+)
+async def annual_report(
+    ctx: Context,
+    access: Annotated[Grant, Depends(authorized(Operation.REPORT))],
+    year: Annotated[int, Path(ge=2000, le=2200)],
+    institution: Annotated[str | None, Query(pattern=INSTITUTION_PATTERN)] = None,
+    format: Literal["json", "csv", "html"] = "json",
+) -> Response:
+    scoped = _institution(access, institution)
+    if scoped == "\x00none":
+        raise HTTPException(404, "no report of that institution for the caller")
+    reports = await build_reports(ctx.need_pool(), year, scoped, datetime.now(UTC))
+    if format == "csv":
+        return PlainTextResponse(to_csv(reports), media_type="text/csv")
+    if format == "html":
+        return HTMLResponse(to_html(reports, year))
+    return Response(to_json(reports), media_type="application/json")

@@ -1,0 +1,183 @@
+"""Signed webhooks of the external systems, as workflow signals.
+
+Systems authenticate with their HMAC secret, not with a person's token. The raw bytes are
+verified before anything an attacker sent is parsed; redelivery is harmless because the
+workflow applies each event_id once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable
+
+import structlog
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+
+from gateway.dependencies import Context, GatewayContext
+from gateway.errors import ERRORS, parse, refuse_floats
+from gateway.lifecycles import Lifecycles
+from gateway.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, verify
+from gateway.webhooks import (
+    IncubatorWebhook,
+    MissingPart,
+    PocFundWebhook,
+    RegistryWebhook,
+    exchange_signal_arg,
+)
+from schemas.commands import ListingExpired
+from schemas.disclosure import ACHIEVEMENT_ID_PATTERN
+from schemas.exchange_api import ExchangeWebhook
+from schemas.gateway_api import Accepted, Problem
+from schemas.incubation import CompanyFounded, IncubationMilestone, IncubatorAdmission
+from schemas.transaction import Bid, Deal, Payment
+from workflows.lifecycle import AchievementLifecycle
+from workflows.proof_of_concept import ProofOfConcept
+
+log = structlog.get_logger(__name__)
+router = APIRouter(tags=["webhooks"])
+
+MAX_WEBHOOK_BODY = 64 * 1024
+WEBHOOK_SYSTEMS = ("exchange", "registry", "incubator", "poc-fund")
+
+
+async def _read_limited(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_WEBHOOK_BODY:
+        raise HTTPException(413, f"body larger than {MAX_WEBHOOK_BODY} bytes")
+    # Chunked bodies carry no length: count while reading and stop at the limit.
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_WEBHOOK_BODY:
+            raise HTTPException(413, f"body larger than {MAX_WEBHOOK_BODY} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post(
+    "/webhooks/{system}",
+    summary="Signed webhook of the exchange, registry, incubator or proof-of-concept fund",
+    description=(
+        "HMAC-SHA256 over `<timestamp>.<raw body>` in `X-Webhook-Signature: v1=<hex>`, with "
+        "`X-Webhook-Timestamp`. Bodies: exchange `ExchangeWebhook`; incubator "
+        "`IncubatorWebhook`; poc-fund `PocFundWebhook`; registry `RegistryWebhook`. "
+        "Redelivery is harmless: the workflow applies each event_id once."
+    ),
+    status_code=202,
+    response_model=Accepted,
+    responses={
+        401: {"model": Problem, "description": "Bad or stale signature"},
+        404: ERRORS[404],
+        409: ERRORS[409],
+        413: {"model": Problem, "description": "Body over 64 KiB"},
+        422: ERRORS[422],
+    },
+)
+async def webhook(system: str, request: Request, ctx: Context) -> Accepted:
+    if system not in WEBHOOK_SYSTEMS:
+        raise HTTPException(404, f"unknown webhook system {system!r}")
+    body = await _read_limited(request)
+    try:
+        # Authenticate the raw bytes before parsing anything an attacker may have sent.
+        verify(
+            ctx.settings.webhook_secret(system).get_secret_value(),
+            body,
+            request.headers.get(TIMESTAMP_HEADER),
+            request.headers.get(SIGNATURE_HEADER),
+            ctx.settings.webhook_tolerance_seconds,
+        )
+    except SignatureError as exc:
+        log.warning("webhook refused", system=system, reason=str(exc))
+        raise HTTPException(401, "invalid webhook signature") from None
+    refuse_floats(body)
+    if system == "exchange":
+        return await _exchange(ctx, body)
+    if system == "incubator":
+        return await _incubator(ctx, body)
+    if system == "poc-fund":
+        return await _poc_fund(ctx, body)
+    hook: RegistryWebhook = parse(RegistryWebhook, body)
+    log.info(
+        "registry webhook acknowledged",
+        achievement_id=hook.achievement_id,
+        event_id=hook.event_id,
+        type=hook.type,
+    )
+    return Accepted(event_id=hook.event_id)
+
+
+async def _exchange(ctx: GatewayContext, body: bytes) -> Accepted:
+    hook: ExchangeWebhook = parse(ExchangeWebhook, body)
+    try:
+        arg = exchange_signal_arg(hook)
+    except MissingPart as exc:
+        raise RequestValidationError([{"loc": ("body", exc.field), "msg": str(exc)}]) from None
+    if not re.fullmatch(ACHIEVEMENT_ID_PATTERN, hook.achievement_id):
+        # The exchange's schema leaves it a plain string; Temporal would refuse odd ids.
+        raise RequestValidationError(
+            [{"loc": ("body", "achievement_id"), "msg": "not an achievement id"}]
+        )
+    handle = ctx.lifecycles.handle(hook.achievement_id)
+    if isinstance(arg, Bid):
+        signal = handle.signal(AchievementLifecycle.exchange_bid, arg)
+    elif isinstance(arg, Deal):
+        signal = handle.signal(AchievementLifecycle.exchange_deal, arg)
+    elif isinstance(arg, Payment):
+        signal = handle.signal(AchievementLifecycle.exchange_payment, arg)
+    else:
+        assert isinstance(arg, ListingExpired)
+        signal = handle.signal(AchievementLifecycle.listing_expired, arg)
+    await _signal(
+        ctx.lifecycles, hook.achievement_id, handle.id, hook.event_id, hook.type.value, signal
+    )
+    return Accepted(event_id=hook.event_id)
+
+
+async def _incubator(ctx: GatewayContext, body: bytes) -> Accepted:
+    hook: IncubatorWebhook = parse(IncubatorWebhook, body, strip_tag=True)
+    event, arg = hook.root, hook.signal_arg()
+    handle = ctx.lifecycles.handle(event.achievement_id)
+    if isinstance(arg, CompanyFounded):
+        signal = handle.signal(AchievementLifecycle.company_founded, arg)
+    elif isinstance(arg, IncubatorAdmission):
+        signal = handle.signal(AchievementLifecycle.incubator_admitted, arg)
+    elif isinstance(arg, IncubationMilestone):
+        signal = handle.signal(AchievementLifecycle.incubation_milestone, arg)
+    else:
+        signal = handle.signal(AchievementLifecycle.incubation_exit, arg)
+    await _signal(
+        ctx.lifecycles, event.achievement_id, handle.id, event.event_id, event.type, signal
+    )
+    return Accepted(event_id=event.event_id)
+
+
+async def _poc_fund(ctx: GatewayContext, body: bytes) -> Accepted:
+    hook: PocFundWebhook = parse(PocFundWebhook, body)
+    handle = ctx.lifecycles.poc_handle(hook.achievement_id)
+    signal = handle.signal(ProofOfConcept.milestone_reported, hook.report)
+    try:
+        await _signal(
+            ctx.lifecycles, hook.achievement_id, handle.id, hook.report.event_id, hook.type, signal
+        )
+    except HTTPException as exc:
+        if exc.status_code != 404:
+            raise
+        if await ctx.lifecycles.status_of(ctx.lifecycles.handle(hook.achievement_id).id) is None:
+            raise HTTPException(404, "no such achievement") from None
+        raise HTTPException(409, "the achievement has no proof of concept running") from None
+    return Accepted(event_id=hook.report.event_id)
+
+
+async def _signal(
+    lifecycles: Lifecycles,
+    achievement_id: str,
+    wid: str,
+    event_id: str,
+    type: str,
+    signal: Awaitable[None],
+) -> None:
+    bound = log.bind(achievement_id=achievement_id, workflow_id=wid, event_id=event_id)
+    await lifecycles.call(wid, "achievement", lambda: signal)
+    bound.info("webhook signalled", type=type)
