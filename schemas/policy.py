@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from datetime import time, timedelta
 from decimal import Decimal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from schemas.jurisdiction import DEFAULT_JURISDICTION, JURISDICTIONS, Jurisdiction
 from schemas.money import Rate
 
 
@@ -17,8 +26,19 @@ class Policy(BaseModel):
 
     institution_code: str = Field(description="Institution code, or '*' for the default")
     version: str = Field(min_length=1, max_length=40)
-    # Net income distribution (item 11, Shanghai regulation: team reward at least 70%).
-    team_reward_minimum: Rate = Decimal("0.70")
+    # Whose law sets the statutory floors (schemas/jurisdiction.py). Declared before the rates
+    # so that their validators can see it.
+    jurisdiction: str = Field(
+        default=DEFAULT_JURISDICTION,
+        description=f"Whose law sets the statutory floors: {', '.join(JURISDICTIONS)}",
+    )
+    # Net income distribution (item 11). team_reward_minimum is the institution's own minimum:
+    # it defaults to the jurisdiction's floor and may raise it, never lower it. The team's rate
+    # may not go below either; the team's share of each payment rounds up to the cent.
+    team_reward_minimum: Rate = Field(
+        default=Decimal("0.70"),
+        description="The institution's own minimum team share; defaults to the statutory floor",
+    )
     team_reward_rate: Rate = Decimal("0.70")
     tto_fund_rate: Rate = Decimal("0.10")
     # Evaluation.
@@ -34,6 +54,40 @@ class Policy(BaseModel):
     # deadline; by default once the whole day has passed.
     mandatory_listing_due_time: time = time.max
 
+    @property
+    def statute(self) -> Jurisdiction:
+        return JURISDICTIONS[self.jurisdiction]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _minimum_defaults_to_the_floor(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "team_reward_minimum" not in data:
+            code = data.get("jurisdiction", DEFAULT_JURISDICTION)
+            if code in JURISDICTIONS:
+                return {**data, "team_reward_minimum": JURISDICTIONS[code].team_reward_floor}
+        return data
+
+    @field_validator("jurisdiction")
+    @classmethod
+    def _known_jurisdiction(cls, value: str) -> str:
+        if value not in JURISDICTIONS:
+            raise ValueError(f"unknown jurisdiction {value!r}; known: {', '.join(JURISDICTIONS)}")
+        return value
+
+    @field_validator("team_reward_minimum", "team_reward_rate")
+    @classmethod
+    def _not_below_the_statutory_floor(cls, value: Decimal, info: ValidationInfo) -> Decimal:
+        code = info.data.get("jurisdiction")
+        if code is None:  # the jurisdiction itself was refused; that error names it
+            return value
+        j = JURISDICTIONS[code]
+        if value < j.team_reward_floor:
+            raise ValueError(
+                f"{info.field_name} {value} is below the statutory floor {j.team_reward_floor}"
+                f" of jurisdiction {j.code} ({j.name}); a policy may raise it, never lower it"
+            )
+        return value
+
     @field_validator("mandatory_listing_due_time")
     @classmethod
     def _utc_time_of_day(cls, value: time) -> time:
@@ -44,7 +98,7 @@ class Policy(BaseModel):
     @model_validator(mode="after")
     def _rates_are_lawful(self) -> Policy:
         if self.team_reward_rate < self.team_reward_minimum:
-            raise ValueError("team_reward_rate is below the statutory team_reward_minimum")
+            raise ValueError("team_reward_rate is below the institution's team_reward_minimum")
         if self.team_reward_rate + self.tto_fund_rate > 1:
             raise ValueError("team_reward_rate + tto_fund_rate exceed the whole net income")
         if self.poc_min_score > self.transaction_min_score:

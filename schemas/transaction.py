@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from schemas.money import Money, to_cents
+from schemas.money import CENT, Money, to_cents
 from schemas.policy import Policy
+from schemas.text import Line
 
 
 class PricingMethod(StrEnum):
@@ -35,8 +36,8 @@ class ListingStatus(StrEnum):
 class Listing(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    exchange: str
-    listing_id: str
+    exchange: Line
+    listing_id: Line
     status: ListingStatus
     asking_price: Money
     pricing: PricingMethod
@@ -48,10 +49,10 @@ class Listing(BaseModel):
 class Bid(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    event_id: str = Field(min_length=1, max_length=100)
-    exchange: str
-    listing_id: str
-    bidder: str = Field(min_length=1, max_length=200)
+    event_id: Line = Field(min_length=1, max_length=100)
+    exchange: Line
+    listing_id: Line
+    bidder: Line = Field(min_length=1, max_length=200)
     amount: Money
     placed_at: AwareDatetime
 
@@ -59,10 +60,10 @@ class Bid(BaseModel):
 class Deal(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    event_id: str = Field(min_length=1, max_length=100)
-    exchange: str
-    listing_id: str
-    buyer: str = Field(min_length=1, max_length=200)
+    event_id: Line = Field(min_length=1, max_length=100)
+    exchange: Line
+    listing_id: Line
+    buyer: Line = Field(min_length=1, max_length=200)
     contract_type: ContractType
     amount: Money
     instalments: int = Field(default=1, ge=1, le=60)
@@ -72,7 +73,7 @@ class Deal(BaseModel):
 class ContractRegistration(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    certificate_number: str
+    certificate_number: Line
     verified_amount: Money
     tax_preference_eligible: bool
     registered_at: AwareDatetime
@@ -81,9 +82,9 @@ class ContractRegistration(BaseModel):
 class Payment(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    event_id: str = Field(min_length=1, max_length=100)
-    exchange: str
-    listing_id: str
+    event_id: Line = Field(min_length=1, max_length=100)
+    exchange: Line
+    listing_id: Line
     instalment: int = Field(ge=1, le=60)
     amount: Money
     costs: Money = Decimal("0.00")
@@ -105,13 +106,23 @@ class Distribution(BaseModel):
     team_reward: Money
     tto_fund: Money
     institution: Money
-    policy_version: str
+    policy_version: Line
 
     @classmethod
-    def of(cls, payment: Payment, policy: Policy) -> Distribution:
+    def of(cls, payment: Payment, policy: Policy, *, team_rounds_up: bool = True) -> Distribution:
+        """The team's share rounds up to the cent, so it is never below rate x net; the cent comes
+        out of the institution's remainder (or, when the rates leave it none, the TTO fund's).
+
+        team_rounds_up=False is the former half-up rounding, kept only so that workflows replay
+        the payments they recorded before the change (workflow.patched("team-share-rounds-up")).
+        """
         net = payment.amount - payment.costs
-        team = to_cents(net * policy.team_reward_rate)
-        tto = to_cents(net * policy.tto_fund_rate)
+        if not team_rounds_up:
+            team = to_cents(net * policy.team_reward_rate)
+            tto = to_cents(net * policy.tto_fund_rate)
+        else:
+            team = (net * policy.team_reward_rate).quantize(CENT, rounding=ROUND_CEILING)
+            tto = min(to_cents(net * policy.tto_fund_rate), net - team)
         return cls(
             net_income=net,
             team_reward=team,
