@@ -9,7 +9,6 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 
 from schemas.money import CENT, Money, to_cents
 from schemas.policy import Policy
-from schemas.text import Line
 
 
 class PricingMethod(StrEnum):
@@ -36,8 +35,8 @@ class ListingStatus(StrEnum):
 class Listing(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    exchange: Line
-    listing_id: Line
+    exchange: str
+    listing_id: str
     status: ListingStatus
     asking_price: Money
     pricing: PricingMethod
@@ -49,10 +48,10 @@ class Listing(BaseModel):
 class Bid(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    event_id: Line = Field(min_length=1, max_length=100)
-    exchange: Line
-    listing_id: Line
-    bidder: Line = Field(min_length=1, max_length=200)
+    event_id: str = Field(min_length=1, max_length=100)
+    exchange: str
+    listing_id: str
+    bidder: str = Field(min_length=1, max_length=200)
     amount: Money
     placed_at: AwareDatetime
 
@@ -60,10 +59,10 @@ class Bid(BaseModel):
 class Deal(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    event_id: Line = Field(min_length=1, max_length=100)
-    exchange: Line
-    listing_id: Line
-    buyer: Line = Field(min_length=1, max_length=200)
+    event_id: str = Field(min_length=1, max_length=100)
+    exchange: str
+    listing_id: str
+    buyer: str = Field(min_length=1, max_length=200)
     contract_type: ContractType
     amount: Money
     instalments: int = Field(default=1, ge=1, le=60)
@@ -73,7 +72,7 @@ class Deal(BaseModel):
 class ContractRegistration(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    certificate_number: Line
+    certificate_number: str
     verified_amount: Money
     tax_preference_eligible: bool
     registered_at: AwareDatetime
@@ -82,9 +81,9 @@ class ContractRegistration(BaseModel):
 class Payment(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    event_id: Line = Field(min_length=1, max_length=100)
-    exchange: Line
-    listing_id: Line
+    event_id: str = Field(min_length=1, max_length=100)
+    exchange: str
+    listing_id: str
     instalment: int = Field(ge=1, le=60)
     amount: Money
     costs: Money = Decimal("0.00")
@@ -106,7 +105,7 @@ class Distribution(BaseModel):
     team_reward: Money
     tto_fund: Money
     institution: Money
-    policy_version: Line
+    policy_version: str
 
     @classmethod
     def of(cls, payment: Payment, policy: Policy, *, team_rounds_up: bool = True) -> Distribution:
