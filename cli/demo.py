@@ -24,12 +24,21 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+from pydantic import BaseModel
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from cli.gateway_client import issuer_url
 from cli.samples import Scenario, scenario
 from gateway.signing import sign
+from sandboxes.identity_directory import CLI_CLIENT_ID, DEMO_PASSWORD
+from schemas.gateway_api import (
+    ActivationRequest,
+    DisclosureRequest,
+    GoNoGoRequest,
+    ReviewRequest,
+)
 from schemas.lifecycle import LifecycleState, Stage
 from schemas.money import to_cents
 from workers.settings import Settings
@@ -65,37 +74,88 @@ class Tracked:
         return self.state is not None and self.state.stage.is_final
 
 
-class Parties:
-    """The institution, experts, buyer, fund and incubator, each through its own entry point."""
+class Identities:
+    """Each synthetic person signs in at the stack's local issuer, as a person would."""
 
-    def __init__(self, http: httpx.AsyncClient, settings: Settings) -> None:
+    def __init__(self, http: httpx.AsyncClient, issuer: str) -> None:
+        self.http = http
+        self.issuer = issuer
+        self._tokens: dict[str, tuple[str, float]] = {}
+
+    async def headers(self, username: str) -> dict[str, str]:
+        token, until = self._tokens.get(username, ("", 0.0))
+        if time.monotonic() > until:
+            r = await self.http.post(
+                f"{self.issuer}/token",
+                data={
+                    "grant_type": "password",
+                    "client_id": CLI_CLIENT_ID,
+                    "username": username,
+                    "password": DEMO_PASSWORD,
+                },
+            )
+            _expect(r, 200)
+            body = r.json()
+            # Sign in again a minute before the token ends.
+            token, until = body["access_token"], time.monotonic() + body["expires_in"] - 60
+            self._tokens[username] = (token, until)
+        return {"Authorization": f"Bearer {token}"}
+
+
+def officer(institution_code: str) -> str:
+    """The synthetic technology-transfer officer of a demo institution."""
+    return f"officer.{institution_code.lower()}"
+
+
+POC_FUND_OFFICER = "officer.poc-fund"
+
+
+class Parties:
+    """The institution, experts, buyer, fund and incubator, each through its own entry point
+    and, for people, with their own token."""
+
+    def __init__(self, http: httpx.AsyncClient, settings: Settings, people: Identities) -> None:
         self.http = http
         self.settings = settings
+        self.people = people
         self.gateway = settings.gateway_url
         self.exchange = settings.exchange_url
 
     async def disclose(self, sc: Scenario) -> None:
-        body = {
-            "disclosure": sc.disclosure.model_dump(mode="json"),
-            "reviewers": sc.reviewers,
-            "exchanges": sc.exchanges,
-            "asking_price": str(sc.asking_price),
-            "pricing": sc.pricing.value,
-            "disclosed_by": "demo-tto-officer",
-        }
-        r = await self.http.post(f"{self.gateway}/achievements", json=body)
+        body = DisclosureRequest(
+            disclosure=sc.disclosure,
+            reviewers=sc.reviewers,
+            exchanges=sc.exchanges,
+            asking_price=sc.asking_price,
+            pricing=sc.pricing,
+        )
+        r = await self.http.post(
+            f"{self.gateway}/achievements",
+            content=body.model_dump_json(),
+            headers={
+                "Content-Type": "application/json",
+                **await self.people.headers(officer(sc.disclosure.institution.code)),
+            },
+        )
         _expect(r, 200, 201)
 
-    async def state(self, achievement_id: str) -> LifecycleState | None:
-        r = await self.http.get(f"{self.gateway}/achievements/{achievement_id}")
+    async def state(self, sc: Scenario) -> LifecycleState | None:
+        r = await self.http.get(
+            f"{self.gateway}/achievements/{sc.disclosure.achievement_id}",
+            headers=await self.people.headers(officer(sc.disclosure.institution.code)),
+        )
         if r.status_code == 404:
             return None
         _expect(r, 200)
         return LifecycleState.model_validate(r.json())
 
-    async def command(self, achievement_id: str, path: str, body: dict[str, Any]) -> None:
+    async def command(self, achievement_id: str, path: str, body: BaseModel, as_user: str) -> None:
         # 409: the workflow has already moved on (e.g. a review resent after a restart).
-        r = await self.http.post(f"{self.gateway}/achievements/{achievement_id}/{path}", json=body)
+        r = await self.http.post(
+            f"{self.gateway}/achievements/{achievement_id}/{path}",
+            content=body.model_dump_json(),
+            headers={"Content-Type": "application/json", **await self.people.headers(as_user)},
+        )
         _expect(r, 200, 409)
 
     async def exchange_trigger(
@@ -132,27 +192,28 @@ async def act(parties: Parties, t: Tracked, state: LifecycleState) -> None:
         await parties.command(
             aid,
             "activate",
-            {
-                "modes": [m.value for m in sc.activate_with],
-                "activated_by": "demo-tto-officer",
-                "reason": "a licensee came forward",
-            },
+            ActivationRequest(modes=sc.activate_with, reason="a licensee came forward"),
+            officer(sc.disclosure.institution.code),
         )
     elif state.stage is Stage.EVALUATION and state.search is not None:
         reviewed = {r.reviewer_id for r in state.reviews}
         for review in sc.reviews():
             if review.reviewer_id not in reviewed:
-                await parties.command(aid, "reviews", review.model_dump(mode="json"))
+                # Each expert reviews as themselves: the gateway takes the id from the token.
+                body = ReviewRequest.model_validate(
+                    review.model_dump(exclude={"reviewer_id", "actor"})
+                )
+                await parties.command(aid, "reviews", body, review.reviewer_id)
     elif state.stage is Stage.PROOF_OF_CONCEPT and state.waiting is not None:
         await parties.command(
             aid,
             "poc/decision",
-            {
-                "technical_feasible": True,
-                "market_feasible": True,
-                "decided_by": "demo-poc-committee",
-                "reason": "prototype met its targets",
-            },
+            GoNoGoRequest(
+                technical_feasible=True,
+                market_feasible=True,
+                reason="prototype met its targets",
+            ),
+            POC_FUND_OFFICER,
         )
     elif state.stage is Stage.TRANSACTION and state.listings and state.deal is None:
         if len(state.listings) < len(sc.exchanges):
@@ -256,7 +317,7 @@ async def drive(parties: Parties, t: Tracked, deadline: float) -> None:
     await _retrying(lambda: parties.disclose(t.scenario), deadline)
     while not t.done and time.monotonic() < deadline:
         try:
-            state = await parties.state(t.achievement_id)
+            state = await parties.state(t.scenario)
             if state is not None:
                 t.state = state
                 if not t.visited or t.visited[-1] is not state.stage:
@@ -364,7 +425,8 @@ async def run_demo(
         )
         today = datetime.now(UTC).date()
         tracked = [Tracked(scenario(i, run_tag, today)) for i in range(count)]
-        parties = Parties(http, settings)
+        issuer = issuer_url(None, settings.data_dir) or "http://127.0.0.1:8303"
+        parties = Parties(http, settings, Identities(http, issuer))
         deadline = time.monotonic() + within_seconds
         console.print(
             f"Demo run [bold]{run_tag}[/]: {count} synthetic achievements "

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from cli.login import register as register_login
 from cli.people import register as register_people
 from workers.settings import Settings
 
@@ -23,6 +24,8 @@ db_app = typer.Typer(help="The PostgreSQL projection store.", no_args_is_help=Tr
 app.add_typer(db_app, name="db")
 # People's steps (status, review, decide, activate, withdraw, exempt, disclose) via the gateway.
 register_people(app)
+# A person's session at the identity provider: login, logout, whoami.
+register_login(app)
 
 
 def _configure_logging() -> None:
@@ -40,12 +43,21 @@ def dev(
     registry_port: Annotated[int, typer.Option(help="Registry sandbox port")] = 8301,
     exchange_port: Annotated[int, typer.Option(help="Exchange sandbox port")] = 8302,
     metrics_port: Annotated[int, typer.Option(help="Worker Prometheus port (0: off)")] = 9464,
+    issuer_port: Annotated[int, typer.Option(help="Local OIDC issuer port")] = 8303,
 ) -> None:
     """Start the embedded stack in the foreground; Ctrl-C stops all of it."""
     from cli.stack import Ports, run_dev
 
     settings = Settings(data_dir=data_dir)
-    ports = Ports(temporal_port, ui_port, gateway_port, registry_port, exchange_port, metrics_port)
+    ports = Ports(
+        temporal_port,
+        ui_port,
+        gateway_port,
+        registry_port,
+        exchange_port,
+        metrics_port,
+        issuer_port,
+    )
     raise typer.Exit(asyncio.run(run_dev(settings, ports)))
 
 
@@ -80,12 +92,41 @@ def services(
     gateway_port: int = 8300,
     registry_port: int = 8301,
     exchange_port: int = 8302,
+    issuer_port: int = 8303,
 ) -> None:
     """The gateway and the sandboxes in one process (started by `achievements dev`)."""
     from cli.services import run_services
 
     _configure_logging()
-    asyncio.run(run_services(Settings(), host, gateway_port, registry_port, exchange_port))
+    asyncio.run(
+        run_services(Settings(), host, gateway_port, registry_port, exchange_port, issuer_port)
+    )
+
+
+@app.command()
+def gateway(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8300,
+) -> None:
+    """Run the HTTP gateway alone (production: ACHIEVEMENTS_OIDC_ISSUER, TEMPORAL_*, DB URL)."""
+    from cli.services import run_gateway
+
+    _configure_logging()
+    asyncio.run(run_gateway(Settings(), host, port))
+
+
+@app.command()
+def sandboxes(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    registry_port: Annotated[int, typer.Option(help="Registry sandbox port")] = 8301,
+    exchange_port: Annotated[int, typer.Option(help="Exchange sandbox port")] = 8302,
+    issuer_port: Annotated[int, typer.Option(help="Local OIDC issuer port (0: none)")] = 8303,
+) -> None:
+    """Run the test-mode registry and exchange and the local OIDC issuer (never in production)."""
+    from cli.services import run_sandboxes
+
+    _configure_logging()
+    asyncio.run(run_sandboxes(Settings(), host, registry_port, exchange_port, issuer_port))
 
 
 @db_app.command("migrate")
@@ -103,31 +144,20 @@ def db_migrate(
     typer.echo(f"applied: {', '.join(applied)}" if applied else "up to date")
 
 
-# ---------------------------------------------------------------------- read side (issue 5)
+# ---------------------------------------------------------------------- read side
 
-DatabaseUrl = Annotated[
+GatewayUrl = Annotated[
     str | None,
-    typer.Option(
-        envvar="ACHIEVEMENTS_DATABASE_URL",
-        help="PostgreSQL DSN; default: the running embedded stack's database",
-    ),
+    typer.Option(help="Gateway URL; default: ACHIEVEMENTS_GATEWAY_URL, else the running stack's"),
 ]
-DataDir = Annotated[Path, typer.Option(help="Data folder of the embedded stack")]
-
-
-def _dsn(database_url: str | None, data_dir: Path) -> str:
-    from cli.reads import ReadError, resolve_dsn
-
-    try:
-        return resolve_dsn(database_url, data_dir)
-    except ReadError as err:
-        raise typer.BadParameter(str(err), param_hint="--database-url") from None
 
 
 @app.command("list")
 def list_achievements(
     stage: Annotated[str | None, typer.Option(help="e.g. transaction, incubation")] = None,
-    institution: Annotated[str | None, typer.Option(help="Institution code")] = None,
+    institution: Annotated[
+        str | None, typer.Option(help="Institution code (a regulator's filter)")
+    ] = None,
     field: Annotated[str | None, typer.Option(help="Technology field")] = None,
     mode: Annotated[str | None, typer.Option(help="Transformation mode")] = None,
     overdue: Annotated[
@@ -141,13 +171,13 @@ def list_achievements(
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
     cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the page as JSON")] = False,
-    database_url: DatabaseUrl = None,
-    data_dir: DataDir = Path(".data"),
+    gateway_url: GatewayUrl = None,
 ) -> None:
-    """List achievements from PostgreSQL (not visibility), filtered, one page at a time."""
+    """List the achievements you may see (from PostgreSQL, not visibility), a page at a time."""
     from rich.console import Console
     from rich.table import Table
 
+    from cli.gateway_client import Failed, report
     from cli.reads import list_page
     from schemas.disclosure import TechnologyField, TransformationMode
     from schemas.lifecycle import Stage
@@ -169,7 +199,10 @@ def list_achievements(
         overdue=overdue,
         mandatory_due_before=mandatory_due_before.date() if mandatory_due_before else None,
     )
-    page = asyncio.run(list_page(_dsn(database_url, data_dir), where, limit, cursor))
+    try:
+        page = list_page(gateway_url, where, limit, cursor)
+    except Failed as exc:
+        report(exc)
     if as_json:
         typer.echo(page.model_dump_json(indent=2))
         return
@@ -195,21 +228,23 @@ def events(
     follow: Annotated[bool, typer.Option(help="Keep polling for new events")] = False,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="Page size")] = 100,
     poll_seconds: Annotated[float, typer.Option(min=0.1, help="Poll interval")] = 2.0,
-    gateway_url: Annotated[
-        str | None, typer.Option(help="Gateway URL; default: the running stack's")
-    ] = None,
-    data_dir: DataDir = Path(".data"),
+    gateway_url: GatewayUrl = None,
 ) -> None:
-    """Print the lifecycle-event feed as JSON lines (resume with --after the last seq)."""
+    """Print your lifecycle-event feed as JSON lines (resume with --after the last seq)."""
     import httpx
 
+    from cli.gateway_client import Failed, authorization, report
+    from cli.gateway_client import gateway_url as resolve_gateway
     from cli.reads import ReadError, tail_events
-    from cli.reads import gateway_url as resolve_gateway
 
-    url = resolve_gateway(gateway_url, data_dir, Settings().gateway_url)
+    url = resolve_gateway(gateway_url)
+    try:
+        headers = authorization()
+    except Failed as exc:
+        report(exc)
 
     async def tail() -> None:
-        async with httpx.AsyncClient(base_url=url, timeout=30.0) as http:
+        async with httpx.AsyncClient(base_url=url, timeout=30.0, headers=headers) as http:
             await tail_events(
                 http,
                 after,
@@ -230,21 +265,25 @@ def events(
 
 @app.command()
 def report(
-    year: Annotated[int, typer.Option(min=2000, max=2100, help="Calendar year (UTC)")],
+    year: Annotated[int, typer.Option(min=2000, max=2100, help="Calendar year")],
     institution: Annotated[
-        str | None, typer.Option(help="Institution code; default: all with events that year")
+        str | None, typer.Option(help="Institution code; default: yours (a regulator: all)")
     ] = None,
     fmt: Annotated[str, typer.Option("--format", help="json, csv or html")] = "json",
     output: Annotated[Path | None, typer.Option(help="Write here instead of stdout")] = None,
-    database_url: DatabaseUrl = None,
-    data_dir: DataDir = Path(".data"),
+    gateway_url: GatewayUrl = None,
 ) -> None:
-    """Build the annual report from recorded events (the same code as the scheduled one)."""
-    from cli.reads import render_report
+    """The annual report built from recorded events (the same code as the scheduled one)."""
+    from cli.gateway_client import Failed
+    from cli.gateway_client import report as fail_with
+    from cli.reads import fetch_report
 
     if fmt not in ("json", "csv", "html"):
         raise typer.BadParameter("must be json, csv or html", param_hint="--format")
-    text = asyncio.run(render_report(_dsn(database_url, data_dir), year, institution, fmt))
+    try:
+        text = fetch_report(gateway_url, year, institution, fmt)
+    except Failed as exc:
+        fail_with(exc)
     if output is None:
         typer.echo(text, nl=False)
     else:

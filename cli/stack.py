@@ -49,6 +49,7 @@ class Ports:
     registry: int = 8301
     exchange: int = 8302
     metrics: int = 9464
+    issuer: int = 8303
 
     def check_free(self, host: str = "127.0.0.1") -> None:
         names = {
@@ -58,6 +59,7 @@ class Ports:
             "registry": ("registry sandbox", "--registry-port"),
             "exchange": ("exchange sandbox", "--exchange-port"),
             "metrics": ("worker metrics", "--metrics-port"),
+            "issuer": ("local OIDC issuer", "--issuer-port"),
         }
         for attr, (what, option) in names.items():
             port = getattr(self, attr)
@@ -119,6 +121,10 @@ class Stack:
     @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.gateway}"
+
+    @property
+    def issuer_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.issuer}"
 
     def spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Child:
         log = self.logs / f"{name}.log"
@@ -213,6 +219,8 @@ class Stack:
             "ACHIEVEMENTS_LOG_JSON": "1",
             # The codec server answers the browser only from the UI this stack started.
             "ACHIEVEMENTS_CODEC_UI_ORIGIN": self.ui_url,
+            # People's tokens come from the stack's own test-mode issuer.
+            "ACHIEVEMENTS_OIDC_ISSUER": self.issuer_url,
         }
 
     # ---------------------------------------------------------------- lifecycle
@@ -247,6 +255,8 @@ class Stack:
                 str(self.ports.registry),
                 "--exchange-port",
                 str(self.ports.exchange),
+                "--issuer-port",
+                str(self.ports.issuer),
             ],
             env,
         )
@@ -256,11 +266,18 @@ class Stack:
         console.print(f"[green]✓[/] Gateway        {self.gateway_url}/docs")
         console.print(
             f"[green]✓[/] Sandboxes      registry :{self.ports.registry}  "
-            f"exchange :{self.ports.exchange}"
+            f"exchange :{self.ports.exchange}  OIDC issuer {self.issuer_url} (test mode)"
         )
         await self.ensure_schedules()
         (self.data_dir / "stack.json").write_text(
-            json.dumps({"pid": os.getpid(), "gateway_url": self.gateway_url, "ui_url": self.ui_url})
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "gateway_url": self.gateway_url,
+                    "ui_url": self.ui_url,
+                    "issuer_url": self.issuer_url,
+                }
+            )
         )
 
     async def ensure_schedules(self) -> None:

@@ -1,10 +1,13 @@
-"""Run both sandboxes in the current event loop, e.g. beside the worker in the demo."""
+"""Run the sandboxes in the current event loop: registry and exchange, and the local issuer."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from sandboxes.exchange import create_exchange_app
+from sandboxes.identity_directory import demo_directory
+from sandboxes.identity_provider import KeyRing, create_identity_provider_app
 from sandboxes.registry import create_registry_app
 from schemas.exchange_api import Faults
 from workers.http_server import make_server
@@ -36,3 +39,20 @@ async def serve_sandboxes(
         for server in servers:
             server.should_exit = True
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def serve_identity_provider(
+    issuer: str, host: str, port: int, *, audience: str, keys_file: Path | None
+) -> None:
+    """The local test-mode OIDC issuer with the demo's synthetic people, until cancelled."""
+    app = create_identity_provider_app(
+        issuer, demo_directory(), KeyRing(keys_file), audience=audience
+    )
+    server = make_server(app, host, port)
+    task = asyncio.create_task(server.serve())
+    try:
+        await asyncio.wait({task})
+        task.result()
+    finally:
+        server.should_exit = True
+        await asyncio.gather(task, return_exceptions=True)

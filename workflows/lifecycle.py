@@ -907,7 +907,9 @@ class AchievementLifecycle:
             return
         if any(p.payment.instalment == payment.instalment for p in s.payments):
             return
-        distribution = Distribution.of(payment, s.policy)
+        # Payments recorded before the team's share rounded up replay with half-up rounding.
+        rounds_up = workflow.patched("team-share-rounds-up")
+        distribution = Distribution.of(payment, s.policy, team_rounds_up=rounds_up)
         s.payments.append(
             RecordedPayment(payment=payment, distribution=distribution, received_at=workflow.now())
         )
