@@ -6,6 +6,8 @@ nothing here signs a token itself (tests/test_tokens.py forges hostile ones on p
 
 from __future__ import annotations
 
+import time
+
 import httpx
 from pydantic import SecretStr
 
@@ -48,15 +50,20 @@ def test_directory() -> Directory:
 
 
 class Tokens:
-    """Access tokens per username, fetched once from the issuer and reused."""
+    """Access tokens per username, fetched from the issuer and reused until shortly before
+    they expire (a whole session outlives the issuer's 15-minute access tokens)."""
+
+    # Fetch a new token when the cached one has less than this left.
+    MARGIN_SECONDS = 120.0
 
     def __init__(self, http: httpx.AsyncClient, issuer: str) -> None:
         self.http = http
         self.issuer = issuer.rstrip("/")
-        self._cache: dict[str, str] = {}
+        self._cache: dict[str, tuple[str, float]] = {}
 
     async def token(self, username: str) -> str:
-        if username not in self._cache:
+        cached = self._cache.get(username)
+        if cached is None or cached[1] - time.monotonic() < self.MARGIN_SECONDS:
             response = await self.http.post(
                 f"{self.issuer}/token",
                 data={
@@ -67,8 +74,10 @@ class Tokens:
                 },
             )
             response.raise_for_status()
-            self._cache[username] = str(response.json()["access_token"])
-        return self._cache[username]
+            body = response.json()
+            expires = time.monotonic() + float(body.get("expires_in", 0))
+            cached = self._cache[username] = (str(body["access_token"]), expires)
+        return cached[0]
 
     async def headers(self, username: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {await self.token(username)}"}

@@ -39,6 +39,7 @@ from cli.stack import Ports, StackError
 from cli.stack import Stack as DevStack
 from gateway.app import create_gateway_app
 from gateway.ids import workflow_id
+from gateway.serve import token_verifier
 from schemas.lifecycle import Stage
 from workers.codec import (
     ENCODING,
@@ -267,7 +268,8 @@ async def encrypted(
     config = dev_env.client.config()
     config["data_converter"] = data_converter(settings)
     client = Client(**config)
-    app = create_gateway_app(client, settings, PolicyBook.load(), pool=db)
+    verifier = token_verifier(settings)  # the session's real local issuer
+    app = create_gateway_app(client, settings, PolicyBook.load(), verifier, pool=db)
     sock = bind_socket("127.0.0.1")
     port = sock.getsockname()[1]
     server = make_server(app, "127.0.0.1", port)
@@ -283,6 +285,7 @@ async def encrypted(
         server.should_exit = True
         await serving
         sock.close()
+        await verifier.close()
 
 
 def payloads_in(message: Message, path: str = "") -> Iterator[tuple[str, Payload]]:
@@ -315,7 +318,8 @@ async def test_lifecycle_history_is_encrypted_and_the_codec_server_decodes_it(
 ) -> None:
     aid = f"CX-{uuid.uuid4().hex[:10].upper()}"
     body = disclosure_request(aid, title=TITLE, summary=SUMMARY)
-    response = await encrypted.http.post("/achievements", json=body)
+    officer = await stack.headers("officer.syn-uni")
+    response = await encrypted.http.post("/achievements", json=body, headers=officer)
     assert response.status_code == 201, response.text
 
     handle = encrypted.client.get_workflow_handle_for(AchievementLifecycle.run, workflow_id(aid))
