@@ -12,35 +12,67 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import pytest
 import pytest_asyncio
 from gateway_requests import disclosure_request as _request
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner, Result
 
 from cli.main import app
+from sandboxes.identity_directory import DEMO_PASSWORD
 from workers.worker import build_worker
 
 if TYPE_CHECKING:
     from conftest import Stack
 
 
+OFFICER, APPROVER = "officer.syn-uni", "approver.syn-uni"
+
+
 @dataclass
 class People:
     stack: Stack
     http: httpx.AsyncClient
+    credentials: Path
+    logged_in: set[str] = field(default_factory=set)
 
     async def cli(
-        self, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+        self,
+        *args: str,
+        stdin: str | None = None,
+        env: dict[str, str] | None = None,
+        as_user: str = OFFICER,
     ) -> Result:
-        """Run `achievements ARGS` against the stack's gateway (unless env sets another)."""
+        """Run `achievements ARGS` as a logged-in person against the stack's gateway (unless
+        env sets another). Each person has their own credentials file, as on their own machine."""
+        if as_user not in self.logged_in:
+            result = await self._invoke(
+                ["login", "--username", as_user, "--password-stdin"],
+                DEMO_PASSWORD + "\n",
+                as_user,
+                {},
+            )
+            assert result.exit_code == 0, result.output
+            assert f"logged in at {self.stack.settings.oidc_issuer} as {as_user}" in result.stdout
+            self.logged_in.add(as_user)
         argv = list(args) if env else [*args, "--gateway-url", self.stack.gateway_url]
-        # Wide terminal: rich must not wrap ids and amounts the tests look for.
-        full_env = {"COLUMNS": "200", **(env or {})}
+        return await self._invoke(argv, stdin, as_user, env or {})
+
+    async def _invoke(
+        self, argv: list[str], stdin: str | None, as_user: str, env: dict[str, str]
+    ) -> Result:
+        full_env = {
+            # Wide terminal: rich must not wrap ids and amounts the tests look for.
+            "COLUMNS": "200",
+            "ACHIEVEMENTS_OIDC_ISSUER": str(self.stack.settings.oidc_issuer),
+            "ACHIEVEMENTS_CREDENTIALS_FILE": str(self.credentials / f"{as_user}.json"),
+            **env,
+        }
 
         def invoke() -> Result:
             return CliRunner().invoke(app, argv, input=stdin, env=full_env, catch_exceptions=False)
@@ -48,7 +80,9 @@ class People:
         return await asyncio.to_thread(invoke)
 
     async def state(self, achievement_id: str) -> dict[str, Any]:
-        response = await self.http.get(f"/achievements/{achievement_id}")
+        response = await self.http.get(
+            f"/achievements/{achievement_id}", headers=await self.stack.headers(OFFICER)
+        )
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body
@@ -67,14 +101,16 @@ class People:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def people(dev_env: WorkflowEnvironment, stack: Stack) -> AsyncIterator[People]:
+async def people(
+    dev_env: WorkflowEnvironment, stack: Stack, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[People]:
     """The stack's gateway, and a real worker on the task queue it starts lifecycles on."""
     settings = stack.settings
     async with (
         build_worker(dev_env.client, stack.deps, settings.task_queue, settings),
         httpx.AsyncClient(base_url=stack.gateway_url, timeout=30.0) as http,
     ):
-        yield People(stack=stack, http=http)
+        yield People(stack=stack, http=http, credentials=tmp_path_factory.mktemp("credentials"))
 
 
 def request(achievement_id: str, **disclosure: Any) -> dict[str, Any]:
@@ -144,11 +180,11 @@ async def test_bad_disclosures_are_named_and_start_nothing(people: People, tmp_p
     assert missing.exit_code == 1
     assert f"no achievement {aid}" in missing.stderr
 
-    # Float money passes pydantic here but the gateway refuses it (422), naming the field.
+    # Float money is refused by the gateway's own model, before anything is sent.
     floaty = request(aid)
     floaty["asking_price"] = 500000.1
     refused = await people.cli("disclose", write(tmp_path, floaty))
-    assert refused.exit_code == 1
+    assert refused.exit_code == 2
     assert "asking_price: send decimals as strings" in refused.stderr
 
     broken = await people.cli("disclose", write(tmp_path, "{not json"))
@@ -173,31 +209,34 @@ async def test_review_decide_and_a_paid_deal_in_status(people: People, tmp_path:
     scores = ["--novelty", "4", "--maturity", "4", "--market", "4", "--ip-strength", "4"]
 
     bad = await people.cli(
-        "review", aid, "--reviewer", "expert-a", *scores[:-1], "9", "--recommendation", "maybe"
+        "review", aid, *scores[:-1], "9", "--recommendation", "maybe", as_user="expert-a"
     )
     assert bad.exit_code == 2
     assert "--ip-strength: Input should be less than or equal to 5" in bad.stderr
     assert "--recommendation:" in bad.stderr
+    # An expert who is not on the panel cannot even see the achievement.
     intruder = await people.cli(
-        "review", aid, "--reviewer", "intruder", *scores, "--recommendation", "transaction"
+        "review", aid, *scores, "--recommendation", "transaction", as_user="expert-x"
     )
     assert intruder.exit_code == 1
-    assert "refused: reviewer_id: intruder is not on the assigned panel" in intruder.stderr
+    assert f"no achievement {aid} (or not one you may see)" in intruder.stderr
+    # An officer is not an expert: the gateway names the role.
+    officer = await people.cli("review", aid, *scores, "--recommendation", "transaction")
+    assert officer.exit_code == 1
+    assert "not allowed: POST /achievements/{achievement_id}/reviews requires the role expert" in (
+        officer.stderr
+    )
     ok = await people.cli(
-        "review", aid, "--reviewer", "expert-a", *scores, "--recommendation", "transaction"
+        "review", aid, *scores, "--recommendation", "transaction", as_user="expert-a"
     )
     assert ok.exit_code == 0, ok.output
     # 1, not 2: the refused attempts above never reached the workflow.
     assert "(1 so far)" in ok.stdout
 
-    decided = await people.cli(
-        "decide", aid, "--route", "transaction", "--by", "operator-1", "--reason", "ready"
-    )
+    decided = await people.cli("decide", aid, "--route", "transaction", "--reason", "ready")
     assert decided.exit_code == 0, decided.output
     assert f"{aid} routed to transaction" in decided.stdout
-    twice = await people.cli(
-        "decide", aid, "--route", "resource", "--by", "operator-1", "--reason", "changed mind"
-    )
+    twice = await people.cli("decide", aid, "--route", "resource", "--reason", "changed mind")
     # Refused either way: the decision is recorded, or the workflow has already acted on it.
     assert twice.exit_code == 1 and "refused: stage: " in twice.stderr
 
@@ -238,19 +277,19 @@ async def test_review_decide_and_a_paid_deal_in_status(people: People, tmp_path:
 
 async def test_activate_a_dormant_resource(people: People, tmp_path: Path) -> None:
     aid = await disclosed(people, tmp_path, stage="resource", intended_modes=[])
-    bad = await people.cli("activate", aid, "--mode", "licence", "--mode", "rental", "--by", "op")
+    bad = await people.cli("activate", aid, "--mode", "licence", "--mode", "rental")
     assert bad.exit_code == 2
     assert "--mode #2: Input should be" in bad.stderr
     assert (await people.state(aid))["stage"] == "resource"
 
     ok = await people.cli(
-        "activate", aid, "--mode", "licence", "--mode", "transfer", "--by", "op", "--reason", "x"
+        "activate", aid, "--mode", "licence", "--mode", "transfer", "--reason", "x"
     )
     assert ok.exit_code == 0, ok.output
     assert f"{aid} activated: now in evaluation" in ok.stdout
     state = await people.state(aid)
     assert state["modes"] == ["licence", "transfer"]
-    again = await people.cli("activate", aid, "--mode", "licence", "--by", "op")
+    again = await people.cli("activate", aid, "--mode", "licence")
     assert again.exit_code == 1
     assert "refused: stage: only a resource can be activated, not evaluation" in again.stderr
 
@@ -264,31 +303,31 @@ async def test_exempt_and_withdraw(people: People, tmp_path: Path) -> None:
         }
     ]
     aid = await disclosed(people, tmp_path, funding=municipal)
-    short = await people.cli("exempt", aid, "--justification", "because", "--by", "director")
+    short = await people.cli("exempt", aid, "--justification", "because", as_user=APPROVER)
     assert short.exit_code == 2 and "--justification:" in short.stderr
     why = "strategic defence project, listing deferred by the committee"
-    ok = await people.cli("exempt", aid, "--justification", why, "--by", "director")
+    ok = await people.cli("exempt", aid, "--justification", why, as_user=APPROVER)
     assert ok.exit_code == 0, ok.output
     assert f"{aid}: exempted from mandatory listing" in ok.stdout
     shown = await people.cli("status", aid)
     assert any(
         "mandatory listing" in line and "exempted" in line for line in shown.stdout.splitlines()
     )
-    twice = await people.cli("exempt", aid, "--justification", why, "--by", "director")
+    twice = await people.cli("exempt", aid, "--justification", why, as_user=APPROVER)
     assert twice.exit_code == 1 and "refused: stage: already exempted" in twice.stderr
 
     self_funded = await disclosed(people, tmp_path)
-    refused = await people.cli("exempt", self_funded, "--justification", why, "--by", "director")
+    refused = await people.cli("exempt", self_funded, "--justification", why, as_user=APPROVER)
     assert refused.exit_code == 1
     assert "funding: no municipal finance" in refused.stderr
 
-    too_short = await people.cli("withdraw", aid, "--reason", "no", "--by", "tto")
+    too_short = await people.cli("withdraw", aid, "--reason", "no")
     assert too_short.exit_code == 2 and "--reason:" in too_short.stderr
-    withdrawn = await people.cli("withdraw", aid, "--reason", "the team left", "--by", "tto")
+    withdrawn = await people.cli("withdraw", aid, "--reason", "the team left")
     assert withdrawn.exit_code == 0, withdrawn.output
     assert f"{aid}: withdrawing" in withdrawn.stdout
     await people.until(aid, lambda s: s["stage"] == "withdrawn")
-    late = await people.cli("withdraw", aid, "--reason", "again", "--by", "tto", "--abandon")
+    late = await people.cli("withdraw", aid, "--reason", "again", "--abandon")
     assert late.exit_code == 1 and "refused:" in late.stderr
     shown = await people.cli("status", aid)
     assert "withdrawal" in shown.stdout and "the team left" in shown.stdout
@@ -298,8 +337,8 @@ async def test_unknown_achievement_and_unreachable_gateway(people: People) -> No
     aid = new_id()
     for args in (
         ("status", aid),
-        ("withdraw", aid, "--reason", "not pursued", "--by", "tto"),
-        ("decide", aid, "--route", "abandon", "--by", "op", "--reason", "stale"),
+        ("withdraw", aid, "--reason", "not pursued"),
+        ("decide", aid, "--route", "abandon", "--reason", "stale"),
     ):
         result = await people.cli(*args)
         assert result.exit_code == 1, result.output
@@ -315,3 +354,40 @@ async def test_unknown_achievement_and_unreachable_gateway(people: People) -> No
         f"gateway not reachable at {closed}; start the stack with `achievements dev`"
         in result.stderr
     )
+
+
+async def test_login_whoami_and_sessions(people: People, tmp_path: Path) -> None:
+    settings = people.stack.settings
+    env = {
+        "ACHIEVEMENTS_OIDC_ISSUER": str(settings.oidc_issuer),
+        "ACHIEVEMENTS_CREDENTIALS_FILE": str(tmp_path / "fresh.json"),
+        "ACHIEVEMENTS_GATEWAY_URL": people.stack.gateway_url,
+    }
+
+    def run(*argv: str, stdin: str | None = None) -> Result:
+        return CliRunner().invoke(app, list(argv), input=stdin, env=env, catch_exceptions=False)
+
+    nobody = await asyncio.to_thread(run, "whoami")
+    assert nobody.exit_code == 2
+    assert f"not logged in at {settings.oidc_issuer}: run `achievements login`" in nobody.stderr
+    wrong = await asyncio.to_thread(
+        run, "login", "--username", "expert-a", "--password-stdin", stdin="guess\n"
+    )
+    assert wrong.exit_code == 2 and "the identity provider refused" in wrong.stderr
+    assert "guess" not in wrong.output
+    ok = await asyncio.to_thread(
+        run, "login", "--username", "expert-a", "--password-stdin", stdin=DEMO_PASSWORD + "\n"
+    )
+    assert ok.exit_code == 0, ok.output
+    cache = tmp_path / "fresh.json"
+    assert cache.stat().st_mode & 0o777 == 0o600  # tokens are private to their owner
+    me = await asyncio.to_thread(run, "whoami")
+    assert me.exit_code == 0, me.output
+    assert "expert-a" in me.stdout and "roles: expert" in me.stdout
+    assert "POST /achievements/{achievement_id}/reviews: assigned panel" in me.stdout
+    # An expert's list is their panels only, and the event feed is not theirs to read.
+    feed = await asyncio.to_thread(run, "events")
+    assert feed.exit_code == 1 and "403" in feed.stderr
+    out = await asyncio.to_thread(run, "logout")
+    assert out.exit_code == 0 and "logged out" in out.stdout
+    assert (await asyncio.to_thread(run, "whoami")).exit_code == 2
