@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.disclosure import TransformationMode
 from schemas.identity import Actor
+from schemas.text import Line, Text
 
 
 class Activation(BaseModel):
@@ -14,8 +15,8 @@ class Activation(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     modes: list[TransformationMode] = Field(min_length=1, max_length=5)
-    activated_by: str = Field(min_length=1, max_length=100)
-    reason: str = Field(default="", max_length=2000)
+    activated_by: Line = Field(min_length=1, max_length=100)
+    reason: Text = Field(default="", max_length=2000)
     actor: Actor | None = Field(default=None, description="Set by the gateway from the token")
 
 
@@ -24,8 +25,8 @@ class Withdrawal(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    reason: str = Field(min_length=3, max_length=2000)
-    requested_by: str = Field(min_length=1, max_length=100)
+    reason: Text = Field(min_length=3, max_length=2000)
+    requested_by: Line = Field(min_length=1, max_length=100)
     abandon: bool = False
     actor: Actor | None = Field(default=None, description="Set by the gateway from the token")
 
@@ -33,14 +34,14 @@ class Withdrawal(BaseModel):
 class MandatoryListingExemption(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    justification: str = Field(min_length=10, max_length=2000)
-    approved_by: str = Field(min_length=1, max_length=100)
+    justification: Text = Field(min_length=10, max_length=2000)
+    approved_by: Line = Field(min_length=1, max_length=100)
     actor: Actor | None = Field(default=None, description="Set by the gateway from the token")
 
 
 class ListingExpired(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    event_id: str = Field(min_length=1, max_length=100)
-    exchange: str
-    listing_id: str
+    event_id: Line = Field(min_length=1, max_length=100)
+    exchange: Line
+    listing_id: Line

@@ -9,6 +9,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from schemas.money import Percent
+from schemas.text import Line, Text
+
 ACHIEVEMENT_ID_PATTERN = r"^[A-Z0-9][A-Z0-9-]{2,62}$"
 AchievementId = Annotated[str, Field(pattern=ACHIEVEMENT_ID_PATTERN)]
 
@@ -24,7 +27,7 @@ class Institution(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     code: str = Field(pattern=r"^[A-Z0-9][A-Z0-9-]{1,31}$")
-    name: str = Field(min_length=2, max_length=200)
+    name: Line = Field(min_length=2, max_length=200)
     kind: InstitutionKind
     state_owned: bool
 
@@ -32,8 +35,8 @@ class Institution(BaseModel):
 class Inventor(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100)
-    share: Decimal = Field(gt=Decimal("0"), le=Decimal("100"), decimal_places=2)
+    name: Line = Field(min_length=1, max_length=100)
+    share: Percent
 
 
 class TechnologyField(StrEnum):
@@ -69,7 +72,7 @@ class IPAsset(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: IPAssetKind
-    number: str | None = Field(default=None, max_length=64)
+    number: Line | None = Field(default=None, max_length=64)
     status: IPStatus
 
     @model_validator(mode="after")
@@ -90,7 +93,7 @@ class FundingSource(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: FundingKind
-    project_code: str | None = Field(default=None, max_length=64)
+    project_code: Line | None = Field(default=None, max_length=64)
     transformation_deadline: date | None = None
 
     @model_validator(mode="after")
@@ -145,8 +148,8 @@ class Disclosure(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     achievement_id: AchievementId
-    title: str = Field(min_length=3, max_length=300)
-    summary: str = Field(min_length=10, max_length=10_000)
+    title: Line = Field(min_length=3, max_length=300)
+    summary: Text = Field(min_length=10, max_length=10_000)
     institution: Institution
     inventors: list[Inventor] = Field(min_length=1, max_length=100)
     field: TechnologyField

@@ -8,6 +8,7 @@ from enum import StrEnum
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from schemas.identity import Actor
+from schemas.text import Line, Text
 
 Score = int  # 1 (poor) .. 5 (excellent); bounds are enforced on the fields below
 
@@ -28,7 +29,7 @@ class Review(BaseModel):
     market: int = Field(ge=1, le=5)
     ip_strength: int = Field(ge=1, le=5)
     recommendation: Recommendation
-    comment: str = Field(default="", max_length=4000)
+    comment: Text = Field(default="", max_length=4000)
     actor: Actor | None = Field(default=None, description="Set by the gateway from the token")
 
     @property
@@ -41,7 +42,7 @@ class TechnologySearchResult(BaseModel):
 
     similar_listings: int = Field(ge=0)
     matching_demands: int = Field(ge=0)
-    top_matches: list[str] = Field(default_factory=list)
+    top_matches: list[Line] = Field(default_factory=list)
 
 
 class OperatorDecision(BaseModel):
@@ -50,8 +51,8 @@ class OperatorDecision(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     route: Recommendation
-    decided_by: str = Field(min_length=1, max_length=100)
-    reason: str = Field(min_length=3, max_length=2000)
+    decided_by: Line = Field(min_length=1, max_length=100)
+    reason: Text = Field(min_length=3, max_length=2000)
     actor: Actor | None = Field(default=None, description="Set by the gateway from the token")
 
 
@@ -61,4 +62,4 @@ class EvaluationOutcome(BaseModel):
     route: Recommendation
     mean_score: Decimal | None
     decided_at: AwareDatetime
-    decided_by: str
+    decided_by: Line

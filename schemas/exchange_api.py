@@ -10,6 +10,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from schemas.disclosure import TechnologyField
 from schemas.money import Money
+from schemas.text import Line, Text
 from schemas.transaction import ContractType, ListingStatus, PricingMethod
 
 # The Yangtze River Delta network: the sandbox serves each of these as its own exchange.
@@ -22,14 +23,14 @@ class _Request(BaseModel):
 
 class SearchRequest(_Request):
     field: TechnologyField
-    title: str = Field(min_length=3, max_length=300)
+    title: Line = Field(min_length=3, max_length=300)
 
 
 class CreateListingRequest(_Request):
-    achievement_id: str = Field(min_length=3, max_length=63)
-    title: str = Field(min_length=3, max_length=300)
+    achievement_id: Line = Field(min_length=3, max_length=63)
+    title: Line = Field(min_length=3, max_length=300)
     field: TechnologyField
-    seller_institution: str = Field(min_length=2, max_length=32)
+    seller_institution: Line = Field(min_length=2, max_length=32)
     asking_price: Money
     pricing: PricingMethod
     publicity_days: int = Field(ge=0, le=365)
@@ -37,16 +38,16 @@ class CreateListingRequest(_Request):
 
 
 class ListingResponse(BaseModel):
-    exchange: str
-    listing_id: str
-    achievement_id: str
+    exchange: Line
+    listing_id: Line
+    achievement_id: Line
     status: ListingStatus
     listed_at: AwareDatetime
     publicity_ends_at: AwareDatetime
 
 
 class WithdrawListingRequest(_Request):
-    reason: str = Field(min_length=3, max_length=500)
+    reason: Text = Field(min_length=3, max_length=500)
 
 
 class WebhookType(StrEnum):
@@ -57,12 +58,12 @@ class WebhookType(StrEnum):
 
 
 class BidData(BaseModel):
-    bidder: str
+    bidder: Line
     amount: Money
 
 
 class DealData(BaseModel):
-    buyer: str
+    buyer: Line
     contract_type: ContractType
     amount: Money
     instalments: int = Field(ge=1, le=60)
@@ -79,11 +80,11 @@ class ExchangeWebhook(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    event_id: str = Field(min_length=1, max_length=100)
+    event_id: Line = Field(min_length=1, max_length=100)
     type: WebhookType
-    exchange: str
-    listing_id: str
-    achievement_id: str
+    exchange: Line
+    listing_id: Line
+    achievement_id: Line
     occurred_at: AwareDatetime
     bid: BidData | None = None
     deal: DealData | None = None
@@ -91,12 +92,12 @@ class ExchangeWebhook(BaseModel):
 
 
 class SimulatedBid(_Request):
-    bidder: str = Field(min_length=1, max_length=200)
+    bidder: Line = Field(min_length=1, max_length=200)
     amount: Money
 
 
 class SimulatedDeal(_Request):
-    buyer: str = Field(min_length=1, max_length=200)
+    buyer: Line = Field(min_length=1, max_length=200)
     contract_type: ContractType
     amount: Money
     instalments: int = Field(default=1, ge=1, le=60)

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from schemas.money import Money
+from schemas.money import Money, Percent
+from schemas.text import Line, Text
 
 
 class CompanyFounded(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    event_id: str = Field(min_length=1, max_length=100)
-    company_name: str = Field(min_length=2, max_length=200)
+    event_id: Line = Field(min_length=1, max_length=100)
+    company_name: Line = Field(min_length=2, max_length=200)
     # The 18-character unified social credit code of a Chinese legal entity.
-    credit_code: str = Field(pattern=r"^[0-9A-HJ-NPQRTUWXY]{18}$")
-    equity_share: Decimal = Field(gt=0, le=100, decimal_places=2)
+    credit_code: Line = Field(pattern=r"^[0-9A-HJ-NPQRTUWXY]{18}$")
+    equity_share: Percent
     valuation: Money
     founded_at: AwareDatetime
 
@@ -25,7 +25,7 @@ class CompanyFounded(BaseModel):
 class EquityRegistration(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    equity_certificate: str
+    equity_certificate: Line
     state_owned_equity: bool
     registered_at: AwareDatetime
 
@@ -33,8 +33,8 @@ class EquityRegistration(BaseModel):
 class IncubatorAdmission(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    event_id: str = Field(min_length=1, max_length=100)
-    incubator: str = Field(min_length=2, max_length=200)
+    event_id: Line = Field(min_length=1, max_length=100)
+    incubator: Line = Field(min_length=2, max_length=200)
     admitted_at: AwareDatetime
 
 
@@ -47,9 +47,9 @@ class IncubationMilestoneKind(StrEnum):
 class IncubationMilestone(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    event_id: str = Field(min_length=1, max_length=100)
+    event_id: Line = Field(min_length=1, max_length=100)
     kind: IncubationMilestoneKind
-    description: str = Field(min_length=1, max_length=500)
+    description: Text = Field(min_length=1, max_length=500)
     amount: Money | None = None
     reached_at: AwareDatetime
 
@@ -64,7 +64,7 @@ class ExitKind(StrEnum):
 class IncubationExit(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    event_id: str = Field(min_length=1, max_length=100)
+    event_id: Line = Field(min_length=1, max_length=100)
     kind: ExitKind
-    detail: str = Field(default="", max_length=500)
+    detail: Text = Field(default="", max_length=500)
     exited_at: AwareDatetime

@@ -8,13 +8,14 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from schemas.identity import Actor
 from schemas.money import Money
+from schemas.text import Line, Text
 
 
 class PocMilestone(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    milestone_id: str = Field(min_length=1, max_length=64)
-    title: str = Field(min_length=1, max_length=200)
+    milestone_id: Line = Field(min_length=1, max_length=64)
+    title: Line = Field(min_length=1, max_length=200)
     due: date
 
 
@@ -23,8 +24,8 @@ class PocMilestoneReport(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    event_id: str = Field(min_length=1, max_length=100)
-    milestone_id: str = Field(min_length=1, max_length=64)
+    event_id: Line = Field(min_length=1, max_length=100)
+    milestone_id: Line = Field(min_length=1, max_length=64)
     achieved: bool
     reported_at: AwareDatetime
 
@@ -36,8 +37,8 @@ class GoNoGo(BaseModel):
 
     technical_feasible: bool
     market_feasible: bool
-    decided_by: str = Field(min_length=1, max_length=100)
-    reason: str = Field(default="", max_length=2000)
+    decided_by: Line = Field(min_length=1, max_length=100)
+    reason: Text = Field(default="", max_length=2000)
     actor: Actor | None = Field(default=None, description="Set by the gateway from the token")
 
     @property
@@ -48,10 +49,10 @@ class GoNoGo(BaseModel):
 class PocInput(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    achievement_id: str
-    parent_workflow_id: str
-    title: str
-    institution_code: str
+    achievement_id: Line
+    parent_workflow_id: Line
+    title: Line
+    institution_code: Line
     trl: int
     # Empty: the fund's own milestones from the application answer.
     milestones: list[PocMilestone] = Field(default_factory=list)
@@ -60,9 +61,9 @@ class PocInput(BaseModel):
 class PocResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    application_number: str
+    application_number: Line
     granted_amount: Money
     milestones_achieved: int
-    milestones_overdue: list[str]
+    milestones_overdue: list[Line]
     go: bool
-    reason: str
+    reason: Text

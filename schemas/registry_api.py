@@ -4,14 +4,14 @@ equity, proof-of-concept funding and reports). Shared by the client and the sand
 from __future__ import annotations
 
 from datetime import date
-from decimal import Decimal
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from schemas.disclosure import IPAssetKind, TechnologyField
-from schemas.money import Money
+from schemas.money import Money, Percent
 from schemas.proof_of_concept import PocMilestone
+from schemas.text import Line, Text
 from schemas.transaction import ContractType
 
 
@@ -20,9 +20,9 @@ class _Request(BaseModel):
 
 
 class RegisterAchievementRequest(_Request):
-    achievement_id: str = Field(min_length=3, max_length=63)
-    title: str = Field(min_length=3, max_length=300)
-    institution_code: str = Field(min_length=2, max_length=32)
+    achievement_id: Line = Field(min_length=3, max_length=63)
+    title: Line = Field(min_length=3, max_length=300)
+    institution_code: Line = Field(min_length=2, max_length=32)
     field: TechnologyField
     trl: int = Field(ge=1, le=9)
     ip_kinds: list[IPAssetKind] = Field(default_factory=list)
@@ -30,77 +30,77 @@ class RegisterAchievementRequest(_Request):
 
 
 class AchievementRegistration(BaseModel):
-    registration_number: str
+    registration_number: Line
     registered_at: AwareDatetime
 
 
 class RegisterContractRequest(_Request):
-    achievement_id: str = Field(min_length=3, max_length=63)
-    registration_number: str = Field(min_length=1)
+    achievement_id: Line = Field(min_length=3, max_length=63)
+    registration_number: Line = Field(min_length=1)
     contract_type: ContractType
     amount: Money
-    buyer: str = Field(min_length=1, max_length=200)
-    seller_institution: str = Field(min_length=2, max_length=32)
-    exchange: str | None = None
+    buyer: Line = Field(min_length=1, max_length=200)
+    seller_institution: Line = Field(min_length=2, max_length=32)
+    exchange: Line | None = None
 
 
 class ContractRegistrationResponse(BaseModel):
-    certificate_number: str
+    certificate_number: Line
     verified_amount: Money
     tax_preference_eligible: bool
     registered_at: AwareDatetime
 
 
 class RegisterEquityRequest(_Request):
-    achievement_id: str = Field(min_length=3, max_length=63)
-    company_name: str = Field(min_length=2, max_length=200)
-    credit_code: str = Field(pattern=r"^[0-9A-HJ-NPQRTUWXY]{18}$")
-    equity_share: Decimal = Field(gt=0, le=100)
+    achievement_id: Line = Field(min_length=3, max_length=63)
+    company_name: Line = Field(min_length=2, max_length=200)
+    credit_code: Line = Field(pattern=r"^[0-9A-HJ-NPQRTUWXY]{18}$")
+    equity_share: Percent
     valuation: Money
     state_owned: bool
 
 
 class EquityRegistrationResponse(BaseModel):
-    equity_certificate: str
+    equity_certificate: Line
     state_owned_equity: bool
     registered_at: AwareDatetime
 
 
 class PocApplicationRequest(_Request):
-    achievement_id: str = Field(min_length=3, max_length=63)
-    title: str = Field(min_length=3, max_length=300)
-    institution_code: str = Field(min_length=2, max_length=32)
+    achievement_id: Line = Field(min_length=3, max_length=63)
+    title: Line = Field(min_length=3, max_length=300)
+    institution_code: Line = Field(min_length=2, max_length=32)
     trl: int = Field(ge=1, le=9)
     applied_on: date
 
 
 class PocApplicationResponse(BaseModel):
-    application_number: str
+    application_number: Line
     granted_amount: Money
     milestones: list[PocMilestone]
 
 
 class LifecycleReportRequest(_Request):
-    achievement_id: str = Field(min_length=3, max_length=63)
-    registration_number: str | None = None
-    final_stage: str
+    achievement_id: Line = Field(min_length=3, max_length=63)
+    registration_number: Line | None = None
+    final_stage: Line
     summary: dict[str, Any]
 
 
 class AnnualReportRequest(_Request):
-    institution_code: str = Field(min_length=2, max_length=32)
+    institution_code: Line = Field(min_length=2, max_length=32)
     year: int = Field(ge=2000, le=2100)
     report: dict[str, Any]
 
 
 class ReportReceipt(BaseModel):
-    receipt_number: str
+    receipt_number: Line
     received_at: AwareDatetime
 
 
 class ApiError(BaseModel):
     """Error body of both external systems: a type a client can map, and the bad fields."""
 
-    type: str
-    message: str
-    fields: list[str] = Field(default_factory=list)
+    type: Line
+    message: Text
+    fields: list[Line] = Field(default_factory=list)

@@ -9,6 +9,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 
 from schemas.money import CENT, Money, to_cents
 from schemas.policy import Policy
+from schemas.text import Line
 
 
 class PricingMethod(StrEnum):
@@ -35,8 +36,8 @@ class ListingStatus(StrEnum):
 class Listing(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    exchange: str
-    listing_id: str
+    exchange: Line
+    listing_id: Line
     status: ListingStatus
     asking_price: Money
     pricing: PricingMethod
@@ -48,10 +49,10 @@ class Listing(BaseModel):
 class Bid(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    event_id: str = Field(min_length=1, max_length=100)
-    exchange: str
-    listing_id: str
-    bidder: str = Field(min_length=1, max_length=200)
+    event_id: Line = Field(min_length=1, max_length=100)
+    exchange: Line
+    listing_id: Line
+    bidder: Line = Field(min_length=1, max_length=200)
     amount: Money
     placed_at: AwareDatetime
 
@@ -59,10 +60,10 @@ class Bid(BaseModel):
 class Deal(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    event_id: str = Field(min_length=1, max_length=100)
-    exchange: str
-    listing_id: str
-    buyer: str = Field(min_length=1, max_length=200)
+    event_id: Line = Field(min_length=1, max_length=100)
+    exchange: Line
+    listing_id: Line
+    buyer: Line = Field(min_length=1, max_length=200)
     contract_type: ContractType
     amount: Money
     instalments: int = Field(default=1, ge=1, le=60)
@@ -72,7 +73,7 @@ class Deal(BaseModel):
 class ContractRegistration(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    certificate_number: str
+    certificate_number: Line
     verified_amount: Money
     tax_preference_eligible: bool
     registered_at: AwareDatetime
@@ -81,9 +82,9 @@ class ContractRegistration(BaseModel):
 class Payment(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    event_id: str = Field(min_length=1, max_length=100)
-    exchange: str
-    listing_id: str
+    event_id: Line = Field(min_length=1, max_length=100)
+    exchange: Line
+    listing_id: Line
     instalment: int = Field(ge=1, le=60)
     amount: Money
     costs: Money = Decimal("0.00")
@@ -105,7 +106,7 @@ class Distribution(BaseModel):
     team_reward: Money
     tto_fund: Money
     institution: Money
-    policy_version: str
+    policy_version: Line
 
     @classmethod
     def of(cls, payment: Payment, policy: Policy, *, team_rounds_up: bool = True) -> Distribution:
