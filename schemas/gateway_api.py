@@ -18,6 +18,7 @@ from schemas.exchange_api import KNOWN_EXCHANGES
 from schemas.lifecycle import Waiting
 from schemas.money import Money
 from schemas.proof_of_concept import PocResult
+from schemas.text import Text
 from schemas.transaction import PricingMethod
 
 # Same rule as Review.reviewer_id: an expert's token subject is their reviewer id.
@@ -70,34 +71,34 @@ class ReviewRequest(BaseModel):
     market: int = Field(ge=1, le=5)
     ip_strength: int = Field(ge=1, le=5)
     recommendation: Recommendation
-    comment: str = Field(default="", max_length=4000)
+    comment: Text = Field(default="", max_length=4000)
 
 
 class DecisionRequest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     route: Recommendation
-    reason: str = Field(min_length=3, max_length=2000)
+    reason: Text = Field(min_length=3, max_length=2000)
 
 
 class ActivationRequest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     modes: list[TransformationMode] = Field(min_length=1, max_length=5)
-    reason: str = Field(default="", max_length=2000)
+    reason: Text = Field(default="", max_length=2000)
 
 
 class WithdrawalRequest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    reason: str = Field(min_length=3, max_length=2000)
+    reason: Text = Field(min_length=3, max_length=2000)
     abandon: bool = False
 
 
 class ExemptionRequest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    justification: str = Field(min_length=10, max_length=2000)
+    justification: Text = Field(min_length=10, max_length=2000)
 
 
 class GoNoGoRequest(BaseModel):
@@ -105,7 +106,7 @@ class GoNoGoRequest(BaseModel):
 
     technical_feasible: bool
     market_feasible: bool
-    reason: str = Field(default="", max_length=2000)
+    reason: Text = Field(default="", max_length=2000)
 
 
 # ---------------------------------------------------------------------------- answers
