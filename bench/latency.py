@@ -48,8 +48,6 @@ async def measure(size: Size) -> Result:
     engine: list[float] = []
     floor: list[float] = []
     async with open_stack(http=True) as stack:
-        secret = stack.settings.exchange_webhook_secret.get_secret_value()
-        url = f"{stack.settings.gateway_url}/webhooks/exchange"
         async with stack.worker("engine") as w, httpx.AsyncClient(timeout=30) as http:
             # K lifecycles listed and waiting for a deal (the transaction stage).
             handles = []
@@ -79,6 +77,9 @@ async def measure(size: Size) -> Result:
                         "bid": {"bidder": "Synthetic Bidder (bench)", "amount": "1000.00"},
                     }
                 ).encode()
+                # Each exchange signs with its own secret and posts to its own path.
+                secret = stack.settings.webhook_secret(listing.exchange).get_secret_value()
+                url = f"{stack.settings.gateway_url}/webhooks/{listing.exchange}"
                 t0 = time.perf_counter()
                 r = await http.post(
                     url,
@@ -148,7 +149,7 @@ async def measure(size: Size) -> Result:
         details={
             "events": events,
             "lifecycles": k,
-            "path": "signed webhook POST /webhooks/exchange (bid) → gateway signal → "
+            "path": "signed webhook POST /webhooks/{exchange} (bid) → gateway signal → "
             "state_query shows the event id; query polled every 2 ms",
             "engine_ms": {"mean": statistics.fmean(engine) * ms, "max": max(engine) * ms},
             "floor_ms": {"mean": statistics.fmean(floor) * ms, "max": max(floor) * ms},

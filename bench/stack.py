@@ -32,7 +32,7 @@ from bench.common import CONVERTER
 from schemas.exchange_api import Faults
 from workers.http_server import EmbeddedServer, bind_socket, make_server
 from workers.policy_book import PolicyBook
-from workers.settings import Settings
+from workers.settings import EXCHANGES, Settings
 from workflows import search_attributes
 
 BIN = pathlib.Path(sys.executable).parent
@@ -201,14 +201,14 @@ async def open_stack(http: bool = True) -> AsyncIterator[Stack]:
         )
         if http:
             faults = Faults(webhook_delay_ms=0)
-            secret = settings.exchange_webhook_secret.get_secret_value()
+            secrets = {x: settings.webhook_secret(x).get_secret_value() for x in EXCHANGES}
             # The benchmarks reach the gateway only through signed webhooks, so no token is
             # ever verified: the verifier is never asked to fetch this issuer's keys.
             verifier = TokenVerifier("http://127.0.0.1:9", settings.oidc_audience)
             apps = [
                 create_gateway_app(env.client, settings, PolicyBook.load(), verifier, pool=pool),
                 create_registry_app(dsn, faults),
-                create_exchange_app(dsn, gw, secret, faults),
+                create_exchange_app(dsn, gw, secrets, faults),
             ]
             for app, sock in zip(apps, sockets, strict=True):
                 running.append(await _serve(app, sock))

@@ -170,7 +170,7 @@ class Parties:
 
     async def incubator(self, body: dict[str, Any]) -> None:
         raw = json.dumps(body).encode()
-        secret = self.settings.incubator_webhook_secret.get_secret_value()
+        secret = self.settings.webhook_secret("incubator").get_secret_value()
         headers = {"Content-Type": "application/json", **sign(secret, raw)}
         r = await self.http.post(f"{self.gateway}/webhooks/incubator", content=raw, headers=headers)
         _expect(r, 200, 202)

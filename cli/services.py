@@ -19,7 +19,7 @@ import structlog
 from activities.store import create_pool
 from gateway.serve import serve_gateway
 from sandboxes.serve import serve_identity_provider, serve_sandboxes
-from workers.settings import Settings
+from workers.settings import EXCHANGES, Settings
 from workers.temporal import connect
 
 log = structlog.get_logger(__name__)
@@ -60,7 +60,7 @@ def _sandboxes(
         "sandboxes": serve_sandboxes(
             settings.database_url.get_secret_value(),
             settings.gateway_url,
-            settings.exchange_webhook_secret.get_secret_value(),
+            {x: settings.webhook_secret(x).get_secret_value() for x in EXCHANGES},
             host,
             registry_port,
             exchange_port,

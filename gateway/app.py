@@ -13,13 +13,18 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from gateway import errors
-from gateway.codec_server import codec_router
+from gateway.codec_server import MAX_CODEC_BODY, codec_router
 from gateway.dependencies import GatewayContext
 from gateway.lifecycles import Lifecycles
+from gateway.limits import BodyLimits
 from gateway.routes import achievements, commands, health, reads, webhooks
+from gateway.routes.webhooks import MAX_WEBHOOK_BODY
 from gateway.tokens import TokenVerifier
 from workers.policy_book import PolicyBook
 from workers.settings import Settings
+
+MAX_BODY = 256 * 1024  # a disclosure with 100 inventors and 200 IP assets is ~60 KiB
+MAX_JSON_DEPTH = 32  # the deepest request model nests 5 levels
 
 
 def create_gateway_app(
@@ -36,6 +41,15 @@ def create_gateway_app(
         "receive signed webhooks. People send `Authorization: Bearer <access token>` from "
         "their institution's OpenID Connect provider; systems sign their webhooks.",
         version="2",
+    )
+    # Hostile bodies are refused before any route parses them: too large (413), not UTF-8
+    # (400), or nested deeper than any request model goes (422); the connection stays usable.
+    app.add_middleware(
+        BodyLimits,
+        max_body=MAX_BODY,
+        per_path={"/webhooks/": MAX_WEBHOOK_BODY, "/codec/": MAX_CODEC_BODY},
+        max_depth=MAX_JSON_DEPTH,
+        always_json=("/webhooks/",),
     )
     app.state.gateway = GatewayContext(
         settings=settings,

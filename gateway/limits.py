@@ -8,7 +8,7 @@ The checked body is then replayed to the app, so the connection stays usable.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
@@ -71,8 +71,12 @@ class BodyLimits:
         max_body: int = DEFAULT_MAX_BODY,
         per_path: Mapping[str, int] | None = None,
         max_depth: int = DEFAULT_MAX_DEPTH,
+        always_json: Sequence[str] = (),
     ) -> None:
         self.app = app
+        # Path prefixes whose routes parse the raw body as JSON whatever its Content-Type
+        # (signed webhooks): checked as JSON too.
+        self.always_json = tuple(always_json)
         self.max_body = max_body
         self.per_path = sorted((per_path or {}).items(), key=lambda item: -len(item[0]))
         self.max_depth = max_depth
@@ -111,7 +115,7 @@ class BodyLimits:
                 return
             more_body = message.get("more_body", False)
 
-        if _is_json(headers.get("content-type")):
+        if _is_json(headers.get("content-type")) or scope["path"].startswith(self.always_json):
             problem = self._json_problem(body)
             if problem is not None:
                 await problem(scope, receive, send)

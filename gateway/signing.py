@@ -26,7 +26,7 @@ def sign(secret: str, body: bytes, timestamp: int | None = None) -> dict[str, st
 
 
 def verify(
-    secret: str,
+    secret: str | list[str],
     body: bytes,
     timestamp: str | None,
     signature: str | None,
@@ -42,6 +42,8 @@ def verify(
     current = time.time() if now is None else now
     if abs(current - ts) > tolerance_seconds:
         raise SignatureError("timestamp outside the replay window")
-    expected = sign(secret, body, ts)[SIGNATURE_HEADER]
-    if not hmac.compare_digest(expected, signature):
+    # During a rotation two secrets are valid: the new one first, the old until senders move.
+    secrets = [secret] if isinstance(secret, str) else secret
+    matches = [hmac.compare_digest(sign(s, body, ts)[SIGNATURE_HEADER], signature) for s in secrets]
+    if not any(matches):
         raise SignatureError("signature does not match")

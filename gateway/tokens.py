@@ -18,8 +18,9 @@ from typing import Any
 import httpx
 import jwt
 import structlog
+from pydantic import ValidationError
 
-from schemas.identity import Role
+from schemas.identity import Actor, Role
 
 log = structlog.get_logger(__name__)
 
@@ -74,13 +75,27 @@ def principal_from_claims(
     )
     institution = claim_at(claims, institution_claim)
     name = claims.get("name") or claims.get("preferred_username")
-    return Principal(
+    principal = Principal(
         subject=str(claims["sub"]),
         roles=roles,
         institution=str(institution) if isinstance(institution, str | int) else None,
-        name=str(name) if isinstance(name, str) else None,
+        name=str(name)[:200] if isinstance(name, str) else None,
         client_id=str(claims["client_id"]) if isinstance(claims.get("client_id"), str) else None,
     )
+    try:
+        # What every event will record of the caller must be recordable: refuse it here (401)
+        # rather than fail later when a command is built (500).
+        Actor(
+            subject=principal.subject,
+            role=Role.REGULATOR,
+            institution=principal.institution,
+            name=principal.name,
+            client_id=principal.client_id,
+        )
+    except ValidationError as exc:
+        fields = sorted({str(e["loc"][0]) for e in exc.errors(include_input=False)})
+        raise InvalidToken(f"the token's {', '.join(fields)} claim is not usable") from None
+    return principal
 
 
 class TokenVerifier:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -118,7 +118,10 @@ def _stable_number(*parts: str) -> int:
 
 
 def create_exchange_app(
-    dsn: str, gateway_url: str, webhook_secret: str, faults: Faults | None = None
+    dsn: str,
+    gateway_url: str,
+    webhook_secrets: Mapping[str, str],
+    faults: Faults | None = None,
 ) -> FastAPI:
     state = faults_mod.FaultState(faults)
     pools: list[Pool] = []
@@ -127,7 +130,7 @@ def create_exchange_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await open_pool(dsn)
         pools.append(pool)
-        deliverer = WebhookDeliverer(pool, gateway_url, webhook_secret, state)
+        deliverer = WebhookDeliverer(pool, gateway_url, webhook_secrets, state)
         deliverer.start()
         log.info("sandbox.started", system="exchange", exchanges=list(KNOWN_EXCHANGES))
         try:
@@ -148,9 +151,9 @@ def create_exchange_app(
 
     @app.webhooks.post("exchange-event")
     def exchange_event(body: ExchangeWebhook) -> None:
-        """Sent to `{gateway}/webhooks/exchange` with X-Webhook-Id, X-Webhook-Timestamp and
-        X-Webhook-Signature: v1=hex(HMAC-SHA256(secret, f"{timestamp}.{body}")). Delivered at
-        least once: receivers deduplicate by event_id."""
+        """Sent to `{gateway}/webhooks/{exchange}` with X-Webhook-Id, X-Webhook-Timestamp and
+        X-Webhook-Signature: v1=hex(HMAC-SHA256(the exchange's own secret,
+        f"{timestamp}.{body}")). Delivered at least once: receivers deduplicate by event_id."""
 
     install_error_handlers(app)
     faults_mod.install(app, state, "exchange")

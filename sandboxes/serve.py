@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from pathlib import Path
 
 from sandboxes.exchange import create_exchange_app
@@ -16,7 +17,7 @@ from workers.http_server import make_server
 async def serve_sandboxes(
     dsn: str,
     gateway_url: str,
-    exchange_secret: str,
+    exchange_secrets: Mapping[str, str],
     host: str,
     registry_port: int,
     exchange_port: int,
@@ -26,7 +27,7 @@ async def serve_sandboxes(
     servers = [
         make_server(create_registry_app(dsn, faults), host, registry_port),
         make_server(
-            create_exchange_app(dsn, gateway_url, exchange_secret, faults), host, exchange_port
+            create_exchange_app(dsn, gateway_url, exchange_secrets, faults), host, exchange_port
         ),
     ]
     tasks = [asyncio.create_task(server.serve()) for server in servers]

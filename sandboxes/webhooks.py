@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import httpx
@@ -21,7 +22,8 @@ from schemas.exchange_api import ExchangeWebhook
 log = structlog.get_logger(__name__)
 
 SCHEMA = "exchange_sandbox"
-WEBHOOK_PATH = "/webhooks/exchange"
+# Each exchange posts to its own path, signed with its own secret.
+WEBHOOK_PATH = "/webhooks/{exchange}"
 POLL_INTERVAL = 0.1
 BATCH_SIZE = 20
 FIRST_BACKOFF = 0.5
@@ -60,13 +62,13 @@ class WebhookDeliverer:
         self,
         pool: Pool,
         gateway_url: str,
-        secret: str,
+        secrets: Mapping[str, str],
         faults: FaultState,
         timeout: float = 10.0,
     ) -> None:
         self._pool = pool
         self._url = gateway_url.rstrip("/") + WEBHOOK_PATH
-        self._secret = secret
+        self._secrets = dict(secrets)
         self._faults = faults
         self._http = httpx.AsyncClient(timeout=timeout)
         self._stop = asyncio.Event()
@@ -114,7 +116,7 @@ class WebhookDeliverer:
                     ORDER BY created_at
                     LIMIT $2
                     FOR UPDATE SKIP LOCKED)
-            RETURNING o.event_id, o.body, o.attempts, o.event_type, o.created_at
+            RETURNING o.event_id, o.body, o.attempts, o.event_type, o.created_at, o.exchange
             """,
             delay_s,
             BATCH_SIZE,
@@ -124,13 +126,15 @@ class WebhookDeliverer:
             await self._deliver(row)
         return len(rows)
 
-    async def _send(self, event_id: str, body: bytes) -> httpx.Response:
+    async def _send(self, exchange: str, event_id: str, body: bytes) -> httpx.Response:
         headers = {
             "Content-Type": "application/json",
             "X-Webhook-Id": event_id,
-            **sign(self._secret, body),
+            **sign(self._secrets[exchange], body),
         }
-        return await self._http.post(self._url, content=body, headers=headers)
+        return await self._http.post(
+            self._url.format(exchange=exchange), content=body, headers=headers
+        )
 
     async def _deliver(self, row: Record) -> None:
         event_id: str = row["event_id"]
@@ -146,7 +150,7 @@ class WebhookDeliverer:
         response: httpx.Response | None = None
         try:
             for _ in range(copies):
-                response = await self._send(event_id, body)
+                response = await self._send(row["exchange"], event_id, body)
         except httpx.HTTPError as exc:
             # Gateway down or slow: retry with back-off, never give up on a transport error.
             logger.info("webhook.unreachable", error=type(exc).__name__)

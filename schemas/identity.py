@@ -10,6 +10,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.text import Line
+
 
 class Role(StrEnum):
     """The roles the gateway understands, as the identity provider names them."""
@@ -31,13 +33,13 @@ class Actor(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    subject: str = Field(min_length=1, max_length=255, description="The token's `sub`")
+    subject: Line = Field(min_length=1, max_length=255, description="The token's `sub`")
     role: Role = Field(description="The role this command was authorised by")
-    institution: str | None = Field(
+    institution: Line | None = Field(
         default=None, max_length=64, description="The token's institution, if any"
     )
-    name: str | None = Field(default=None, max_length=200)
-    client_id: str | None = Field(default=None, max_length=255)
+    name: Line | None = Field(default=None, max_length=200)
+    client_id: Line | None = Field(default=None, max_length=255)
 
     @property
     def label(self) -> str:

@@ -23,8 +23,10 @@ from sandboxes.exchange import create_exchange_app
 from sandboxes.registry import create_registry_app
 from schemas.exchange_api import ExchangeWebhook, Faults
 from workers.http_server import EmbeddedServer, make_server
+from workers.settings import EXCHANGES
 
-WEBHOOK_SECRET = "test-exchange-secret"
+# Each exchange has its own secret, as at the gateway.
+WEBHOOK_SECRETS = {x: f"test-{x}-webhook-secret" for x in EXCHANGES}
 # No artificial webhook delay in tests; everything else starts fault-free.
 TEST_FAULTS = Faults(webhook_delay_ms=0)
 
@@ -39,7 +41,7 @@ class Received:
 class WebhookReceiver:
     """Stands in for the gateway: verifies signatures and records what arrives."""
 
-    secret: str
+    secrets: dict[str, str]
     received: list[Received] = field(default_factory=list)
     rejected: int = 0
     # Answer 503 to this many deliveries first, to exercise the sandbox's retries.
@@ -51,12 +53,12 @@ class WebhookReceiver:
     def app(self) -> FastAPI:
         app = FastAPI()
 
-        @app.post("/webhooks/exchange")
-        async def receive(request: Request) -> Response:
+        @app.post("/webhooks/{exchange}")
+        async def receive(exchange: str, request: Request) -> Response:
             body = await request.body()
             try:
                 verify(
-                    self.secret,
+                    self.secrets.get(exchange, ""),
                     body,
                     request.headers.get(TIMESTAMP_HEADER),
                     request.headers.get(SIGNATURE_HEADER),
@@ -73,6 +75,9 @@ class WebhookReceiver:
                 self.answered_503 += 1
                 return Response(status_code=503)
             event = ExchangeWebhook.model_validate_json(body)
+            if event.exchange != exchange:  # signed by one exchange, about another
+                self.rejected += 1
+                return Response(status_code=403)
             self.received.append(Received(request.headers.get("X-Webhook-Id", ""), event))
             return Response(status_code=204)
 
@@ -156,7 +161,7 @@ async def _start(app: FastAPI, port: int = 0) -> tuple[EmbeddedServer, asyncio.T
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def sandbox_stack(sandbox_dsn: str) -> AsyncIterator[SandboxStack]:
-    receiver = WebhookReceiver(WEBHOOK_SECRET)
+    receiver = WebhookReceiver(WEBHOOK_SECRETS)
     gw_server, gw_task, gateway_url = await _start(receiver.app())
     stack = SandboxStack(
         sandbox_dsn, "", "", receiver, int(gateway_url.rsplit(":", 1)[1]), gw_server, gw_task
@@ -168,7 +173,7 @@ async def sandbox_stack(sandbox_dsn: str) -> AsyncIterator[SandboxStack]:
         )
         started.append((reg_server, reg_task))
         ex_server, ex_task, stack.exchange_url = await _start(
-            create_exchange_app(sandbox_dsn, gateway_url, WEBHOOK_SECRET, TEST_FAULTS)
+            create_exchange_app(sandbox_dsn, gateway_url, WEBHOOK_SECRETS, TEST_FAULTS)
         )
         started.append((ex_server, ex_task))
         yield stack

@@ -32,7 +32,7 @@ from sandboxes.registry import create_registry_app
 from schemas.exchange_api import Faults
 from workers.http_server import EmbeddedServer, bind_socket, make_server
 from workers.policy_book import PolicyBook
-from workers.settings import Settings
+from workers.settings import EXCHANGES, Settings
 from workers.temporal import data_converter, register_search_attributes
 from workers.worker import Dependencies
 from workflows import search_attributes
@@ -187,7 +187,7 @@ async def stack(
         task_queue=f"stack-{uuid.uuid4().hex[:8]}",
     )
     faults = Faults(webhook_delay_ms=0)
-    secret = settings.exchange_webhook_secret.get_secret_value()
+    secrets = {x: settings.webhook_secret(x).get_secret_value() for x in EXCHANGES}
     from gateway.app import create_gateway_app
     from gateway.serve import token_verifier
 
@@ -197,7 +197,7 @@ async def stack(
         # With its pool, as `achievements dev` runs it: the list views and feed are served too.
         create_gateway_app(dev_env.client, settings, PolicyBook.load(), verifier, pool=db),
         create_registry_app(postgres_dsn, faults),
-        create_exchange_app(postgres_dsn, gw, secret, faults),
+        create_exchange_app(postgres_dsn, gw, secrets, faults),
         # The real local issuer the gateway trusts, with the tests' people.
         create_identity_provider_app(idp, test_directory(), keys, audience=settings.oidc_audience),
     ]

@@ -25,9 +25,8 @@ from report_data import DataSet, generate, record
 from temporalio.client import ScheduleActionExecutionStartWorkflow
 from temporalio.testing import WorkflowEnvironment
 
-from activities.reports import build_institution_report
-from cli.reads import render_report
-from activities.report_render import to_html
+from activities.report_render import to_csv, to_html, to_json
+from activities.reports import build_institution_report, build_reports
 from schemas.events import EventType
 from schemas.report import AnnualReportInput, InstitutionAnnualReport
 from workers.schedules import ensure_annual_report_schedule
@@ -149,10 +148,11 @@ async def test_json_and_csv_carry_the_same_figures(
     db: asyncpg.Pool, dataset: DataSet, postgres_dsn: str
 ) -> None:
     inst, year = dataset.institutions[0], YEARS[1]
-    reports = json.loads(await render_report(postgres_dsn, year, inst, "json"))
+    built = await build_reports(db, year, inst, datetime.now(UTC))
+    reports = json.loads(to_json(built))
     assert [r["institution_code"] for r in reports] == [inst]
     parsed = InstitutionAnnualReport.model_validate(reports[0])
-    rows = list(csv.DictReader(io.StringIO(await render_report(postgres_dsn, year, inst, "csv"))))
+    rows = list(csv.DictReader(io.StringIO(to_csv(built))))
     cash = next(r for r in rows if r["part"] == "income" and r["item"] == "cash_received")
     assert Decimal(cash["amount"]) == parsed.income.cash_received
     assert int(cash["count"]) == parsed.income.payments

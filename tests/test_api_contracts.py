@@ -42,7 +42,9 @@ async def apps(dev_env: WorkflowEnvironment) -> AsyncIterator[dict[str, FastAPI]
     try:
         yield {
             "registry": create_registry_app("postgresql://unused"),
-            "exchange": create_exchange_app("postgresql://unused", "http://unused", "unused"),
+            "exchange": create_exchange_app(
+                "postgresql://unused", "http://unused", {"sstec": "unused-secret"}
+            ),
             "gateway": create_gateway_app(dev_env.client, settings, PolicyBook.load(), verifier),
         }
     finally:

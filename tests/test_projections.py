@@ -265,12 +265,6 @@ async def test_gateway_reads_are_scoped_to_the_callers_institution(
         assert all(e["institution_code"] == "SYN-OTHER" for e in response.json()["events"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=asyncpg.exceptions.CharacterNotInRepertoireError,
-    reason="gateway bug: routes/reads.py passes its '\\x00none' sentinel to PostgreSQL, "
-    "which refuses a NUL byte (a 500 over HTTP); remove this mark once it answers an empty page",
-)
 async def test_gateway_list_filtered_by_another_institution_is_an_empty_page(
     gateway_app: httpx.ASGITransport, stack: Stack, dataset: DataSet
 ) -> None:

@@ -8,11 +8,18 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TASK_QUEUE = "achievements"
+# Systems that sign webhooks: each exchange of the Yangtze River Delta network, the registry,
+# incubators and the proof-of-concept fund.
+EXCHANGES = ("sstec", "jstec", "zjtec", "ahtec")
+SYSTEMS = (*EXCHANGES, "registry", "incubator", "poc-fund")
+SANDBOX_SECRET_PREFIX = "sandbox-webhook-secret-"
+MIN_SECRET_LENGTH = 16
 DEPLOYMENT_NAME = "achievements"
 
 
@@ -24,7 +31,10 @@ def _package_version() -> str:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ACHIEVEMENTS_", env_file=".env", extra="ignore")
+    # Errors never echo a value: settings carry secrets (DSNs, webhook secrets, codec keys).
+    model_config = SettingsConfigDict(
+        env_prefix="ACHIEVEMENTS_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
 
     data_dir: Path = Path(".data")
     task_queue: str = TASK_QUEUE
@@ -34,11 +44,15 @@ class Settings(BaseSettings):
     registry_url: str = "http://127.0.0.1:8301"
     exchange_url: str = "http://127.0.0.1:8302"
     gateway_url: str = "http://127.0.0.1:8300"
-    # Per-system webhook secrets (HMAC-SHA256). The defaults are for the local sandboxes only.
-    exchange_webhook_secret: SecretStr = SecretStr("sandbox-exchange-secret")
-    registry_webhook_secret: SecretStr = SecretStr("sandbox-registry-secret")
-    incubator_webhook_secret: SecretStr = SecretStr("sandbox-incubator-secret")
-    poc_fund_webhook_secret: SecretStr = SecretStr("sandbox-poc-fund-secret")
+    # "dev": the embedded stack (`achievements dev`) with its sandboxes and local issuer.
+    # Anything else is a deployment, where sandbox defaults are refused at start.
+    environment: Literal["dev", "production"] = "production"
+    # One HMAC-SHA256 secret per system and per exchange, as a JSON object in
+    # ACHIEVEMENTS_WEBHOOK_SECRETS: {"sstec": "current[,previous]", ...}. Two secrets are both
+    # accepted during a rotation; senders sign with the first. The defaults are the sandboxes'.
+    webhook_secrets: dict[str, SecretStr] = Field(
+        default_factory=lambda: {s: SecretStr(f"{SANDBOX_SECRET_PREFIX}{s}") for s in SYSTEMS}
+    )
     webhook_tolerance_seconds: int = Field(default=300, ge=1)
     http_timeout_seconds: float = Field(default=10.0, gt=0)
     policy_file: Path | None = None
@@ -81,13 +95,41 @@ class Settings(BaseSettings):
     oidc_institution_claim: str = Field(default="institution", min_length=1)
     oidc_leeway_seconds: float = Field(default=30.0, ge=0, le=300)
 
-    def webhook_secret(self, system: str) -> SecretStr:
-        secrets = {
-            "exchange": self.exchange_webhook_secret,
-            "registry": self.registry_webhook_secret,
-            "incubator": self.incubator_webhook_secret,
-            "poc-fund": self.poc_fund_webhook_secret,
-        }
-        if system not in secrets:
+    @field_validator("webhook_secrets")
+    @classmethod
+    def _one_secret_per_system(cls, secrets: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        unknown = sorted(set(secrets) - set(SYSTEMS))
+        missing = [s for s in SYSTEMS if s not in secrets]
+        if unknown or missing:
+            raise ValueError(
+                f"needs exactly the systems {list(SYSTEMS)}"
+                + (f"; unknown: {unknown}" if unknown else "")
+                + (f"; missing: {missing}" if missing else "")
+            )
+        for system, value in secrets.items():
+            parts = value.get_secret_value().split(",")
+            if len(parts) > 2 or any(len(p.strip()) < MIN_SECRET_LENGTH for p in parts):
+                # Never echo the value: name the system only.
+                raise ValueError(
+                    f"{system}: one or two comma-separated secrets (current first), "
+                    f"each at least {MIN_SECRET_LENGTH} characters"
+                )
+        return secrets
+
+    def webhook_secrets_of(self, system: str) -> list[str]:
+        """Every secret a webhook of `system` may be signed with, the current one first."""
+        if system not in self.webhook_secrets:
             raise KeyError(f"unknown webhook system {system!r}")
-        return secrets[system]
+        return [p.strip() for p in self.webhook_secrets[system].get_secret_value().split(",")]
+
+    def webhook_secret(self, system: str) -> SecretStr:
+        """The current secret of `system`: what its sender (a sandbox in test mode) signs with."""
+        return SecretStr(self.webhook_secrets_of(system)[0])
+
+    def sandbox_secrets(self) -> list[str]:
+        """Systems still on a sandbox default secret: refused outside `dev`."""
+        return [
+            system
+            for system in SYSTEMS
+            if any(s.startswith(SANDBOX_SECRET_PREFIX) for s in self.webhook_secrets_of(system))
+        ]

@@ -28,14 +28,17 @@ router = APIRouter(tags=["reads"])
 READ_RESPONSES = {**responses(401, 403, 422), 503: {"description": NO_DATABASE}}
 
 
+class _Nothing(Exception):
+    """The caller asked for another institution's rows, which do not exist for them."""
+
+
 def _institution(access: Grant, asked: str | None) -> str | None:
     """The institution a read is limited to: the caller's own unless they reach all."""
     own = access.institution
     if own is None:
         return asked
     if asked is not None and asked != own:
-        # Another institution's rows do not exist for this caller: an empty answer, not 403.
-        return "\x00none"
+        raise _Nothing
     return own
 
 
@@ -64,9 +67,14 @@ async def list_achievements(
     ] = None,
 ) -> AchievementPage:
     panel = access.scope is Scope.PANEL
+    try:
+        scoped = institution if panel else _institution(access, institution)
+    except _Nothing:
+        # Another institution's rows do not exist for this caller: an empty page, not 403.
+        return AchievementPage(items=[], next_cursor=None)
     where = AchievementFilter(
         stage=stage.value if stage else None,
-        institution=institution if panel else _institution(access, institution),
+        institution=scoped,
         field=field.value if field else None,
         mode=mode.value if mode else None,
         overdue=overdue,
@@ -117,9 +125,10 @@ async def annual_report(
     institution: Annotated[str | None, Query(pattern=INSTITUTION_PATTERN)] = None,
     format: Literal["json", "csv", "html"] = "json",
 ) -> Response:
-    scoped = _institution(access, institution)
-    if scoped == "\x00none":
-        raise HTTPException(404, "no report of that institution for the caller")
+    try:
+        scoped = _institution(access, institution)
+    except _Nothing:
+        raise HTTPException(404, "no report of that institution for the caller") from None
     reports = await build_reports(ctx.need_pool(), year, scoped, datetime.now(UTC))
     if format == "csv":
         return PlainTextResponse(to_csv(reports), media_type="text/csv")

@@ -31,6 +31,7 @@ from schemas.exchange_api import ExchangeWebhook
 from schemas.gateway_api import Accepted, Problem
 from schemas.incubation import CompanyFounded, IncubationMilestone, IncubatorAdmission
 from schemas.transaction import Bid, Deal, Payment
+from workers.settings import EXCHANGES, SYSTEMS
 from workflows.lifecycle import AchievementLifecycle
 from workflows.proof_of_concept import ProofOfConcept
 
@@ -38,7 +39,6 @@ log = structlog.get_logger(__name__)
 router = APIRouter(tags=["webhooks"])
 
 MAX_WEBHOOK_BODY = 64 * 1024
-WEBHOOK_SYSTEMS = ("exchange", "registry", "incubator", "poc-fund")
 
 
 async def _read_limited(request: Request) -> bytes:
@@ -58,17 +58,21 @@ async def _read_limited(request: Request) -> bytes:
 
 @router.post(
     "/webhooks/{system}",
-    summary="Signed webhook of the exchange, registry, incubator or proof-of-concept fund",
+    summary="Signed webhook of an exchange, the registry, an incubator or the PoC fund",
     description=(
-        "HMAC-SHA256 over `<timestamp>.<raw body>` in `X-Webhook-Signature: v1=<hex>`, with "
-        "`X-Webhook-Timestamp`. Bodies: exchange `ExchangeWebhook`; incubator "
-        "`IncubatorWebhook`; poc-fund `PocFundWebhook`; registry `RegistryWebhook`. "
-        "Redelivery is harmless: the workflow applies each event_id once."
+        "`system` is the sender: an exchange (`sstec`, `jstec`, `zjtec`, `ahtec`), `registry`, "
+        "`incubator` or `poc-fund`, each with its own secret. HMAC-SHA256 over "
+        "`<timestamp>.<raw body>` in `X-Webhook-Signature: v1=<hex>`, with "
+        "`X-Webhook-Timestamp`; during a rotation the new and the old secret are both "
+        "accepted. Bodies: an exchange's `ExchangeWebhook`, whose `exchange` must be the "
+        "signer; incubator `IncubatorWebhook`; poc-fund `PocFundWebhook`; registry "
+        "`RegistryWebhook`. Redelivery is harmless: the workflow applies each event_id once."
     ),
     status_code=202,
     response_model=Accepted,
     responses={
         401: {"model": Problem, "description": "Bad or stale signature"},
+        403: {"model": Problem, "description": "Signed by one exchange, about another"},
         404: ERRORS[404],
         409: ERRORS[409],
         413: {"model": Problem, "description": "Body over 64 KiB"},
@@ -76,13 +80,13 @@ async def _read_limited(request: Request) -> bytes:
     },
 )
 async def webhook(system: str, request: Request, ctx: Context) -> Accepted:
-    if system not in WEBHOOK_SYSTEMS:
-        raise HTTPException(404, f"unknown webhook system {system!r}")
+    if system not in SYSTEMS:
+        raise HTTPException(404, f"unknown webhook system {system!r}; known: {list(SYSTEMS)}")
     body = await _read_limited(request)
     try:
         # Authenticate the raw bytes before parsing anything an attacker may have sent.
         verify(
-            ctx.settings.webhook_secret(system).get_secret_value(),
+            ctx.settings.webhook_secrets_of(system),
             body,
             request.headers.get(TIMESTAMP_HEADER),
             request.headers.get(SIGNATURE_HEADER),
@@ -92,8 +96,8 @@ async def webhook(system: str, request: Request, ctx: Context) -> Accepted:
         log.warning("webhook refused", system=system, reason=str(exc))
         raise HTTPException(401, "invalid webhook signature") from None
     refuse_floats(body)
-    if system == "exchange":
-        return await _exchange(ctx, body)
+    if system in EXCHANGES:
+        return await _exchange(ctx, body, system)
     if system == "incubator":
         return await _incubator(ctx, body)
     if system == "poc-fund":
@@ -108,8 +112,18 @@ async def webhook(system: str, request: Request, ctx: Context) -> Accepted:
     return Accepted(event_id=hook.event_id)
 
 
-async def _exchange(ctx: GatewayContext, body: bytes) -> Accepted:
+async def _exchange(ctx: GatewayContext, body: bytes, signer: str) -> Accepted:
     hook: ExchangeWebhook = parse(ExchangeWebhook, body)
+    if hook.exchange != signer:
+        # One exchange's secret never speaks for another's listings: refused, not applied.
+        log.warning(
+            "exchange webhook refused: signer and exchange differ",
+            signer=signer,
+            exchange=hook.exchange,
+            event_id=hook.event_id,
+            achievement_id=hook.achievement_id,
+        )
+        raise HTTPException(403, f"signed by {signer}, but the event is of {hook.exchange}")
     try:
         arg = exchange_signal_arg(hook)
     except MissingPart as exc:
