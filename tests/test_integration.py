@@ -25,7 +25,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
-from cli.demo import Parties, Tracked, drive
+from cli.demo import Identities, Parties, Tracked, drive
 from cli.samples import Scenario, scenario
 from gateway.ids import workflow_id
 from schemas.disclosure import TransformationMode
@@ -102,6 +102,15 @@ def expected_events(sc: Scenario) -> list[str]:
     return [*events, "report_submitted", "completed"]
 
 
+def inst(sc: Scenario) -> str:
+    return sc.disclosure.institution.code
+
+
+def officer_of(sc: Scenario) -> str:
+    """The demo institution's officer (sandboxes/identity_directory.py), who discloses."""
+    return f"officer.{inst(sc).lower()}"
+
+
 def is_subsequence(expected: list[str], actual: list[str]) -> bool:
     remaining = iter(actual)
     return all(any(a == e for a in remaining) for e in expected)
@@ -110,7 +119,10 @@ def is_subsequence(expected: list[str], actual: list[str]) -> bool:
 async def drive_all(
     stack: Stack, http: httpx.AsyncClient, tracked: list[Tracked], within: float
 ) -> None:
-    parties = Parties(http, stack.settings)
+    # Every person signs in at the session's real local issuer (the demo's people are in the
+    # tests' directory): the officers, the experts of each panel and the PoC fund's officer.
+    assert stack.settings.oidc_issuer is not None
+    parties = Parties(http, stack.settings, Identities(http, stack.settings.oidc_issuer))
     deadline = time.monotonic() + within
     await asyncio.gather(*(drive(parties, t, deadline) for t in tracked))
     unfinished = {
@@ -163,7 +175,8 @@ def check_external_records(t: Tracked, registry: dict[str, Any], exchange: dict[
 async def check_projections(db: asyncpg.Pool, sc: Scenario) -> None:
     aid = sc.disclosure.achievement_id
     rows = await db.fetch(
-        "SELECT type, payload FROM lifecycle_events WHERE achievement_id = $1 ORDER BY seq", aid
+        "SELECT type, payload, actor FROM lifecycle_events WHERE achievement_id = $1 ORDER BY seq",
+        aid,
     )
     types = [r["type"] for r in rows]
     expected = expected_events(sc)
@@ -190,6 +203,16 @@ async def check_projections(db: asyncpg.Pool, sc: Scenario) -> None:
         assert parts == net, (aid, d)  # to the cent: exact decimals, nothing lost to rounding
         for key in ("net_income", "team_reward", "tto_fund", "institution"):
             assert Decimal(d[key]) == Decimal(d[key]).quantize(Decimal("0.01")), (aid, d)
+
+    # Who acted, from their tokens: the institution's officer, each expert as themselves.
+    officer = {"subject": officer_of(sc), "role": "tto-officer", "institution": inst(sc)}
+    for r in rows:
+        if r["type"] in ("disclosed", "activated"):
+            assert r["actor"] is not None and officer.items() <= r["actor"].items(), (aid, r)
+    reviewers = [
+        (r["actor"]["subject"], r["actor"]["role"]) for r in rows if r["type"] == "review_submitted"
+    ]
+    assert sorted(reviewers) == sorted((e, "expert") for e in sc.reviewers), (aid, reviewers)
 
     row = await db.fetchrow("SELECT stage FROM achievements WHERE achievement_id = $1", aid)
     assert row is not None and row["stage"] == Stage.COMPLETED.value, (aid, row)
