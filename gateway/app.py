@@ -62,5 +62,5 @@ def create_gateway_app(
     for router in (health, achievements, commands, webhooks, reads):
         app.include_router(router.router)
     # The Web UI's codec server, with the client's own codec (404 when encryption is off).
-    app.include_router(codec_router(client.data_converter.payload_codec, settings))
+    app.include_router(codec_router(client.data_converter.payload_codec, settings, verifier))
     return app

@@ -5,8 +5,11 @@ to /codec/decode to show encrypted payloads, and to /codec/encode when it sends 
 a signal). The codec is the one of the gateway's client, so it is exactly the deployment's.
 
 Guarded three ways: 404 when payload encryption is off; from a browser, only the configured UI
-origin (CORS); and, when ACHIEVEMENTS_CODEC_AUTH_TOKEN is set, a bearer token on every POST.
-Not part of the published API (left out of the OpenAPI document).
+origin (CORS); and a bearer token on every POST when ACHIEVEMENTS_CODEC_AUTH_TOKEN is set or
+an issuer is configured: either that static token (for the `temporal` CLI) or a person's access
+token from the issuer (the Web UI forwards the signed-in user's), of a role that may read
+payloads (an institution officer, an approver or the regulator). Not part of the published API
+(left out of the OpenAPI document).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.converter import PayloadCodec
 
+from gateway.tokens import InvalidToken, IssuerUnavailable, TokenVerifier
+from schemas.identity import Role
 from workers.codec import PayloadDecryptionError
 from workers.settings import Settings
 
@@ -39,7 +44,13 @@ def _problem(status: int, field: str | None, message: str) -> dict[str, Any]:
     return {"detail": message, "field": field}
 
 
-def codec_router(codec: PayloadCodec | None, settings: Settings) -> APIRouter:
+# Who may see decrypted payloads through the UI: the people who read whole lifecycles.
+CODEC_ROLES = frozenset({Role.TTO_OFFICER, Role.APPROVER, Role.REGULATOR})
+
+
+def codec_router(
+    codec: PayloadCodec | None, settings: Settings, verifier: TokenVerifier | None = None
+) -> APIRouter:
     router = APIRouter(prefix="/codec", include_in_schema=False)
     origin_allowed = settings.codec_ui_origin
     token = settings.codec_auth_token.get_secret_value() if settings.codec_auth_token else ""
@@ -54,7 +65,34 @@ def codec_router(codec: PayloadCodec | None, settings: Settings) -> APIRouter:
             "Vary": "Origin",
         }
 
-    def refusal(request: Request) -> JSONResponse | None:
+    async def bearer_refusal(request: Request, headers: dict[str, str]) -> JSONResponse | None:
+        """None when the bearer is the static token or a reading person's access token."""
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        given = given.strip()
+        if (
+            scheme.lower() == "bearer"
+            and token
+            and hmac.compare_digest(given.encode(), token.encode())
+        ):
+            return None
+        if scheme.lower() == "bearer" and given and verifier is not None:
+            try:
+                principal = await verifier.verify(given)
+            except (InvalidToken, IssuerUnavailable) as exc:
+                log.info("codec token refused", reason=str(exc))
+            else:
+                if principal.roles & CODEC_ROLES:
+                    return None
+                roles = ", ".join(sorted(r.value for r in CODEC_ROLES))
+                detail = f"decoding payloads requires the role {roles}"
+                return JSONResponse(_problem(403, "Authorization", detail), 403, headers=headers)
+        return JSONResponse(
+            _problem(401, "Authorization", "a valid bearer token is required"),
+            401,
+            headers={**headers, "WWW-Authenticate": "Bearer"},
+        )
+
+    async def refusal(request: Request) -> JSONResponse | None:
         """404 when off, 403 from a foreign page, 401 without the token; None: go ahead."""
         headers = cors(request)
         if codec is None:
@@ -66,16 +104,8 @@ def codec_router(codec: PayloadCodec | None, settings: Settings) -> APIRouter:
             log.info("codec request from a foreign origin refused", origin=origin)
             detail = f"origin {origin!r} is not allowed (ACHIEVEMENTS_CODEC_UI_ORIGIN)"
             return JSONResponse(_problem(403, "Origin", detail), 403, headers=headers)
-        if token and request.method != "OPTIONS":
-            scheme, _, given = request.headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                given.strip().encode(), token.encode()
-            ):
-                return JSONResponse(
-                    _problem(401, "Authorization", "a valid bearer token is required"),
-                    401,
-                    headers={**headers, "WWW-Authenticate": "Bearer"},
-                )
+        if (token or verifier is not None) and request.method != "OPTIONS":
+            return await bearer_refusal(request, headers)
         return None
 
     async def read_payloads(request: Request) -> list[Payload] | JSONResponse:
@@ -105,7 +135,7 @@ def codec_router(codec: PayloadCodec | None, settings: Settings) -> APIRouter:
         return list(message.payloads)
 
     async def apply(request: Request, action: Literal["encode", "decode"]) -> Response:
-        refused = refusal(request)
+        refused = await refusal(request)
         if refused is not None:
             return refused
         assert codec is not None  # refusal() answered 404 otherwise
@@ -128,7 +158,7 @@ def codec_router(codec: PayloadCodec | None, settings: Settings) -> APIRouter:
         return JSONResponse(content, headers=cors(request))
 
     async def preflight(request: Request) -> Response:
-        refused = refusal(request)
+        refused = await refusal(request)
         if refused is not None:
             return refused
         headers = {

@@ -397,6 +397,17 @@ async def test_codec_server_refuses_wrong_token_origin_and_bad_bodies(
         assert response.json()["field"] == "Authorization"
         assert SUMMARY not in response.text
 
+    # The Web UI may forward the signed-in person's access token instead of the static one:
+    # accepted for the people who read whole lifecycles, refused (403) for an expert.
+    officer = {"Origin": UI_ORIGIN, **await stack.headers("officer.syn-uni")}
+    response = await http.post("/codec/decode", json=body, headers=officer)
+    assert response.status_code == 200, response.text
+    assert json_format.ParseDict(response.json(), Payloads()).payloads[0] == plain(SUMMARY)
+    expert = {"Origin": UI_ORIGIN, **await stack.headers("expert-a")}
+    response = await http.post("/codec/decode", json=body, headers=expert)
+    assert response.status_code == 403 and "regulator" in response.json()["detail"]
+    assert SUMMARY not in response.text
+
     foreign = {"Origin": "http://evil.example", "Authorization": f"Bearer {TOKEN}"}
     response = await http.post("/codec/decode", json=body, headers=foreign)
     assert response.status_code == 403
