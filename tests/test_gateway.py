@@ -491,26 +491,26 @@ async def test_unsigned_or_stale_webhooks_never_reach_the_workflow(
     gw, aid = gateway_stack, new_id()
     await disclose_to_evaluation(gw, aid)
     body = bid_hook(aid, "bid-forged")
-    forged = {**signed(gw, "exchange", body), "X-Webhook-Signature": "v1=" + "0" * 64}
-    assert (
-        await gw.http.post("/webhooks/exchange", content=body, headers=forged)
-    ).status_code == 401
+    forged = {**signed(gw, "sstec", body), "X-Webhook-Signature": "v1=" + "0" * 64}
+    assert (await gw.http.post("/webhooks/sstec", content=body, headers=forged)).status_code == 401
     wrong_secret = signed(gw, "incubator", body)  # a valid signature, with another system's secret
-    response = await gw.http.post("/webhooks/exchange", content=body, headers=wrong_secret)
+    response = await gw.http.post("/webhooks/sstec", content=body, headers=wrong_secret)
     assert response.status_code == 401
-    stale = signed(gw, "exchange", body, timestamp=int(time.time()) - 3600)
-    assert (
-        await gw.http.post("/webhooks/exchange", content=body, headers=stale)
-    ).status_code == 401
+    stale = signed(gw, "sstec", body, timestamp=int(time.time()) - 3600)
+    assert (await gw.http.post("/webhooks/sstec", content=body, headers=stale)).status_code == 401
     unsigned = {"Content-Type": "application/json"}
     assert (
-        await gw.http.post("/webhooks/exchange", content=body, headers=unsigned)
+        await gw.http.post("/webhooks/sstec", content=body, headers=unsigned)
     ).status_code == 401
     # A person's bearer token is no substitute for the system's signature.
     bearer = {**unsigned, **await gw.as_(OFFICER)}
-    assert (
-        await gw.http.post("/webhooks/exchange", content=body, headers=bearer)
-    ).status_code == 401
+    assert (await gw.http.post("/webhooks/sstec", content=body, headers=bearer)).status_code == 401
+    # Each exchange signs its own events only: jstec's secret never speaks for sstec's listing.
+    other_exchange = signed(gw, "jstec", body)
+    response = await gw.http.post("/webhooks/sstec", content=body, headers=other_exchange)
+    assert response.status_code == 401, response.text
+    response = await gw.http.post("/webhooks/jstec", content=body, headers=other_exchange)
+    assert response.status_code == 403, response.text
 
     history = await gw.client.get_workflow_handle(workflow_id(aid)).fetch_history()
     signalled = [
@@ -525,7 +525,7 @@ async def test_oversize_webhook_is_413(gateway_stack: GatewayStack) -> None:
     gw = gateway_stack
     body = b'{"pad": "' + b"x" * MAX_WEBHOOK_BODY + b'"}'
     response = await gw.http.post(
-        "/webhooks/exchange", content=body, headers=signed(gw, "exchange", body)
+        "/webhooks/sstec", content=body, headers=signed(gw, "sstec", body)
     )
     assert response.status_code == 413
 
@@ -536,14 +536,14 @@ async def test_exchange_webhook_missing_its_data_part_is_422(gateway_stack: Gate
     del payload["bid"]
     body = json.dumps(payload).encode()
     response = await gw.http.post(
-        "/webhooks/exchange", content=body, headers=signed(gw, "exchange", body)
+        "/webhooks/sstec", content=body, headers=signed(gw, "sstec", body)
     )
     assert response.status_code == 422, response.text
     assert fields(response) == {"bid"}
     payload = json.loads(bid_hook("x" * 2000, "bid-y"))
     body = json.dumps(payload).encode()
     response = await gw.http.post(
-        "/webhooks/exchange", content=body, headers=signed(gw, "exchange", body)
+        "/webhooks/sstec", content=body, headers=signed(gw, "sstec", body)
     )
     assert response.status_code == 422, response.text
     assert fields(response) == {"achievement_id"}
@@ -581,7 +581,7 @@ async def test_duplicate_exchange_webhook_has_one_effect(gateway_stack: GatewayS
     for _ in range(2):
         body = bid_hook(aid, event_id, listing)
         response = await gw.http.post(
-            "/webhooks/exchange", content=body, headers=signed(gw, "exchange", body)
+            "/webhooks/sstec", content=body, headers=signed(gw, "sstec", body)
         )
         assert response.status_code == 202, response.text
         assert response.json() == {"accepted": True, "event_id": event_id}
@@ -636,9 +636,7 @@ async def test_closed_lifecycle_refuses_updates_and_webhooks(gateway_stack: Gate
     again = await command(gw, aid, "withdraw", withdrawal, OFFICER)
     assert again.status_code == 409, again.text
     body = bid_hook(aid, "bid-late")
-    late = await gw.http.post(
-        "/webhooks/exchange", content=body, headers=signed(gw, "exchange", body)
-    )
+    late = await gw.http.post("/webhooks/sstec", content=body, headers=signed(gw, "sstec", body))
     assert late.status_code == 409, late.text
 
 
