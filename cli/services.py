@@ -67,6 +67,12 @@ def _sandboxes(
         )
     }
     if issuer_port:
+        if settings.environment != "dev":
+            raise SystemExit(
+                "the local test-mode OIDC issuer runs only in the embedded stack "
+                "(ACHIEVEMENTS_ENVIRONMENT=dev); pass --issuer-port 0 and point "
+                "ACHIEVEMENTS_OIDC_ISSUER at the institution's provider"
+            )
         services["issuer"] = serve_identity_provider(
             f"http://{host}:{issuer_port}",
             host,

@@ -219,6 +219,8 @@ class Stack:
             "ACHIEVEMENTS_LOG_JSON": "1",
             # The codec server answers the browser only from the UI this stack started.
             "ACHIEVEMENTS_CODEC_UI_ORIGIN": self.ui_url,
+            # Test mode: sandbox secrets and the local issuer are allowed here, nowhere else.
+            "ACHIEVEMENTS_ENVIRONMENT": "dev",
             # People's tokens come from the stack's own test-mode issuer.
             "ACHIEVEMENTS_OIDC_ISSUER": self.issuer_url,
         }

@@ -28,6 +28,7 @@ async def serve_gateway(
     otherwise replace the process's handlers). Binding the socket here turns "port in use" into
     an OSError for the caller instead of uvicorn's sys.exit(1).
     """
+    refuse_sandbox_secrets(settings)
     book = policy_book or PolicyBook.load(settings.policy_file)
     verifier = token_verifier(settings)
     sock = bind_socket(host, port)
@@ -45,6 +46,19 @@ async def serve_gateway(
         await verifier.close()
 
 
+def refuse_sandbox_secrets(settings: Settings) -> None:
+    """Outside the embedded stack, a webhook secret anyone can read in this repository would
+    let anyone forge an exchange's deal: refuse to start, naming the setting and systems."""
+    if settings.environment == "dev":
+        return
+    if systems := settings.sandbox_secrets():
+        raise SystemExit(
+            "ACHIEVEMENTS_WEBHOOK_SECRETS still holds the sandbox default secret for "
+            f"{', '.join(systems)}: set a secret of its own for every system (or run the "
+            "embedded stack, `achievements dev`, where ACHIEVEMENTS_ENVIRONMENT=dev)"
+        )
+
+
 def token_verifier(settings: Settings) -> TokenVerifier:
     """The bearer-token verifier the settings describe; there is no unauthenticated mode."""
     if not settings.oidc_issuer:
@@ -58,4 +72,5 @@ def token_verifier(settings: Settings) -> TokenVerifier:
         roles_claim=settings.oidc_roles_claim,
         institution_claim=settings.oidc_institution_claim,
         leeway_seconds=settings.oidc_leeway_seconds,
+        refresh_interval_seconds=settings.oidc_keys_refresh_seconds,
     )

@@ -123,7 +123,7 @@ class TokenVerifier:
         self._keys: jwt.PyJWKSet | None = None
         self._algorithms: frozenset[str] = frozenset({"RS256"})
         self._jwks_uri: str | None = None
-        self._fetched_at = float("-inf")
+        self._forced_at = float("-inf")
         self._lock = asyncio.Lock()
 
     async def close(self) -> None:
@@ -160,16 +160,18 @@ class TokenVerifier:
 
     async def _refresh(self, *, force: bool) -> None:
         async with self._lock:
-            stale = time.monotonic() - self._fetched_at >= self.refresh_interval
-            if self._keys is not None and not (force and stale):
-                return
+            if self._keys is not None:
+                # Refetched only for a kid we do not know, and at most once per interval.
+                if not force or time.monotonic() - self._forced_at < self.refresh_interval:
+                    return
+                self._forced_at = time.monotonic()
             if self._jwks_uri is None:
                 self._jwks_uri = await self._discover()
             try:
                 keys = jwt.PyJWKSet.from_dict(await self._get_json(self._jwks_uri))
             except jwt.PyJWTError as exc:
                 raise IssuerUnavailable(f"unusable JWKS: {exc}") from None
-            self._keys, self._fetched_at = keys, time.monotonic()
+            self._keys = keys
             log.info("issuer keys fetched", issuer=self.issuer, kids=[k.key_id for k in keys])
 
     async def _key_for(self, kid: str) -> jwt.PyJWK:

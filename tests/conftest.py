@@ -182,6 +182,11 @@ async def stack(
         exchange_url=ex,
         gateway_url=gw,
         oidc_issuer=idp,
+        # The embedded stack's mode: sandbox webhook secrets are allowed.
+        environment="dev",
+        # Key-rotation tests must not wait out the refetch limit (tests/test_tokens.py tests
+        # the limit on a verifier of its own).
+        oidc_keys_refresh_seconds=0,
         metrics_port=0,
         # The gateway starts lifecycles here; tests that drive it run a worker on this queue.
         task_queue=f"stack-{uuid.uuid4().hex[:8]}",

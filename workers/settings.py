@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     oidc_roles_claim: str = Field(default="roles", min_length=1)
     oidc_institution_claim: str = Field(default="institution", min_length=1)
     oidc_leeway_seconds: float = Field(default=30.0, ge=0, le=300)
+    # A token naming an unknown key makes the gateway fetch the issuer's JWKS again (a key
+    # rotation), but at most this often, so forged kids cannot flood the issuer.
+    oidc_keys_refresh_seconds: float = Field(default=10.0, ge=0, le=3600)
 
     @field_validator("webhook_secrets")
     @classmethod
