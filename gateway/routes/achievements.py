@@ -20,7 +20,7 @@ from gateway.permissions import PERMISSIONS, SEES_SUMMARY, Grant, Operation, Sco
 from gateway.tokens import Principal
 from schemas.disclosure import ACHIEVEMENT_ID_PATTERN
 from schemas.gateway_api import AchievementBrief, DisclosureRequest, Me, Started
-from schemas.lifecycle import LifecycleInput, LifecycleState
+from schemas.lifecycle import LifecycleInput, LifecycleState, Stage
 from workflows import search_attributes as sa
 from workflows.lifecycle import AchievementLifecycle
 
@@ -146,7 +146,9 @@ async def get_state(
 ) -> LifecycleState | AchievementBrief:
     state = await ctx.lifecycles.state(achievement_id)
     institution = state.disclosure.institution.code
-    if not access.reaches(institution, state.reviewers, in_poc=state.poc is not None):
+    # The fund reaches a running proof of concept, and one that has ended (its outcome).
+    in_poc = state.stage is Stage.PROOF_OF_CONCEPT or state.poc is not None
+    if not access.reaches(institution, state.reviewers, in_poc=in_poc):
         raise HTTPException(404, NOT_FOUND)
     if access.scope in (Scope.OWN, Scope.ANY):
         return state
