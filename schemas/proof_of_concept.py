@@ -67,3 +67,6 @@ class PocResult(BaseModel):
     milestones_overdue: list[Line]
     go: bool
     reason: Text
+    # Who took the gate (None in results recorded before the gateway knew people).
+    decided_by: Line | None = None
+    actor: Actor | None = None

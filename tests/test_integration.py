@@ -213,6 +213,11 @@ async def check_projections(db: asyncpg.Pool, sc: Scenario) -> None:
         (r["actor"]["subject"], r["actor"]["role"]) for r in rows if r["type"] == "review_submitted"
     ]
     assert sorted(reviewers) == sorted((e, "expert") for e in sc.reviewers), (aid, reviewers)
+    gates = [r["actor"] for r in rows if r["type"] == "poc_decided"]
+    # The proof-of-concept gate is the fund officer's, taken in the child, recorded by the parent.
+    assert gates == ([{**gates[0], "subject": "officer.poc-fund"}] if sc.needs_poc else []), aid
+    if sc.needs_poc:
+        assert gates[0]["role"] == "poc-fund-officer", (aid, gates)
 
     row = await db.fetchrow("SELECT stage FROM achievements WHERE achievement_id = $1", aid)
     assert row is not None and row["stage"] == Stage.COMPLETED.value, (aid, row)

@@ -269,7 +269,10 @@ class AchievementLifecycle:
                 "registry",
             )
             self._emit(
-                EventType.POC_DECIDED, {"go": result.go, "reason": result.reason}, "operator"
+                EventType.POC_DECIDED,
+                {"go": result.go, "reason": result.reason},
+                f"poc-fund:{result.decided_by}" if result.decided_by else "operator",
+                actor=result.actor,
             )
         if s.poc.go:
             self._enter_after_maturity("proof of concept passed")

@@ -77,6 +77,8 @@ class ProofOfConcept:
             go=self._decision.go,
             reason=self._decision.reason
             or ("technically and commercially feasible" if self._decision.go else "not feasible"),
+            decided_by=self._decision.decided_by,
+            actor=self._decision.actor,
         )
 
     async def _reported_in_time(self, milestone: PocMilestone) -> bool:
