@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 DEFAULT_CLIENT_ID = "achievements-cli"
+LAST_ISSUER = "last_issuer"
 # Refresh this long before expiry, so a token never dies in the middle of a command.
 EXPIRY_MARGIN_SECONDS = 30
 TIMEOUT = httpx.Timeout(15.0, connect=5.0)
@@ -68,8 +69,27 @@ def _store(entries: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+_ENDPOINTS: dict[str, str] = {}
+
+
+def token_endpoint(issuer: str) -> str:
+    """The issuer's token endpoint, from its discovery document (Keycloak's is not /token)."""
+    if issuer not in _ENDPOINTS:
+        url = f"{issuer.rstrip('/')}/.well-known/openid-configuration"
+        try:
+            with httpx.Client(timeout=TIMEOUT) as http:
+                document = http.get(url).raise_for_status().json()
+            _ENDPOINTS[issuer] = str(document["token_endpoint"])
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            raise LoginRequired(
+                f"no usable discovery document at {url} ({type(exc).__name__}): "
+                "is it the issuer URL?"
+            ) from None
+    return _ENDPOINTS[issuer]
+
+
 def _token_request(issuer: str, form: dict[str, str], auth: httpx.BasicAuth | None) -> Any:
-    url = f"{issuer.rstrip('/')}/token"
+    url = token_endpoint(issuer)
     try:
         with httpx.Client(timeout=TIMEOUT) as http:
             response = http.post(url, data=form, auth=auth) if auth else http.post(url, data=form)
@@ -96,6 +116,8 @@ def _remember(issuer: str, client_id: str, username: str | None, body: Any) -> C
     )
     entries = _load()
     entries[issuer] = asdict(cached)
+    # Later commands use the issuer of the last login unless one is configured.
+    entries[LAST_ISSUER] = issuer
     _store(entries)
     return cached
 
@@ -116,6 +138,11 @@ def login_client_credentials(issuer: str, client_id: str, secret: str) -> Cached
         issuer, {"grant_type": "client_credentials"}, httpx.BasicAuth(client_id, secret)
     )
     return _remember(issuer, client_id, None, body)
+
+
+def last_issuer() -> str | None:
+    value = _load().get(LAST_ISSUER)
+    return value if isinstance(value, str) else None
 
 
 def logout(issuer: str) -> bool:

@@ -72,10 +72,10 @@ def gateway_url(explicit: str | None, data_dir: Path = Path(".data")) -> str:
 
 
 def issuer_url(explicit: str | None = None, data_dir: Path = Path(".data")) -> str | None:
-    """--issuer / ACHIEVEMENTS_OIDC_ISSUER, else the running stack's local issuer."""
+    """--issuer / ACHIEVEMENTS_OIDC_ISSUER, else the last login's, else the running stack's."""
     if explicit:
         return explicit.rstrip("/")
-    configured = Settings().oidc_issuer
+    configured = Settings().oidc_issuer or credentials.last_issuer()
     if configured:
         return configured.rstrip("/")
     found = _stack(data_dir).get("issuer_url")

@@ -221,6 +221,8 @@ class Stack:
             "ACHIEVEMENTS_CODEC_UI_ORIGIN": self.ui_url,
             # Test mode: sandbox secrets and the local issuer are allowed here, nowhere else.
             "ACHIEVEMENTS_ENVIRONMENT": "dev",
+            # Where the local issuer keeps its keys, beside the rest of this stack's state.
+            "ACHIEVEMENTS_DATA_DIR": str(self.data_dir),
             # People's tokens come from the stack's own test-mode issuer.
             "ACHIEVEMENTS_OIDC_ISSUER": self.issuer_url,
         }
