@@ -5,10 +5,11 @@ to /codec/decode to show encrypted payloads, and to /codec/encode when it sends 
 a signal). The codec is the one of the gateway's client, so it is exactly the deployment's.
 
 Guarded three ways: 404 when payload encryption is off; from a browser, only the configured UI
-origin (CORS); and a bearer token on every POST when ACHIEVEMENTS_CODEC_AUTH_TOKEN is set or
-an issuer is configured: either that static token (for the `temporal` CLI) or a person's access
-token from the issuer (the Web UI forwards the signed-in user's), of a role that may read
-payloads (an institution officer, an approver or the regulator). Not part of the published API
+origin (CORS); and a bearer token on every POST (outside the embedded stack, whose UI has no
+sign-in, or whenever ACHIEVEMENTS_CODEC_AUTH_TOKEN is set): either that static token (for the
+`temporal` CLI) or a person's access token from the issuer (the Web UI forwards the signed-in
+user's), of a role that may read payloads (an institution officer, an approver or the
+regulator). Not part of the published API
 (left out of the OpenAPI document).
 """
 
@@ -104,7 +105,10 @@ def codec_router(
             log.info("codec request from a foreign origin refused", origin=origin)
             detail = f"origin {origin!r} is not allowed (ACHIEVEMENTS_CODEC_UI_ORIGIN)"
             return JSONResponse(_problem(403, "Origin", detail), 403, headers=headers)
-        if (token or verifier is not None) and request.method != "OPTIONS":
+        # The embedded stack's UI has no sign-in: there the origin check guards the codec,
+        # unless a static token is set. Everywhere else a bearer is required.
+        required = bool(token) or (verifier is not None and settings.environment != "dev")
+        if required and request.method != "OPTIONS":
             return await bearer_refusal(request, headers)
         return None
 

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +20,7 @@ from schemas.gateway_api import Problem, ValidationErrors
 log = structlog.get_logger(__name__)
 
 ERRORS: dict[int, dict[str, Any]] = {
+    400: {"model": Problem, "description": "The body is not UTF-8"},
     401: {"model": Problem, "description": "No valid bearer token (see WWW-Authenticate)"},
     403: {"model": Problem, "description": "The token's roles or institution do not allow it"},
     404: {"model": Problem, "description": "No such achievement (or not the caller's)"},
@@ -28,8 +28,16 @@ ERRORS: dict[int, dict[str, Any]] = {
     413: {"model": Problem, "description": "Body too large"},
     422: {"model": ValidationErrors, "description": "Invalid input, every bad field named"},
     429: {"model": Problem, "description": "The workflow service is busy: retry after a while"},
-    503: {"model": Problem, "description": "The workflow service or database is unavailable"},
+    503: {
+        "model": Problem,
+        "description": "The workflow service, database or identity provider is unavailable",
+    },
+    504: {"model": Problem, "description": "The workflow did not answer in time"},
 }
+# Every authenticated operation may answer these (token, busy or unavailable services).
+AUTHENTICATED = (401, 422, 429, 503)
+# And every one with a body these (refused before parsing).
+WITH_BODY = (400, 413, 422)
 
 
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -48,36 +56,6 @@ def field_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
             loc = []
         out.append({"field": ".".join(loc) or "body", "message": str(err.get("msg", "invalid"))})
     return out
-
-
-class _Float(str):
-    """A JSON number with a fraction or exponent, kept as its text."""
-
-
-def _float_paths(value: Any, path: tuple[str, ...] = ()) -> list[str]:
-    if isinstance(value, _Float):
-        return [".".join(path) or "body"]
-    if isinstance(value, dict):
-        return [p for k, v in value.items() for p in _float_paths(v, (*path, str(k)))]
-    if isinstance(value, list):
-        return [p for i, v in enumerate(value) for p in _float_paths(v, (*path, str(i)))]
-    return []
-
-
-def refuse_floats(body: bytes) -> None:
-    """Decimals (money, shares) must be sent as strings: a JSON float loses cents past 2**53."""
-    try:
-        parsed = json.loads(body, parse_float=_Float)
-    except (ValueError, RecursionError):
-        return  # malformed JSON is reported by the model validation that follows
-    paths = _float_paths(parsed)
-    if paths:
-        raise RequestValidationError(
-            [
-                {"loc": ("body", *p.split(".")), "msg": 'send decimals as strings, e.g. "12.50"'}
-                for p in paths
-            ]
-        )
 
 
 def parse(model: type[BaseModel], body: bytes, *, strip_tag: bool = False) -> Any:

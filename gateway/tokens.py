@@ -53,7 +53,12 @@ class Principal:
 
 
 def claim_at(claims: dict[str, Any], path: str) -> Any:
-    """A claim by dotted path, e.g. `realm_access.roles` (Keycloak) or `roles` (Azure AD)."""
+    """A claim by dotted path, e.g. `realm_access.roles` (Keycloak) or `roles` (Azure AD).
+
+    A claim whose own name holds the dots (Azure AD's `extn.institution`) is taken as it is.
+    """
+    if path in claims:
+        return claims[path]
     value: Any = claims
     for part in path.split("."):
         if not isinstance(value, dict) or part not in value:

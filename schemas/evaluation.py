@@ -23,7 +23,7 @@ class Recommendation(StrEnum):
 class Review(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    reviewer_id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{1,63}$")
+    reviewer_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$")
     novelty: int = Field(ge=1, le=5)
     maturity: int = Field(ge=1, le=5)
     market: int = Field(ge=1, le=5)

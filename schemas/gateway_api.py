@@ -22,7 +22,7 @@ from schemas.text import Text
 from schemas.transaction import PricingMethod
 
 # Same rule as Review.reviewer_id: an expert's token subject is their reviewer id.
-REVIEWER_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,63}$"
+REVIEWER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$"
 MAX_PANEL = 15
 
 

@@ -14,7 +14,8 @@ CENT = Decimal("0.01")
 # What the JSON schema promises (plain, ASCII, in range) and what we write.
 MONEY_PATTERN = r"^[0-9]{1,14}(\.[0-9]{1,2})?$"
 RATE_PATTERN = r"^(0(\.[0-9]{1,4})?|1(\.0{1,4})?)$"
-PERCENT_PATTERN = r"^([0-9]{1,2}(\.[0-9]{1,2})?|100(\.0{1,2})?)$"
+# Above 0: "0" or "0.00" would be refused by the model, so the pattern refuses it too.
+PERCENT_PATTERN = r"^(100(\.0{1,2})?|[1-9][0-9]?(\.[0-9]{1,2})?|0\.(0[1-9]|[1-9][0-9]?))$"
 # What the validators take: a plain ASCII decimal (Python's Decimal would also take " 12.5",
 # "1_000", ".5" and "١٢٣"); range and places are left to the constraints, each with its own
 # message. Sign and exponent stay readable: values recorded before this check were written with

@@ -4,19 +4,33 @@ from __future__ import annotations
 
 from datetime import time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
 from schemas.jurisdiction import DEFAULT_JURISDICTION, JURISDICTIONS, Jurisdiction
 from schemas.money import Rate
+
+# A time of day read as UTC, written without an offset ("23:59:59.999999"): not an RFC 3339
+# "time", which requires one, so the JSON schema says what is really sent.
+UtcTimeOfDay = Annotated[
+    time,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^[0-2][0-9]:[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?$",
+            "description": "A UTC time of day, HH:MM[:SS[.ffffff]], without an offset",
+        }
+    ),
+]
 
 
 class Policy(BaseModel):
@@ -52,7 +66,7 @@ class Policy(BaseModel):
     payment_grace: timedelta = timedelta(days=30)
     # Item 8: the mandatory listing falls due at this time of day (UTC) on the transformation
     # deadline; by default once the whole day has passed.
-    mandatory_listing_due_time: time = time.max
+    mandatory_listing_due_time: UtcTimeOfDay = time.max
 
     @property
     def statute(self) -> Jurisdiction:

@@ -14,6 +14,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from schemas.money import Money
 
+# The years a report can be built for: one range for the workflow, the gateway and the CLI.
+FIRST_YEAR, LAST_YEAR = 2000, 2100
+
 ZERO = Decimal("0.00")
 
 # Stages in funnel order: how far the achievements of an institution got during the year.
@@ -97,7 +100,7 @@ class CompaniesPart(_Part):
 
 class InstitutionAnnualReport(_Part):
     institution_code: str
-    year: int = Field(ge=2000, le=2100)
+    year: int = Field(ge=FIRST_YEAR, le=LAST_YEAR)
     generated_at: AwareDatetime
     events_in_year: int = Field(ge=0)
     achievements: AchievementsPart

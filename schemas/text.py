@@ -7,10 +7,12 @@ retries for ever; a lone surrogate cannot even be encoded as UTF-8. Refuse both 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Annotated
 
-from pydantic import AfterValidator
-from pydantic_core import PydanticCustomError
+from pydantic import AfterValidator, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError
 
 # C0 (but tab and line feed), DEL and C1 controls, and lone surrogates (JSON "\ud800" escapes).
 _MULTI_LINE_BAD = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -48,7 +50,30 @@ def single_line(value: str) -> str:
     return value
 
 
+@dataclass(frozen=True)
+class _DocumentedPattern:
+    """The same rule in the JSON schema, so clients (and fuzzers) know it; a field's own
+    stricter pattern, such as an id's, is kept."""
+
+    pattern: str
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema.setdefault("pattern", self.pattern)
+        return schema
+
+
 # Summaries, comments, reasons, justifications.
-Text = Annotated[str, AfterValidator(no_control_characters)]
+Text = Annotated[
+    str,
+    AfterValidator(no_control_characters),
+    _DocumentedPattern(r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"),
+]
 # Everything else that is a string: names, titles, numbers and ids of external systems.
-Line = Annotated[str, AfterValidator(single_line)]
+Line = Annotated[
+    str,
+    AfterValidator(single_line),
+    _DocumentedPattern(r"^[^\u0000-\u001f\u007f-\u009f\u2028\u2029]*$"),
+]

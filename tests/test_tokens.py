@@ -232,3 +232,25 @@ def test_outside_dev_the_gateway_refuses_sandbox_webhook_secrets() -> None:
     refuse_sandbox_secrets(
         Settings.model_validate({"environment": "production", "webhook_secrets": own})
     )
+
+
+async def test_the_token_is_checked_before_the_body_or_the_query(stack: Stack) -> None:
+    """Without a valid token nothing about the request is answered, not even its validity."""
+    url = f"{stack.gateway_url}/achievements"
+    json = {"Content-Type": "application/json"}
+    for body in (b"{not json", b'{"asking_price": 1.5}', b'{"disclosure": {}}'):
+        response = await stack.http.post(url, content=body, headers=json)
+        assert response.status_code == 401, (body, response.text)
+    # Only a hostile body's shape (size, encoding, depth) is refused before the token: that
+    # costs nothing to check and says nothing about what the gateway would accept.
+    response = await stack.http.post(url, content=b"[" * 100, headers=json)
+    assert response.status_code == 422
+    response = await stack.http.get(url, params={"stagee": "evaluation"})
+    assert response.status_code == 401
+    # With a token, a misspelt filter is named rather than silently widening the list.
+    officer = await stack.headers("officer.syn-uni")
+    response = await stack.http.get(url, params={"stagee": "evaluation"}, headers=officer)
+    assert response.status_code == 422
+    assert response.json()["detail"] == [
+        {"field": "query.stagee", "message": "not a parameter of this operation"}
+    ]

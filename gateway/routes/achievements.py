@@ -12,8 +12,13 @@ from fastapi.responses import JSONResponse
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from gateway.dependencies import Context, authenticated, authorized, exact_numbers
-from gateway.errors import responses
+from gateway.dependencies import (
+    AuthenticatedRoute,
+    Context,
+    authenticated,
+    authorized,
+)
+from gateway.errors import AUTHENTICATED, WITH_BODY, responses
 from gateway.ids import workflow_id
 from gateway.lifecycles import NOT_FOUND
 from gateway.permissions import PERMISSIONS, SEES_SUMMARY, Grant, Operation, Scope
@@ -25,7 +30,7 @@ from workflows import search_attributes as sa
 from workflows.lifecycle import AchievementLifecycle
 
 log = structlog.get_logger(__name__)
-router = APIRouter(tags=["achievements"])
+router = APIRouter(tags=["achievements"], route_class=AuthenticatedRoute)
 
 AchievementIdPath = Annotated[str, Path(pattern=ACHIEVEMENT_ID_PATTERN)]
 
@@ -37,9 +42,8 @@ AchievementIdPath = Annotated[str, Path(pattern=ACHIEVEMENT_ID_PATTERN)]
     response_model=Started,
     responses={
         200: {"model": Started, "description": "The same disclosure again: nothing started"},
-        **responses(401, 403, 409, 422),
+        **responses(*AUTHENTICATED, *WITH_BODY, 403, 409),
     },
-    dependencies=[Depends(exact_numbers)],
 )
 async def disclose(
     request: DisclosureRequest,
@@ -137,7 +141,7 @@ async def disclose(
     summary="An achievement's state: whole for its institution and the regulator; a brief "
     "for its assigned experts and the proof-of-concept fund",
     response_model=LifecycleState | AchievementBrief,
-    responses=responses(401, 403, 404),
+    responses=responses(*AUTHENTICATED, 403, 404),
 )
 async def get_state(
     achievement_id: AchievementIdPath,
@@ -172,7 +176,7 @@ async def get_state(
     "/me",
     summary="Who the bearer token says the caller is, and what they may do (any valid token)",
     response_model=Me,
-    responses=responses(401),
+    responses=responses(*AUTHENTICATED),
 )
 async def whoami(principal: Annotated[Principal, Depends(authenticated)]) -> Me:
     may = {}

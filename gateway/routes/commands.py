@@ -12,8 +12,13 @@ from typing import Annotated, Any
 import structlog
 from fastapi import APIRouter, Depends, HTTPException
 
-from gateway.dependencies import Context, GatewayContext, authorized, exact_numbers
-from gateway.errors import responses
+from gateway.dependencies import (
+    AuthenticatedRoute,
+    Context,
+    GatewayContext,
+    authorized,
+)
+from gateway.errors import AUTHENTICATED, WITH_BODY, responses
 from gateway.ids import poc_workflow_id
 from gateway.lifecycles import NOT_FOUND
 from gateway.permissions import Grant, Operation
@@ -34,9 +39,9 @@ from workflows.lifecycle import AchievementLifecycle
 from workflows.proof_of_concept import ProofOfConcept
 
 log = structlog.get_logger(__name__)
-router = APIRouter(tags=["commands"], dependencies=[Depends(exact_numbers)])
+router = APIRouter(tags=["commands"], route_class=AuthenticatedRoute)
 
-UPDATE_RESPONSES = responses(401, 403, 404, 409, 422)
+UPDATE_RESPONSES = responses(*AUTHENTICATED, *WITH_BODY, 403, 404, 409, 504)
 
 
 async def _update(

@@ -16,7 +16,10 @@ router = APIRouter(tags=["health"])
 
 
 @router.get(
-    "/healthz", summary="Liveness, including the Temporal connection", response_model=Health
+    "/healthz",
+    summary="Liveness, including the Temporal connection",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "Temporal is not reachable"}},
 )
 async def healthz(ctx: Context) -> JSONResponse:
     try:

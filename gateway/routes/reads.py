@@ -13,19 +13,20 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from activities import queries
 from activities.report_render import to_csv, to_html, to_json
 from activities.reports import build_reports
-from gateway.dependencies import NO_DATABASE, Context, authorized
-from gateway.errors import responses
+from gateway.dependencies import AuthenticatedRoute, Context, authorized
+from gateway.errors import AUTHENTICATED, ERRORS, responses
 from gateway.permissions import Grant, Operation, Scope
 from schemas.disclosure import ACHIEVEMENT_ID_PATTERN, TechnologyField, TransformationMode
 from schemas.lifecycle import Stage
 from schemas.read_models import MAX_PAGE, AchievementFilter, AchievementPage, EventPage
+from schemas.report import FIRST_YEAR, LAST_YEAR
 
 MAX_FEED_PAGE = 1000
 MAX_SEQ = 2**63 - 1  # lifecycle_events.seq is a PostgreSQL bigint
 INSTITUTION_PATTERN = r"^[A-Z0-9][A-Z0-9-]{1,31}$"
 
-router = APIRouter(tags=["reads"])
-READ_RESPONSES = {**responses(401, 403, 422), 503: {"description": NO_DATABASE}}
+router = APIRouter(tags=["reads"], route_class=AuthenticatedRoute)
+READ_RESPONSES = responses(*AUTHENTICATED, 403)
 
 
 class _Nothing(Exception):
@@ -116,12 +117,13 @@ async def events(
     responses={
         200: {"content": {"application/json": {}, "text/csv": {}, "text/html": {}}},
         **READ_RESPONSES,
+        404: ERRORS[404],
     },
 )
 async def annual_report(
     ctx: Context,
     access: Annotated[Grant, Depends(authorized(Operation.REPORT))],
-    year: Annotated[int, Path(ge=2000, le=2200)],
+    year: Annotated[int, Path(ge=FIRST_YEAR, le=LAST_YEAR)],
     institution: Annotated[str | None, Query(pattern=INSTITUTION_PATTERN)] = None,
     format: Literal["json", "csv", "html"] = "json",
 ) -> Response:

@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 
 from gateway.dependencies import Context, GatewayContext
-from gateway.errors import ERRORS, parse, refuse_floats
+from gateway.errors import ERRORS, parse
 from gateway.lifecycles import Lifecycles
 from gateway.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, verify
 from gateway.webhooks import (
@@ -71,12 +71,15 @@ async def _read_limited(request: Request) -> bytes:
     status_code=202,
     response_model=Accepted,
     responses={
+        400: ERRORS[400],
         401: {"model": Problem, "description": "Bad or stale signature"},
         403: {"model": Problem, "description": "Signed by one exchange, about another"},
         404: ERRORS[404],
         409: ERRORS[409],
         413: {"model": Problem, "description": "Body over 64 KiB"},
         422: ERRORS[422],
+        429: ERRORS[429],
+        503: ERRORS[503],
     },
 )
 async def webhook(system: str, request: Request, ctx: Context) -> Accepted:
@@ -95,7 +98,6 @@ async def webhook(system: str, request: Request, ctx: Context) -> Accepted:
     except SignatureError as exc:
         log.warning("webhook refused", system=system, reason=str(exc))
         raise HTTPException(401, "invalid webhook signature") from None
-    refuse_floats(body)
     if system in EXCHANGES:
         return await _exchange(ctx, body, system)
     if system == "incubator":
