@@ -376,6 +376,39 @@ async def test_deal_on_second_exchange_withdraws_the_first_exactly_once(
     await record_history(handle, "deal_on_second_exchange")
 
 
+async def test_an_exchange_speaks_only_for_its_own_listings(
+    time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, db: asyncpg.Pool
+) -> None:
+    today = await _today(time_skipping_env)
+    sc = _scenario(3, today, exchanges=["sstec", "jstec"])
+    aid = sc.disclosure.achievement_id
+    handle = await start(time_skipping_env.client, worker.task_queue, sc, DEFAULT_POLICY)
+    await _to_transaction(handle, sc)
+    await time_skipping_env.sleep(timedelta(days=15, minutes=1))
+    jstec_listing = (await state(handle)).listings[1]
+    assert jstec_listing.exchange == "jstec"
+    # sstec claims a deal on jstec's listing: refused and recorded, never applied.
+    forged = _deal(jstec_listing.listing_id, "sstec", instalments=1, event_id="forged")
+    await handle.signal(AchievementLifecycle.exchange_deal, forged)
+    real = _deal(jstec_listing.listing_id, "jstec", instalments=1, event_id="real")
+    await handle.signal(AchievementLifecycle.exchange_deal, real)
+    st = await until(handle, lambda s: s.deal is not None)
+    assert st.deal is not None and st.deal.event_id == "real"
+    await until(handle, lambda s: s.contract is not None)
+    rows = await db.fetch(
+        "SELECT payload FROM lifecycle_events WHERE achievement_id = $1 AND type = 'deal_closed'"
+        " ORDER BY seq",
+        aid,
+    )
+    refused, accepted = (r["payload"] for r in rows)
+    assert refused["event_id"] == "forged" and refused["accepted"] is False
+    assert refused["reason"] == "the listing is on jstec, not sstec"
+    assert accepted["event_id"] == "real" and accepted["accepted"] is True
+    await handle.execute_update(
+        AchievementLifecycle.withdraw, Withdrawal(reason="test over", requested_by="test")
+    )
+
+
 def test_scenarios_cover_the_paths() -> None:
     today = date(2026, 1, 1)
     paths = {

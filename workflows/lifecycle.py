@@ -856,6 +856,8 @@ class AchievementLifecycle:
     def exchange_bid(self, bid: Bid) -> None:
         if not self._first_time(bid.event_id) or not self._our_listing(bid.listing_id):
             return
+        if self._on_another_exchange(bid.listing_id, bid.exchange):
+            return
         self._emit(EventType.BID_RECEIVED, bid.model_dump(mode="json"), f"exchange:{bid.exchange}")
 
     @workflow.signal(description="The exchange reports a closed deal; the first deal wins.")
@@ -864,6 +866,17 @@ class AchievementLifecycle:
         if not self._first_time(deal.event_id):
             return
         listing = self._our_listing(deal.listing_id)
+        if listing is not None and self._on_another_exchange(listing.listing_id, deal.exchange):
+            self._emit(
+                EventType.DEAL_CLOSED,
+                {
+                    **deal.model_dump(mode="json"),
+                    "accepted": False,
+                    "reason": f"the listing is on {listing.exchange}, not {deal.exchange}",
+                },
+                f"exchange:{deal.exchange}",
+            )
+            return
         if listing is None or s.stage is not Stage.TRANSACTION:
             workflow.logger.warning("Deal on %s ignored in stage %s", deal.listing_id, s.stage)
             return
@@ -904,6 +917,8 @@ class AchievementLifecycle:
     def exchange_payment(self, payment: Payment) -> None:
         s = self.state
         if not self._first_time(payment.event_id):
+            return
+        if self._on_another_exchange(payment.listing_id, payment.exchange):
             return
         if s.deal is None or payment.listing_id != s.deal.listing_id:
             workflow.logger.warning("Payment for %s ignored: no such deal", payment.listing_id)
@@ -983,3 +998,18 @@ class AchievementLifecycle:
 
     def _our_listing(self, listing_id: str) -> Listing | None:
         return next((x for x in self.state.listings if x.listing_id == listing_id), None)
+
+    def _on_another_exchange(self, listing_id: str, exchange: str) -> bool:
+        """An exchange speaks only for its own listings (the gateway checked who signed).
+
+        Gated only where it bites: a recorded history never had such an event, so replay never
+        reaches the patch call, and running lifecycles take the check from their next event.
+        """
+        listing = self._our_listing(listing_id)
+        mismatch = listing is not None and listing.exchange != exchange
+        if mismatch and workflow.patched("exchange-owns-its-listings"):
+            workflow.logger.warning(
+                "Event of %s for listing %s on another exchange refused", exchange, listing_id
+            )
+            return True
+        return False
