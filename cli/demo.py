@@ -32,7 +32,7 @@ from rich.table import Table
 from cli.gateway_client import issuer_url
 from cli.samples import Scenario, scenario
 from gateway.signing import sign
-from sandboxes.identity_directory import CLI_CLIENT_ID, DEMO_PASSWORD
+from sandboxes.identity_provider import SyntheticSignIn
 from schemas.gateway_api import (
     ActivationRequest,
     DisclosureRequest,
@@ -74,34 +74,6 @@ class Tracked:
         return self.state is not None and self.state.stage.is_final
 
 
-class Identities:
-    """Each synthetic person signs in at the stack's local issuer, as a person would."""
-
-    def __init__(self, http: httpx.AsyncClient, issuer: str) -> None:
-        self.http = http
-        self.issuer = issuer
-        self._tokens: dict[str, tuple[str, float]] = {}
-
-    async def headers(self, username: str) -> dict[str, str]:
-        token, until = self._tokens.get(username, ("", 0.0))
-        if time.monotonic() > until:
-            r = await self.http.post(
-                f"{self.issuer}/token",
-                data={
-                    "grant_type": "password",
-                    "client_id": CLI_CLIENT_ID,
-                    "username": username,
-                    "password": DEMO_PASSWORD,
-                },
-            )
-            _expect(r, 200)
-            body = r.json()
-            # Sign in again a minute before the token ends.
-            token, until = body["access_token"], time.monotonic() + body["expires_in"] - 60
-            self._tokens[username] = (token, until)
-        return {"Authorization": f"Bearer {token}"}
-
-
 def officer(institution_code: str) -> str:
     """The synthetic technology-transfer officer of a demo institution."""
     return f"officer.{institution_code.lower()}"
@@ -114,7 +86,9 @@ class Parties:
     """The institution, experts, buyer, fund and incubator, each through its own entry point
     and, for people, with their own token."""
 
-    def __init__(self, http: httpx.AsyncClient, settings: Settings, people: Identities) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, settings: Settings, people: SyntheticSignIn
+    ) -> None:
         self.http = http
         self.settings = settings
         self.people = people
@@ -426,7 +400,7 @@ async def run_demo(
         today = datetime.now(UTC).date()
         tracked = [Tracked(scenario(i, run_tag, today)) for i in range(count)]
         issuer = issuer_url(None, settings.data_dir) or "http://127.0.0.1:8303"
-        parties = Parties(http, settings, Identities(http, issuer))
+        parties = Parties(http, settings, SyntheticSignIn(http, issuer))
         deadline = time.monotonic() + within_seconds
         console.print(
             f"Demo run [bold]{run_tag}[/]: {count} synthetic achievements "

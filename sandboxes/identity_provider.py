@@ -45,7 +45,14 @@ from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 from pydantic import BaseModel, SecretStr
 
-from sandboxes.identity_directory import Client, Directory, GrantType, User
+from sandboxes.identity_directory import (
+    CLI_CLIENT_ID,
+    DEMO_PASSWORD,
+    Client,
+    Directory,
+    GrantType,
+    User,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -570,3 +577,34 @@ async def fetch_token(
         description = body.get("error_description") if isinstance(body, dict) else None
         raise TokenError(response.status_code, error, description)
     return TokenResponse.model_validate(response.json())
+
+
+class SyntheticSignIn:
+    """The synthetic people of a test-mode issuer signing in (the demo's parties, the tests'
+    personas): one access token per username, fetched with the password grant of the public
+    CLI client and fetched again shortly before it expires."""
+
+    # Sign in again when the cached token has less than this left.
+    MARGIN_SECONDS = 120.0
+
+    def __init__(self, http: httpx.AsyncClient, issuer: str) -> None:
+        self.http = http
+        self.issuer = issuer.rstrip("/")
+        self._tokens: dict[str, tuple[str, float]] = {}
+
+    async def token(self, username: str) -> str:
+        cached = self._tokens.get(username)
+        if cached is None or cached[1] - time.monotonic() < self.MARGIN_SECONDS:
+            answer = await fetch_token(
+                self.http,
+                self.issuer,
+                client_id=CLI_CLIENT_ID,
+                username=username,
+                password=DEMO_PASSWORD,
+            )
+            expires = time.monotonic() + answer.expires_in
+            cached = self._tokens[username] = (answer.access_token.get_secret_value(), expires)
+        return cached[0]
+
+    async def headers(self, username: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {await self.token(username)}"}

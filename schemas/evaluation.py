@@ -20,21 +20,28 @@ class Recommendation(StrEnum):
     ABANDON = "abandon"
 
 
-class Review(BaseModel):
+class ReviewScores(BaseModel):
+    """What an expert judges: four scores, a recommendation and a comment."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    reviewer_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$")
     novelty: int = Field(ge=1, le=5)
     maturity: int = Field(ge=1, le=5)
     market: int = Field(ge=1, le=5)
     ip_strength: int = Field(ge=1, le=5)
     recommendation: Recommendation
     comment: Text = Field(default="", max_length=4000)
-    actor: Actor | None = Field(default=None, description="Set by the gateway from the token")
 
     @property
     def mean(self) -> Decimal:
         return Decimal(self.novelty + self.maturity + self.market + self.ip_strength) / 4
+
+
+class Review(ReviewScores):
+    """A review as the workflow records it: the scores and who gave them."""
+
+    reviewer_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$")
+    actor: Actor | None = Field(default=None, description="Set by the gateway from the token")
 
 
 class TechnologySearchResult(BaseModel):

@@ -13,7 +13,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from schemas.disclosure import Disclosure, TransformationMode
-from schemas.evaluation import Recommendation, Review
+from schemas.evaluation import Recommendation, Review, ReviewScores
 from schemas.exchange_api import KNOWN_EXCHANGES
 from schemas.lifecycle import Waiting
 from schemas.money import Money
@@ -61,17 +61,8 @@ class DisclosureRequest(BaseModel):
         return exchanges
 
 
-class ReviewRequest(BaseModel):
+class ReviewRequest(ReviewScores):
     """An assigned expert's scored review; the reviewer is the token's subject."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    novelty: int = Field(ge=1, le=5)
-    maturity: int = Field(ge=1, le=5)
-    market: int = Field(ge=1, le=5)
-    ip_strength: int = Field(ge=1, le=5)
-    recommendation: Recommendation
-    comment: Text = Field(default="", max_length=4000)
 
 
 class DecisionRequest(BaseModel):

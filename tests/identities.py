@@ -6,18 +6,15 @@ nothing here signs a token itself (tests/test_tokens.py forges hostile ones on p
 
 from __future__ import annotations
 
-import time
-
-import httpx
 from pydantic import SecretStr
 
 from sandboxes.identity_directory import (
-    CLI_CLIENT_ID,
     DEMO_PASSWORD,
     Directory,
     User,
     demo_directory,
 )
+from sandboxes.identity_provider import SyntheticSignIn
 from schemas.identity import Role
 
 # The institution of tests/gateway_requests.py and another one whose ids must not leak.
@@ -49,35 +46,5 @@ def test_directory() -> Directory:
     return Directory(users=[*demo.users, *users], clients=demo.clients)
 
 
-class Tokens:
-    """Access tokens per username, fetched from the issuer and reused until shortly before
-    they expire (a whole session outlives the issuer's 15-minute access tokens)."""
-
-    # Fetch a new token when the cached one has less than this left.
-    MARGIN_SECONDS = 120.0
-
-    def __init__(self, http: httpx.AsyncClient, issuer: str) -> None:
-        self.http = http
-        self.issuer = issuer.rstrip("/")
-        self._cache: dict[str, tuple[str, float]] = {}
-
-    async def token(self, username: str) -> str:
-        cached = self._cache.get(username)
-        if cached is None or cached[1] - time.monotonic() < self.MARGIN_SECONDS:
-            response = await self.http.post(
-                f"{self.issuer}/token",
-                data={
-                    "grant_type": "password",
-                    "client_id": CLI_CLIENT_ID,
-                    "username": username,
-                    "password": DEMO_PASSWORD,
-                },
-            )
-            response.raise_for_status()
-            body = response.json()
-            expires = time.monotonic() + float(body.get("expires_in", 0))
-            cached = self._cache[username] = (str(body["access_token"]), expires)
-        return cached[0]
-
-    async def headers(self, username: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {await self.token(username)}"}
+# The tests' personas sign in exactly as the demo's parties do.
+Tokens = SyntheticSignIn

@@ -25,7 +25,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
-from cli.demo import Identities, Parties, Tracked, drive
+from cli.demo import Parties, Tracked, drive
 from cli.samples import Scenario, scenario
 from gateway.ids import workflow_id
 from schemas.disclosure import TransformationMode
@@ -122,7 +122,7 @@ async def drive_all(
     # Every person signs in at the session's real local issuer (the demo's people are in the
     # tests' directory): the officers, the experts of each panel and the PoC fund's officer.
     assert stack.settings.oidc_issuer is not None
-    parties = Parties(http, stack.settings, Identities(http, stack.settings.oidc_issuer))
+    parties = Parties(http, stack.settings, stack.tokens)
     deadline = time.monotonic() + within
     await asyncio.gather(*(drive(parties, t, deadline) for t in tracked))
     unfinished = {
