@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from temporalio.converter import DataConverter
 
-from workers.settings import Settings
-from workers.temporal import data_converter
+from core.settings import Settings
+from core.temporal import data_converter
 
 CONVERTER: DataConverter = data_converter(Settings(codec_keys=None))

@@ -27,12 +27,12 @@ from temporalio.service import RPCError
 
 from bench.bare import BareInput, BareWorkflow
 from cli.samples import Scenario, scenario
+from core.policy_book import DEMO_POLICY
 from schemas.disclosure import FundingKind, FundingSource, TransformationMode
 from schemas.evaluation import Review
 from schemas.lifecycle import LifecycleInput, LifecycleResult, LifecycleState, Stage
 from schemas.policy import Policy
 from schemas.transaction import ContractType, Deal, Payment
-from workers.policy_book import DEMO_POLICY
 from workflows.lifecycle import AchievementLifecycle
 
 T = TypeVar("T")

@@ -29,10 +29,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.store import create_pool, migrate
 from bench.common import CONVERTER
+from core.http_server import EmbeddedServer, bind_socket, make_server
+from core.policy_book import PolicyBook
+from core.settings import EXCHANGES, Settings
 from schemas.exchange_api import Faults
-from workers.http_server import EmbeddedServer, bind_socket, make_server
-from workers.policy_book import PolicyBook
-from workers.settings import EXCHANGES, Settings
 from workflows import search_attributes
 
 BIN = pathlib.Path(sys.executable).parent

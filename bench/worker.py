@@ -21,7 +21,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from bench.common import CONVERTER
-from workers.settings import Settings
+from core.settings import Settings
 from workers.worker import worker_options
 
 
@@ -92,7 +92,7 @@ def main() -> None:
     parser.add_argument("--registry-url")
     parser.add_argument("--exchange-url")
     args = parser.parse_args()
-    from workers.logging import configure
+    from core.logging import configure
 
     configure(json=True)  # as `achievements worker` logs in production: JSON lines on stderr
     asyncio.run(_run(args))

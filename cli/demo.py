@@ -31,6 +31,7 @@ from rich.table import Table
 
 from cli.gateway_client import issuer_url
 from cli.samples import Scenario, scenario
+from core.settings import Settings
 from gateway.signing import sign
 from sandboxes.identity_provider import SyntheticSignIn
 from schemas.gateway_api import (
@@ -41,7 +42,6 @@ from schemas.gateway_api import (
 )
 from schemas.lifecycle import LifecycleState, Stage
 from schemas.money import to_cents
-from workers.settings import Settings
 
 console = Console()
 STAGE_ORDER = [

@@ -20,8 +20,8 @@ import typer
 from pydantic import BaseModel, ValidationError
 
 from cli import credentials
+from core.settings import Settings
 from schemas.disclosure import ACHIEVEMENT_ID_PATTERN
-from workers.settings import Settings
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -12,7 +12,7 @@ import typer
 
 from cli.login import register as register_login
 from cli.people import register as register_people
-from workers.settings import Settings
+from core.settings import Settings
 
 app = typer.Typer(
     help="Achievement Lifecycle Engine: disclosure → evaluation → proof of concept → "
@@ -29,7 +29,7 @@ register_login(app)
 
 
 def _configure_logging() -> None:
-    from workers.logging import configure
+    from core.logging import configure
 
     configure(json=os.environ.get("ACHIEVEMENTS_LOG_JSON") == "1")
 
@@ -294,8 +294,8 @@ def report(
 @app.command()
 def schedule() -> None:
     """Create or update the `annual-report` Temporal Schedule (TEMPORAL_* env config)."""
+    from core.temporal import connect
     from workers.schedules import ensure_annual_report_schedule
-    from workers.temporal import connect
 
     async def ensure() -> str:
         settings = Settings()

@@ -17,10 +17,10 @@ from typing import Any
 import structlog
 
 from activities.store import create_pool
+from core.settings import EXCHANGES, Settings
+from core.temporal import connect
 from gateway.serve import serve_gateway
 from sandboxes.serve import serve_identity_provider, serve_sandboxes
-from workers.settings import EXCHANGES, Settings
-from workers.temporal import connect
 
 log = structlog.get_logger(__name__)
 

@@ -26,7 +26,7 @@ import httpx
 from rich.console import Console
 
 from activities.store import migrate
-from workers.settings import Settings
+from core.settings import Settings
 from workflows.search_attributes import dev_server_flags
 
 console = Console(stderr=True)
@@ -198,8 +198,8 @@ class Stack:
 
     def codec_flags(self) -> list[str]:
         """With payload encryption on, the Web UI decodes through the gateway's codec server."""
-        from workers.codec import CodecConfigError
-        from workers.temporal import data_converter
+        from core.codec import CodecConfigError
+        from core.temporal import data_converter
 
         try:
             encrypted = data_converter(self.settings).payload_codec is not None
@@ -286,8 +286,8 @@ class Stack:
 
     async def ensure_schedules(self) -> None:
         """The yearly annual-report Schedule, created or updated idempotently at each start."""
+        from core.temporal import connect
         from workers.schedules import ensure_annual_report_schedule
-        from workers.temporal import connect
 
         client = await connect(
             f"127.0.0.1:{self.ports.temporal}", "default", settings=self.settings

@@ -12,6 +12,8 @@ import asyncpg
 from fastapi import FastAPI
 from temporalio.client import Client
 
+from core.policy_book import PolicyBook
+from core.settings import Settings
 from gateway import errors
 from gateway.codec_server import MAX_CODEC_BODY, codec_router
 from gateway.dependencies import GatewayContext
@@ -20,8 +22,6 @@ from gateway.limits import BodyLimits
 from gateway.routes import achievements, commands, health, reads, webhooks
 from gateway.routes.webhooks import MAX_WEBHOOK_BODY
 from gateway.tokens import TokenVerifier
-from workers.policy_book import PolicyBook
-from workers.settings import Settings
 
 MAX_BODY = 256 * 1024  # a disclosure with 100 inventors and 200 IP assets is ~60 KiB
 MAX_JSON_DEPTH = 32  # the deepest request model nests 5 levels

@@ -26,10 +26,10 @@ from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.converter import PayloadCodec
 
+from core.codec import PayloadDecryptionError
+from core.settings import Settings
 from gateway.tokens import InvalidToken, IssuerUnavailable, TokenVerifier
 from schemas.identity import Role
-from workers.codec import PayloadDecryptionError
-from workers.settings import Settings
 
 log = structlog.get_logger(__name__)
 

@@ -18,12 +18,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from core.policy_book import PolicyBook
+from core.settings import Settings
 from gateway.errors import unauthorized
 from gateway.lifecycles import Lifecycles
 from gateway.permissions import Grant, Operation, grant
 from gateway.tokens import InvalidToken, IssuerUnavailable, Principal, TokenVerifier
-from workers.policy_book import PolicyBook
-from workers.settings import Settings
 
 log = structlog.get_logger(__name__)
 

@@ -7,11 +7,11 @@ import asyncio
 import asyncpg
 from temporalio.client import Client
 
+from core.http_server import bind_socket, make_server
+from core.policy_book import PolicyBook
+from core.settings import Settings
 from gateway.app import create_gateway_app
 from gateway.tokens import TokenVerifier
-from workers.http_server import bind_socket, make_server
-from workers.policy_book import PolicyBook
-from workers.settings import Settings
 
 
 async def serve_gateway(

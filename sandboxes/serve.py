@@ -6,12 +6,12 @@ import asyncio
 from collections.abc import Mapping
 from pathlib import Path
 
+from core.http_server import make_server
 from sandboxes.exchange import create_exchange_app
 from sandboxes.identity_directory import demo_directory
 from sandboxes.identity_provider import KeyRing, create_identity_provider_app
 from sandboxes.registry import create_registry_app
 from schemas.exchange_api import Faults
-from workers.http_server import make_server
 
 
 async def serve_sandboxes(

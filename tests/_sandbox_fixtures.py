@@ -18,12 +18,12 @@ import pytest
 import pytest_asyncio
 from fastapi import FastAPI, Request, Response
 
+from core.http_server import EmbeddedServer, make_server
+from core.settings import EXCHANGES
 from gateway.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, verify
 from sandboxes.exchange import create_exchange_app
 from sandboxes.registry import create_registry_app
 from schemas.exchange_api import ExchangeWebhook, Faults
-from workers.http_server import EmbeddedServer, make_server
-from workers.settings import EXCHANGES
 
 # Each exchange has its own secret, as at the gateway.
 WEBHOOK_SECRETS = {x: f"test-{x}-webhook-secret" for x in EXCHANGES}

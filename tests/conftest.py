@@ -26,14 +26,14 @@ from identities import Tokens, test_directory
 from temporalio.testing import WorkflowEnvironment
 
 from activities.store import create_pool, migrate
+from core.http_server import EmbeddedServer, bind_socket, make_server
+from core.policy_book import PolicyBook
+from core.settings import EXCHANGES, Settings
+from core.temporal import data_converter, register_search_attributes
 from sandboxes.exchange import create_exchange_app
 from sandboxes.identity_provider import KeyRing, create_identity_provider_app
 from sandboxes.registry import create_registry_app
 from schemas.exchange_api import Faults
-from workers.http_server import EmbeddedServer, bind_socket, make_server
-from workers.policy_book import PolicyBook
-from workers.settings import EXCHANGES, Settings
-from workers.temporal import data_converter, register_search_attributes
 from workers.worker import Dependencies
 from workflows import search_attributes
 

@@ -16,13 +16,13 @@ import pytest_asyncio
 from fastapi import FastAPI
 from temporalio.testing import WorkflowEnvironment
 
+from core.policy_book import PolicyBook
+from core.settings import Settings
 from gateway.app import create_gateway_app
 from gateway.permissions import Operation
 from gateway.serve import token_verifier
 from sandboxes.exchange import create_exchange_app
 from sandboxes.registry import create_registry_app
-from workers.policy_book import PolicyBook
-from workers.settings import Settings
 
 API_DOCS = Path(__file__).parent.parent / "docs" / "api"
 

@@ -37,11 +37,7 @@ from temporalio.worker import Replayer
 
 from cli.stack import Ports, StackError
 from cli.stack import Stack as DevStack
-from gateway.app import create_gateway_app
-from gateway.ids import workflow_id
-from gateway.serve import token_verifier
-from schemas.lifecycle import Stage
-from workers.codec import (
+from core.codec import (
     ENCODING,
     KEY_ID_METADATA,
     SETTING,
@@ -50,10 +46,14 @@ from workers.codec import (
     PayloadDecryptionError,
     parse_codec_keys,
 )
-from workers.http_server import bind_socket, make_server
-from workers.policy_book import PolicyBook
-from workers.settings import Settings
-from workers.temporal import data_converter
+from core.http_server import bind_socket, make_server
+from core.policy_book import PolicyBook
+from core.settings import Settings
+from core.temporal import data_converter
+from gateway.app import create_gateway_app
+from gateway.ids import workflow_id
+from gateway.serve import token_verifier
+from schemas.lifecycle import Stage
 from workers.worker import WORKFLOWS, build_worker
 from workflows.lifecycle import AchievementLifecycle
 

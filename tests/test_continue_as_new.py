@@ -21,9 +21,9 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from cli.samples import scenario
+from core.policy_book import DEMO_POLICY
 from schemas.lifecycle import LifecycleState, Stage
 from schemas.transaction import ContractType, Deal, Payment
-from workers.policy_book import DEMO_POLICY
 from workers.worker import build_worker
 from workflows import search_attributes
 from workflows.lifecycle import AchievementLifecycle

@@ -14,11 +14,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from core.policy_book import PolicyBook, PolicyFileError
 from schemas.jurisdiction import JURISDICTIONS
 from schemas.money import CENT, to_cents
 from schemas.policy import DEFAULT_POLICY, Policy
 from schemas.transaction import Distribution, Payment
-from workers.policy_book import PolicyBook, PolicyFileError
 
 MAX_CENTS = 9_999_999_999_999_999  # Money: 16 digits
 

@@ -27,11 +27,11 @@ from hypothesis import strategies as st
 from pydantic import AfterValidator, BaseModel, TypeAdapter, ValidationError
 
 import schemas
+from core.http_server import EmbeddedServer, bind_socket, make_server
 from gateway.limits import BodyLimits, nested_deeper_than
 from schemas.disclosure import Disclosure
 from schemas.money import MONEY_PATTERN, PERCENT_PATTERN, RATE_PATTERN, Money, Percent, Rate
 from schemas.text import Line, Text, no_control_characters, single_line
-from workers.http_server import EmbeddedServer, bind_socket, make_server
 
 # ---------------------------------------------------------------------------- which models
 

@@ -19,6 +19,7 @@ from conftest import _serve
 from pydantic import SecretStr, ValidationError
 
 from cli.samples import INSTITUTIONS, scenario
+from core.http_server import bind_socket
 from sandboxes.identity_directory import (
     CLI_CLIENT_ID,
     DEMO_PASSWORD,
@@ -36,7 +37,6 @@ from sandboxes.identity_provider import (
     fetch_token,
 )
 from schemas.identity import Role
-from workers.http_server import bind_socket
 
 AUDIENCE = "achievements-gateway"
 PRIVATE_JWK_MEMBERS = {"d", "p", "q", "dp", "dq", "qi"}

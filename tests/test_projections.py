@@ -20,13 +20,13 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from activities import queries
 from activities.projections import ProjectionActivities
 from cli.reads import tail_events
+from core.policy_book import PolicyBook
+from core.settings import Settings
 from gateway.app import create_gateway_app
 from gateway.serve import token_verifier
 from schemas.events import EventType, LifecycleEvent
 from schemas.read_models import AchievementFilter
 from schemas.views import AchievementView
-from workers.policy_book import PolicyBook
-from workers.settings import Settings
 
 if TYPE_CHECKING:
     from conftest import Stack

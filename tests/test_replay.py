@@ -18,8 +18,8 @@ from lifecycle_driver import HISTORIES
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from workers.settings import Settings
-from workers.temporal import data_converter
+from core.settings import Settings
+from core.temporal import data_converter
 from workers.worker import WORKFLOWS
 
 RECORDED = sorted(HISTORIES.rglob("*.json"))

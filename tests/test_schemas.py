@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from cli.samples import scenario
+from core.policy_book import DEMO_POLICY, PolicyBook
 from schemas.disclosure import Disclosure
 from schemas.policy import DEFAULT_POLICY, Policy
 from schemas.transaction import Distribution, Payment
-from workers.policy_book import DEMO_POLICY, PolicyBook
 
 
 def _valid() -> dict[str, Any]:

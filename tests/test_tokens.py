@@ -19,11 +19,11 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from core.settings import Settings
 from gateway.serve import refuse_sandbox_secrets
 from gateway.tokens import InvalidToken, TokenVerifier, principal_from_claims
 from sandboxes.identity_provider import KeyRing
 from schemas.identity import Role
-from workers.settings import Settings
 
 if TYPE_CHECKING:
     from conftest import Stack

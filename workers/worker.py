@@ -26,8 +26,8 @@ from activities.registry import RegistryActivities
 from activities.registry_client import RegistryClient
 from activities.reports import ReportActivities
 from activities.store import create_pool, migrate
-from workers.settings import DEPLOYMENT_NAME, Settings
-from workers.temporal import connect
+from core.settings import DEPLOYMENT_NAME, Settings
+from core.temporal import connect
 from workflows.annual_report import AnnualReport
 from workflows.lifecycle import AchievementLifecycle
 from workflows.proof_of_concept import ProofOfConcept

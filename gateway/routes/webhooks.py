@@ -14,6 +14,7 @@ import structlog
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 
+from core.settings import EXCHANGES, SYSTEMS
 from gateway.dependencies import Context, GatewayContext
 from gateway.errors import ERRORS, parse
 from gateway.lifecycles import Lifecycles
@@ -31,7 +32,6 @@ from schemas.exchange_api import ExchangeWebhook
 from schemas.gateway_api import Accepted, Problem
 from schemas.incubation import CompanyFounded, IncubationMilestone, IncubatorAdmission
 from schemas.transaction import Bid, Deal, Payment
-from workers.settings import EXCHANGES, SYSTEMS
 from workflows.lifecycle import AchievementLifecycle
 from workflows.proof_of_concept import ProofOfConcept
 

@@ -71,8 +71,8 @@ class Settings(BaseSettings):
     # Calls per second to each external system, enforced by the server across all workers.
     registry_rate_limit: float | None = Field(default=None, gt=0)
     exchange_rate_limit: float | None = Field(default=None, gt=0)
-    # Payload encryption (workers/codec.py): "id:base64key,..." with 32-byte keys, the current
-    # one first. Parsed where the data converter is built (workers/temporal.py), so an error
+    # Payload encryption (core/codec.py): "id:base64key,..." with 32-byte keys, the current
+    # one first. Parsed where the data converter is built (core/temporal.py), so an error
     # names the setting without echoing the value. Unset or empty: payloads are not encrypted.
     codec_keys: SecretStr | None = None
     # The codec server (/codec on the gateway): bearer token, and the one Web UI origin allowed.

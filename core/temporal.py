@@ -15,8 +15,8 @@ from temporalio.converter import DataConverter, DefaultFailureConverterWithEncod
 from temporalio.envconfig import ClientConfig
 from temporalio.service import RPCError, RPCStatusCode
 
-from workers.codec import EncryptionCodec, parse_codec_keys
-from workers.settings import Settings
+from core.codec import EncryptionCodec, parse_codec_keys
+from core.settings import Settings
 from workflows import search_attributes
 
 
