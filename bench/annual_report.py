@@ -29,6 +29,7 @@ import asyncpg
 
 from activities.reports import build_reports, year_bounds
 from activities.store import create_pool, migrate
+from workflows.ids import workflow_id
 
 RESULTS = Path(__file__).parent / "results"
 YEAR = 2024
@@ -117,7 +118,7 @@ def _money(rng: random.Random, low: int, high: int) -> Decimal:
 
 def _achievement(rng: random.Random, inst: str, n: int) -> tuple[list[Row], tuple[Any, ...]]:
     aid = f"{inst}-{n:07d}"
-    wid = f"achievement-{aid}"
+    wid = workflow_id(aid)
     t = datetime(YEAR - 1, 1, 1, tzinfo=UTC) + timedelta(seconds=rng.randrange(2 * 365 * 86400))
     rows: list[Row] = []
 

@@ -34,6 +34,7 @@ from schemas.lifecycle import LifecycleInput, LifecycleResult, LifecycleState, S
 from schemas.policy import Policy
 from schemas.transaction import ContractType, Deal, Payment
 from workflows.lifecycle import AchievementLifecycle
+from workflows.start import start_lifecycle
 
 T = TypeVar("T")
 Lifecycle = WorkflowHandle[AchievementLifecycle, LifecycleResult]
@@ -110,8 +111,8 @@ def parked(index: int, tag: str, today: date, deadline: date) -> Scenario:
 
 
 async def start(client: Client, task_queue: str, sc: Scenario, policy: Policy) -> Lifecycle:
-    return await client.start_workflow(
-        AchievementLifecycle.run,
+    return await start_lifecycle(
+        client,
         LifecycleInput(
             disclosure=sc.disclosure,
             policy=policy,
@@ -121,8 +122,7 @@ async def start(client: Client, task_queue: str, sc: Scenario, policy: Policy) -
             asking_price=sc.asking_price,
             pricing=sc.pricing,
         ),
-        id=f"achievement-{sc.disclosure.achievement_id}",
-        task_queue=task_queue,
+        task_queue,
     )
 
 

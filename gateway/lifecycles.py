@@ -25,8 +25,8 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from gateway.ids import poc_workflow_id, workflow_id
 from schemas.lifecycle import LifecycleState
+from workflows.ids import poc_workflow_id, workflow_id
 from workflows.lifecycle import AchievementLifecycle
 from workflows.proof_of_concept import ProofOfConcept
 

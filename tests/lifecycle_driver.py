@@ -17,13 +17,14 @@ from schemas.commands import Withdrawal
 from schemas.lifecycle import LifecycleInput, LifecycleResult, LifecycleState
 from schemas.policy import Policy
 from workflows.lifecycle import AchievementLifecycle
+from workflows.start import start_lifecycle
 
 Handle = WorkflowHandle[AchievementLifecycle, LifecycleResult]
 
 
 async def start(client: Client, task_queue: str, sc: Scenario, policy: Policy) -> Handle:
-    return await client.start_workflow(
-        AchievementLifecycle.run,
+    return await start_lifecycle(
+        client,
         LifecycleInput(
             disclosure=sc.disclosure,
             policy=policy,
@@ -33,8 +34,7 @@ async def start(client: Client, task_queue: str, sc: Scenario, policy: Policy) -
             asking_price=sc.asking_price,
             pricing=sc.pricing,
         ),
-        id=f"achievement-{sc.disclosure.achievement_id}",
-        task_queue=task_queue,
+        task_queue,
     )
 
 

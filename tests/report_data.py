@@ -25,6 +25,7 @@ from schemas.incubation import CompanyFounded
 from schemas.policy import Policy
 from schemas.transaction import ContractRegistration, ContractType, Distribution, Payment
 from schemas.views import AchievementView
+from workflows.ids import workflow_id
 
 POLICIES = [
     Policy(institution_code="*", version="gen-1"),
@@ -113,7 +114,7 @@ def _lifecycle(
             LifecycleEvent(
                 event_id=str(uuid.uuid4()),
                 achievement_id=aid,
-                workflow_id=f"achievement-{aid}",
+                workflow_id=workflow_id(aid),
                 institution_code=inst,
                 type=type,
                 stage=a.stage,
@@ -124,7 +125,7 @@ def _lifecycle(
         )
         ds.views[aid] = AchievementView(
             achievement_id=aid,
-            workflow_id=f"achievement-{aid}",
+            workflow_id=workflow_id(aid),
             institution_code=inst,
             title=f"Generated achievement {aid}",
             field=a.field,

@@ -51,10 +51,10 @@ from core.policy_book import PolicyBook
 from core.settings import Settings
 from core.temporal import data_converter
 from gateway.app import create_gateway_app
-from gateway.ids import workflow_id
 from gateway.serve import token_verifier
 from schemas.lifecycle import Stage
 from workers.worker import WORKFLOWS, build_worker
+from workflows.ids import workflow_id
 from workflows.lifecycle import AchievementLifecycle
 
 if TYPE_CHECKING:

@@ -31,12 +31,12 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from core.settings import Settings
-from gateway.ids import workflow_id
 from gateway.routes.webhooks import MAX_WEBHOOK_BODY
 from gateway.serve import serve_gateway
 from gateway.signing import sign
 from workers.worker import build_worker
 from workflows import search_attributes as sa
+from workflows.ids import workflow_id
 
 if TYPE_CHECKING:
     from conftest import Stack

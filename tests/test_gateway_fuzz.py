@@ -38,8 +38,8 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from gateway.ids import poc_workflow_id, workflow_id
 from workers.worker import build_worker
+from workflows.ids import poc_workflow_id, workflow_id
 
 if TYPE_CHECKING:
     from conftest import Stack

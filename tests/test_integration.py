@@ -27,11 +27,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from cli.demo import Parties, Tracked, drive
 from cli.samples import Scenario, scenario
-from gateway.ids import workflow_id
 from schemas.disclosure import TransformationMode
 from schemas.exchange_api import Faults
 from schemas.lifecycle import Stage
 from workers.worker import build_worker
+from workflows.ids import workflow_id
 
 if TYPE_CHECKING:
     from conftest import Stack

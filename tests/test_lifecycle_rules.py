@@ -40,6 +40,7 @@ from schemas.policy import DEFAULT_POLICY
 from schemas.proof_of_concept import GoNoGo, PocMilestoneReport
 from schemas.transaction import ContractType, Deal, ListingStatus, Payment
 from workers.worker import WorkerGroup, build_worker
+from workflows.ids import poc_child_id
 from workflows.lifecycle import AchievementLifecycle
 from workflows.proof_of_concept import ProofOfConcept
 
@@ -173,7 +174,7 @@ async def test_poc_overdue_milestone_and_no_go(
     for review in sc.reviews():
         await handle.execute_update(AchievementLifecycle.submit_review, review)
     await until(handle, lambda s: s.stage is Stage.PROOF_OF_CONCEPT)
-    child = client.get_workflow_handle_for(ProofOfConcept.run, f"{handle.id}-poc")
+    child = client.get_workflow_handle_for(ProofOfConcept.run, poc_child_id(handle.id))
     progress = await until_child_has_milestones(child)
     first, second = progress["milestones"][0], progress["milestones"][1]
 

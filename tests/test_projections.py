@@ -27,6 +27,7 @@ from gateway.serve import token_verifier
 from schemas.events import EventType, LifecycleEvent
 from schemas.read_models import AchievementFilter
 from schemas.views import AchievementView
+from workflows.ids import workflow_id
 
 if TYPE_CHECKING:
     from conftest import Stack
@@ -39,7 +40,7 @@ def _event(aid: str, inst: str, n: int = 0, event_id: str | None = None) -> Life
     return LifecycleEvent(
         event_id=event_id or str(uuid.uuid4()),
         achievement_id=aid,
-        workflow_id=f"achievement-{aid}",
+        workflow_id=workflow_id(aid),
         institution_code=inst,
         type=EventType.STAGE_ENTERED,
         stage="evaluation",
@@ -52,7 +53,7 @@ def _event(aid: str, inst: str, n: int = 0, event_id: str | None = None) -> Life
 def _view(aid: str, inst: str, stage: str = "evaluation") -> AchievementView:
     return AchievementView(
         achievement_id=aid,
-        workflow_id=f"achievement-{aid}",
+        workflow_id=workflow_id(aid),
         institution_code=inst,
         title="Concurrency probe",
         field="biomedicine",

@@ -65,6 +65,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import rules
     from workflows import search_attributes as sa
+    from workflows.ids import poc_child_id
     from workflows.options import (
         EXTERNAL_RETRY,
         EXTERNAL_TIMEOUT,
@@ -245,7 +246,7 @@ class AchievementLifecycle:
                     institution_code=s.disclosure.institution.code,
                     trl=s.disclosure.trl,
                 ),
-                id=f"{s.workflow_id}-poc",
+                id=poc_child_id(s.workflow_id),
                 static_summary=f"Proof of concept of {s.achievement_id}",
             )
             try:

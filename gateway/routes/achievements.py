@@ -9,7 +9,6 @@ import structlog
 from fastapi import APIRouter, Depends, HTTPException, Path
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from gateway.dependencies import (
@@ -19,15 +18,14 @@ from gateway.dependencies import (
     authorized,
 )
 from gateway.errors import AUTHENTICATED, WITH_BODY, responses
-from gateway.ids import workflow_id
 from gateway.lifecycles import NOT_FOUND
 from gateway.permissions import PERMISSIONS, SEES_SUMMARY, Grant, Operation, Scope
 from gateway.tokens import Principal
 from schemas.disclosure import ACHIEVEMENT_ID_PATTERN
 from schemas.gateway_api import AchievementBrief, DisclosureRequest, Me, Started
 from schemas.lifecycle import LifecycleInput, LifecycleState, Stage
-from workflows import search_attributes as sa
-from workflows.lifecycle import AchievementLifecycle
+from workflows.ids import workflow_id
+from workflows.start import start_lifecycle
 
 log = structlog.get_logger(__name__)
 router = APIRouter(tags=["achievements"], route_class=AuthenticatedRoute)
@@ -71,19 +69,10 @@ async def disclose(
     wid = workflow_id(d.achievement_id)
     bound = log.bind(achievement_id=d.achievement_id, workflow_id=wid)
     actor = access.actor
-    attributes: list[SearchAttributePair[Any]] = [
-        SearchAttributePair(sa.STAGE, "disclosure"),
-        SearchAttributePair(sa.INSTITUTION, d.institution.code),
-        SearchAttributePair(sa.TECHNOLOGY_FIELD, d.field.value),
-        SearchAttributePair(sa.TRANSFORMATION_MODES, [m.value for m in d.intended_modes]),
-        SearchAttributePair(sa.FUNDING_SOURCES, sorted({f.kind.value for f in d.funding})),
-    ]
-    # The summary is confidential: the UI shows title, institution and field only.
-    summary = f"{d.title} | {d.institution.code} {d.institution.name} | {d.field.value}"
     lifecycles = ctx.lifecycles
     try:
-        handle = await lifecycles.client.start_workflow(
-            AchievementLifecycle.run,
+        handle = await start_lifecycle(
+            lifecycles.client,
             LifecycleInput(
                 disclosure=d,
                 policy=policy,
@@ -95,11 +84,7 @@ async def disclose(
                 asking_price=request.asking_price,
                 pricing=request.pricing,
             ),
-            id=wid,
-            task_queue=ctx.settings.task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            static_summary=summary,
-            search_attributes=TypedSearchAttributes(attributes),
+            ctx.settings.task_queue,
         )
     except WorkflowAlreadyStartedError as exc:
         state = await lifecycles.state(d.achievement_id)

@@ -19,7 +19,6 @@ from gateway.dependencies import (
     authorized,
 )
 from gateway.errors import AUTHENTICATED, WITH_BODY, responses
-from gateway.ids import poc_workflow_id
 from gateway.lifecycles import NOT_FOUND
 from gateway.permissions import Grant, Operation
 from gateway.routes.achievements import AchievementIdPath
@@ -35,6 +34,7 @@ from schemas.gateway_api import (
     WithdrawalRequest,
 )
 from schemas.proof_of_concept import GoNoGo
+from workflows.ids import poc_workflow_id
 from workflows.lifecycle import AchievementLifecycle
 from workflows.proof_of_concept import ProofOfConcept
 
