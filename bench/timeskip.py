@@ -23,7 +23,7 @@ from bench.common import CONVERTER
 from bench.driver import poll, progress
 from bench.harness import Absolute, Figure, Result, Size
 from bench.shape import LOCAL_ACTIVITY_MARKER, counts
-from bench.stack import _binary
+from core.binaries import binary
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST = "tests/test_lifecycle_time_skipping.py::test_five_year_lifecycle_deal_on_second_exchange"
@@ -67,7 +67,7 @@ def _script() -> str:
 
 async def _floor(script: str) -> float:
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=CONVERTER, test_server_existing_path=_binary("temporal-test-server")
+        data_converter=CONVERTER, test_server_existing_path=binary("temporal-test-server")
     )
     try:
         queue = f"bench-ts-{uuid.uuid4().hex[:8]}"

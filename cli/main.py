@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -322,17 +323,13 @@ def bench(
 
     Prints a table and writes JSON to bench/results/ (see docs/performance.md).
     """
-    import sys
-
     names = [n.strip() for n in what.split(",")]
     for name in names:
         if name not in BENCHMARKS:
             raise typer.BadParameter(f"{name!r} is not one of {', '.join(BENCHMARKS)}")
     if size not in ("tiny", "full"):
         raise typer.BadParameter("must be tiny or full", param_hint="--size")
-    # bench/ sits beside the installed packages in the repository, not inside them.
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from bench.run import main as run_benchmarks
+    from bench.run import main as run_benchmarks  # late: the benchmarks load the whole stack
 
     run_benchmarks(what, size)  # type: ignore[arg-type]
     sys.stdout.flush()

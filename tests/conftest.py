@@ -26,6 +26,8 @@ from identities import Tokens, test_directory
 from temporalio.testing import WorkflowEnvironment
 
 from activities.store import create_pool, migrate
+from core.binaries import BinaryNotFound
+from core.binaries import binary as core_binary
 from core.http_server import EmbeddedServer, bind_socket, make_server
 from core.policy_book import PolicyBook
 from core.settings import EXCHANGES, Settings
@@ -42,14 +44,13 @@ pytest_plugins = ["_sandbox_fixtures"]
 # The session's servers run without payload encryption; tests/test_codec.py turns it on.
 PLAIN_CONVERTER = data_converter(Settings(codec_keys=None))
 
-BIN = pathlib.Path(sys.executable).parent
-
 
 def binary(name: str) -> str:
-    path = shutil.which(name, path=str(BIN)) or shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} binary not found: install the project (pip install -e '.[dev]')")
-    return path
+    """core.binaries.binary, failing the test with its message rather than erroring."""
+    try:
+        return core_binary(name)
+    except BinaryNotFound as err:
+        pytest.fail(str(err))
 
 
 _EXIT_STATUS = pytest.StashKey[int]()

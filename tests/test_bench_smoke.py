@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
-
-# bench/ lives beside the installed packages in the repository, not inside them.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import write
 from bench.run import NAMES, quiet, run
