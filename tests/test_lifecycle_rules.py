@@ -408,6 +408,9 @@ async def test_an_exchange_speaks_only_for_its_own_listings(
     await handle.execute_update(
         AchievementLifecycle.withdraw, Withdrawal(reason="test over", requested_by="test")
     )
+    # Finished, not left running: the shared time-skipping server cannot skip time past an
+    # orphaned lifecycle's pending tasks.
+    assert (await handle.result()).final_stage is Stage.WITHDRAWN
 
 
 def test_scenarios_cover_the_paths() -> None:

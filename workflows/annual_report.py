@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
         InstitutionAnnualReport,
         SubmittedReport,
     )
-    from workflows.options import EXTERNAL_RETRY, EXTERNAL_TIMEOUT, system_queue
+    from workflows.options import call_system
 
 # A year of events of one institution is a few aggregates over an index: seconds, but let a
 # loaded database take its time before retrying.
@@ -65,9 +65,10 @@ class AnnualReport:
             start_to_close_timeout=REPORT_TIMEOUT,
             retry_policy=REPORT_RETRY,
         )
-        receipt = await workflow.execute_activity_method(
+        receipt = await call_system(
+            "registry",
             RegistryActivities.submit_annual_report,
-            args=[
+            [
                 # Stable across retries of this run; a new run (next year) has a new id.
                 # Retries of this run file once; a later run (a correction) files again.
                 f"{workflow.info().workflow_id}/annual-report/{institution}/{year}",
@@ -77,9 +78,6 @@ class AnnualReport:
                     report=report.model_dump(mode="json"),
                 ),
             ],
-            start_to_close_timeout=EXTERNAL_TIMEOUT,
-            task_queue=system_queue("registry"),
-            retry_policy=EXTERNAL_RETRY,
         )
         return SubmittedReport(
             institution_code=institution,

@@ -1,12 +1,20 @@
-"""Timeouts and retry policies of every activity the workflows call."""
+"""Timeouts and retry policies of every activity the workflows call, and the one way to call
+the registry or the exchange."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from workflows import patches
+
+T = TypeVar("T")
+System = Literal["registry", "exchange"]
 
 # Calls to the registry and exchange. An achievement lives for years, so an outage of the
 # registry or exchange is waited out (retries every 5 minutes at most, visible as a pending
@@ -28,13 +36,25 @@ PROJECTION_RETRY = RetryPolicy(
 )
 
 
-def system_queue(system: Literal["registry", "exchange"]) -> str | None:
+def system_queue(system: System) -> str | None:
     """The task queue of one external system's activities.
 
     Each system has its own queue so the server enforces that system's rate limit across all
     workers (`max_task_queue_activities_per_second`). Lifecycles recorded before the split keep
     running their calls on the workflow's own queue (None), hence the patch gate.
     """
-    if workflow.patched("per-system-task-queues"):
+    if patches.per_system_task_queues():
         return f"{workflow.info().task_queue}-{system}"
     return None
+
+
+async def call_system(system: System, activity: Callable[..., Awaitable[T]], args: list[Any]) -> T:
+    """Call the registry or exchange: retried through outages, on the system's own queue."""
+    result: T = await workflow.execute_activity_method(
+        activity,
+        args=args,
+        start_to_close_timeout=EXTERNAL_TIMEOUT,
+        task_queue=system_queue(system),
+        retry_policy=EXTERNAL_RETRY,
+    )
+    return result

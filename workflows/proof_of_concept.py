@@ -16,7 +16,7 @@ with workflow.unsafe.imports_passed_through():
         PocResult,
     )
     from schemas.registry_api import PocApplicationRequest
-    from workflows.options import EXTERNAL_RETRY, EXTERNAL_TIMEOUT, system_queue
+    from workflows.options import call_system
 
 
 def _due_at(milestone: PocMilestone) -> datetime:
@@ -36,9 +36,10 @@ class ProofOfConcept:
 
     @workflow.run
     async def run(self, input: PocInput) -> PocResult:
-        application = await workflow.execute_activity_method(
+        application = await call_system(
+            "registry",
             RegistryActivities.apply_for_poc,
-            args=[
+            [
                 f"{input.parent_workflow_id}/poc-application",
                 PocApplicationRequest(
                     achievement_id=input.achievement_id,
@@ -48,9 +49,6 @@ class ProofOfConcept:
                     applied_on=workflow.now().date(),
                 ),
             ],
-            start_to_close_timeout=EXTERNAL_TIMEOUT,
-            task_queue=system_queue("registry"),
-            retry_policy=EXTERNAL_RETRY,
         )
         self._milestones = list(input.milestones or application.milestones)
         overdue: list[str] = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from temporalio.common import SearchAttributeUpdate
@@ -15,6 +16,7 @@ from temporalio.common import SearchAttributeUpdate
 from schemas.disclosure import Disclosure, FundingKind, TransformationMode
 from schemas.evaluation import Recommendation
 from schemas.lifecycle import LifecycleResult, LifecycleState, Stage
+from schemas.transaction import Listing, Payment
 from schemas.views import AchievementView
 from workflows import search_attributes as sa
 
@@ -147,4 +149,55 @@ def result(s: LifecycleState) -> LifecycleResult:
         report_number=s.report_number,
         reason=s.outcome_reason,
         stages=s.timeline,
+    )
+
+
+# ---------------------------------------------------------------------------- external events
+
+
+class PaymentCheck(StrEnum):
+    APPLY = "apply"
+    NO_SUCH_DEAL = "no such deal"
+    ALREADY_RECORDED = "instalment already recorded"
+
+
+def listing_of(s: LifecycleState, listing_id: str) -> Listing | None:
+    """One of this achievement's listings, or None for another's (or an unknown id)."""
+    return next((x for x in s.listings if x.listing_id == listing_id), None)
+
+
+def on_another_exchange(listing: Listing | None, exchange: str) -> bool:
+    """An event about one of our listings, sent by an exchange the listing is not on."""
+    return listing is not None and listing.exchange != exchange
+
+
+def deal_ignored(s: LifecycleState, listing: Listing | None) -> bool:
+    """A deal for no listing of ours, or outside the transaction stage: nothing to decide."""
+    return listing is None or s.stage is not Stage.TRANSACTION
+
+
+def deal_refusal(s: LifecycleState, listing: Listing, now: datetime) -> str | None:
+    """Why a deal on one of our listings is refused, or None: the first deal after the
+    publicity period wins (items 8 and 10)."""
+    if s.deal is not None:
+        return "another deal closed first"
+    if now < listing.publicity_ends_at:
+        return "publicity period not over"
+    return None
+
+
+def payment_check(s: LifecycleState, payment: Payment) -> PaymentCheck:
+    """Whether an instalment applies: to the deal that won, once per instalment."""
+    if s.deal is None or payment.listing_id != s.deal.listing_id:
+        return PaymentCheck.NO_SUCH_DEAL
+    if any(p.payment.instalment == payment.instalment for p in s.payments):
+        return PaymentCheck.ALREADY_RECORDED
+    return PaymentCheck.APPLY
+
+
+def incubator_accepts(s: LifecycleState) -> bool:
+    """Incubator events count once a company is on the way (incubation, or a transaction by a
+    company-founding mode), never before."""
+    return s.stage is Stage.INCUBATION or (
+        s.stage is Stage.TRANSACTION and bool(set(s.modes) & COMPANY_MODES)
     )

@@ -1,0 +1,152 @@
+"""Unit tests of the decisions the lifecycle takes on external events (workflows/rules.py):
+which deal wins, which payment applies, when the incubator is heard. Milliseconds, no server."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from cli.samples import scenario
+from schemas.disclosure import TransformationMode
+from schemas.lifecycle import LifecycleState, Stage
+from schemas.policy import DEFAULT_POLICY
+from schemas.transaction import (
+    ContractType,
+    Deal,
+    Distribution,
+    Listing,
+    ListingStatus,
+    Payment,
+    PricingMethod,
+    RecordedPayment,
+)
+from workflows import rules
+
+NOW = datetime(2027, 3, 1, 12, tzinfo=UTC)
+
+
+def _listing(exchange: str, listing_id: str, publicity_ends: datetime) -> Listing:
+    return Listing(
+        exchange=exchange,
+        listing_id=listing_id,
+        status=ListingStatus.OPEN,
+        asking_price=Decimal("1000.00"),
+        pricing=PricingMethod.AGREEMENT,
+        listed_at=publicity_ends - timedelta(days=15),
+        publicity_ends_at=publicity_ends,
+    )
+
+
+def _deal(listing_id: str, exchange: str = "sstec") -> Deal:
+    return Deal(
+        event_id=f"deal-{listing_id}",
+        exchange=exchange,
+        listing_id=listing_id,
+        buyer="Buyer Ltd",
+        contract_type=ContractType.TRANSFER,
+        amount=Decimal("1000.00"),
+        instalments=2,
+        closed_at=NOW,
+    )
+
+
+def _payment(listing_id: str, n: int) -> Payment:
+    return Payment(
+        event_id=f"pay-{n}",
+        exchange="sstec",
+        listing_id=listing_id,
+        instalment=n,
+        amount=Decimal("500.00"),
+        paid_at=NOW,
+    )
+
+
+def _in_transaction(**changes: object) -> LifecycleState:
+    sc = scenario(0, "EVENTS", date(2027, 1, 1))
+    state = LifecycleState(
+        achievement_id=sc.disclosure.achievement_id,
+        workflow_id="wf",
+        disclosure=sc.disclosure,
+        policy=DEFAULT_POLICY,
+        exchanges=["sstec", "jstec"],
+        reviewers=sc.reviewers,
+        asking_price=sc.asking_price,
+        pricing=sc.pricing,
+        stage=Stage.TRANSACTION,
+        listings=[
+            _listing("sstec", "S-1", NOW - timedelta(days=1)),
+            _listing("jstec", "J-1", NOW + timedelta(days=1)),
+        ],
+    )
+    return state.model_copy(update=changes)
+
+
+def test_a_listing_is_ours_only_by_its_id() -> None:
+    s = _in_transaction()
+    assert rules.listing_of(s, "S-1") == s.listings[0]
+    assert rules.listing_of(s, "X-9") is None
+
+
+def test_an_exchange_speaks_only_for_its_own_listings() -> None:
+    s = _in_transaction()
+    assert not rules.on_another_exchange(s.listings[0], "sstec")
+    assert rules.on_another_exchange(s.listings[0], "jstec")
+    assert not rules.on_another_exchange(None, "jstec")  # not ours at all: ignored elsewhere
+
+
+def test_deals_outside_transaction_or_on_no_listing_of_ours_are_ignored() -> None:
+    s = _in_transaction()
+    assert rules.deal_ignored(s, None)
+    assert rules.deal_ignored(s.model_copy(update={"stage": Stage.INCUBATION}), s.listings[0])
+    assert not rules.deal_ignored(s, s.listings[0])
+
+
+def test_the_first_deal_after_publicity_wins() -> None:
+    s = _in_transaction()
+    assert rules.deal_refusal(s, s.listings[0], NOW) is None
+    assert rules.deal_refusal(s, s.listings[1], NOW) == "publicity period not over"
+    won = s.model_copy(update={"deal": _deal("S-1")})
+    assert rules.deal_refusal(won, s.listings[0], NOW) == "another deal closed first"
+    # Publicity ends at an instant: a deal at that instant is on time.
+    assert rules.deal_refusal(s, s.listings[1], s.listings[1].publicity_ends_at) is None
+
+
+def test_payments_apply_to_the_winning_deal_once_per_instalment() -> None:
+    deal = _deal("S-1")
+    s = _in_transaction(deal=deal)
+    assert rules.payment_check(_in_transaction(), _payment("S-1", 1)).value == "no such deal"
+    assert rules.payment_check(s, _payment("J-1", 1)) is rules.PaymentCheck.NO_SUCH_DEAL
+    assert rules.payment_check(s, _payment("S-1", 1)) is rules.PaymentCheck.APPLY
+    first = _payment("S-1", 1)
+    paid = s.model_copy(
+        update={
+            "payments": [
+                RecordedPayment(
+                    payment=first,
+                    distribution=Distribution.of(first, DEFAULT_POLICY),
+                    received_at=NOW,
+                )
+            ]
+        }
+    )
+    assert rules.payment_check(paid, _payment("S-1", 1)) is rules.PaymentCheck.ALREADY_RECORDED
+    assert rules.payment_check(paid, _payment("S-1", 2)) is rules.PaymentCheck.APPLY
+
+
+@pytest.mark.parametrize(
+    ("stage", "modes", "heard"),
+    [
+        (Stage.INCUBATION, [TransformationMode.TRANSFER], True),
+        (Stage.TRANSACTION, [TransformationMode.EQUITY_INVESTMENT], True),
+        (Stage.TRANSACTION, [TransformationMode.SELF_IMPLEMENTATION], True),
+        (Stage.TRANSACTION, [TransformationMode.LICENCE], False),
+        (Stage.EVALUATION, [TransformationMode.EQUITY_INVESTMENT], False),
+        (Stage.REPORTING, [TransformationMode.EQUITY_INVESTMENT], False),
+    ],
+)
+def test_the_incubator_is_heard_once_a_company_is_on_the_way(
+    stage: Stage, modes: list[TransformationMode], heard: bool
+) -> None:
+    assert rules.incubator_accepts(_in_transaction(stage=stage, modes=modes)) is heard

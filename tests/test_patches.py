@@ -1,0 +1,48 @@
+"""The patch ledger is whole: every gate is in it, every gate's histories are committed, and
+no workflow calls `workflow.patched` anywhere but workflows/patches.py."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+
+from workflows import patches
+
+ROOT = Path(__file__).resolve().parent.parent
+GATES = [
+    obj
+    for name, obj in inspect.getmembers(patches, inspect.isfunction)
+    if obj.__module__ == patches.__name__
+]
+
+
+def test_every_gate_has_a_ledger_entry() -> None:
+    ids_in_gates = {re.search(r"patched\((\w+)\.id\)", inspect.getsource(g)) for g in GATES}
+    entries = {m.group(1) for m in ids_in_gates if m}
+    assert len(entries) == len(GATES), "a gate that does not name its ledger entry"
+    assert {getattr(patches, e).id for e in entries} == {p.id for p in patches.LEDGER}
+    assert len({p.id for p in patches.LEDGER}) == len(patches.LEDGER)
+
+
+@pytest.mark.parametrize("patch", patches.LEDGER, ids=[p.id for p in patches.LEDGER])
+def test_histories_recorded_before_each_patch_are_committed(patch: patches.Patch) -> None:
+    if patch.histories is None:
+        return
+    folder = ROOT / patch.histories
+    assert folder.name == f"before-{patch.id}", "folders are named after the patch id"
+    assert sorted(folder.glob("*.json")), f"{folder} holds no history"
+
+
+def test_only_the_patches_module_calls_workflow_patched() -> None:
+    callers = []
+    for path in sorted((ROOT / "workflows").rglob("*.py")):
+        if path.name == "patches.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr in ("patched", "deprecate_patch"):
+                callers.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not callers, f"patch gates belong in workflows/patches.py: {callers}"

@@ -1,0 +1,224 @@
+"""The lifecycle's engine: how it waits, is interrupted, records events, enters stages and
+calls the outside world. The replay-sensitive machinery lives here, apart from the stages and
+handlers (workflow.py, stages.py), so a change to a rule cannot change how history is written.
+
+The stages build on four promises of the engine:
+- `wait_until(condition, until)` returns whether the condition held, and raises an interrupt
+  (a withdrawal, a due mandatory listing, the server's continue-as-new suggestion) instead of
+  waiting through one; every wait first appends what is recorded so far to PostgreSQL;
+- `record(...)` is an event decided, appended in order exactly once (`record_outbox`);
+- `enter(stage)` and `show_waiting(what, until)` keep the state, the search attributes and the
+  UI's current details in step;
+- `call_system(...)` and `idempotency_key(step)`: external calls that survive outages and
+  retries without doing anything twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.projections import ProjectionActivities
+    from schemas.events import EventType, LifecycleEvent
+    from schemas.identity import Actor
+    from schemas.lifecycle import LifecycleState, Stage, StageEntry, Waiting
+    from workflows import patches, rules
+    from workflows.options import PROJECTION_RETRY, PROJECTION_TIMEOUT, System, call_system
+
+SEEN_EVENT_IDS_KEPT = 500
+T = TypeVar("T")
+
+
+class Interrupt(Exception):
+    """Leaves whatever stage is running; the run loop decides what comes next."""
+
+
+class WithdrawalRequested(Interrupt):
+    pass
+
+
+class MandatoryListingDue(Interrupt):
+    pass
+
+
+class ContinueAsNewSuggested(Interrupt):
+    pass
+
+
+class LifecycleEngine:
+    state: LifecycleState
+
+    # ------------------------------------------------------------------ interrupts
+
+    def withdrawal_pending(self) -> bool:
+        """A withdrawal was asked for and winding down has not started (it sets the outcome)."""
+        return self.state.withdrawal is not None and self.state.outcome_reason is None
+
+    def _interrupt_pending(self) -> bool:
+        due = rules.mandatory_due_at(self.state)
+        return (
+            bool(self.state.outbox)
+            or self.state.withdrawal is not None
+            or (due is not None and workflow.now() >= due)
+        )
+
+    def _raise_interrupts(self, can_continue_as_new: bool) -> None:
+        if self.withdrawal_pending():
+            raise WithdrawalRequested()
+        due = rules.mandatory_due_at(self.state)
+        if due is not None and workflow.now() >= due:
+            raise MandatoryListingDue()
+        if can_continue_as_new and workflow.info().is_continue_as_new_suggested():
+            raise ContinueAsNewSuggested()
+
+    # ------------------------------------------------------------------ waiting
+
+    async def wait_until(
+        self,
+        condition: Callable[[], bool],
+        until: datetime | None = None,
+        can_continue_as_new: bool = True,
+    ) -> bool:
+        """Wait for `condition` until `until`; record events and honour interrupts meanwhile.
+
+        Returns whether the condition held. Raises an `Interrupt` for a withdrawal, a due
+        mandatory listing, or the server's continue-as-new suggestion.
+        """
+        while True:
+            await self.record_outbox()
+            # Interrupts first: when signals keep the condition true (a stream of payments),
+            # the run must still reach continue-as-new once the server suggests it.
+            self._raise_interrupts(can_continue_as_new)
+            if condition():
+                return True
+            now = workflow.now()
+            wake_times = [t for t in (until, rules.mandatory_due_at(self.state)) if t is not None]
+            if until is not None and now >= until:
+                return False
+            timeout = (min(wake_times) - now) if wake_times else None
+            try:
+                await workflow.wait_condition(
+                    lambda: (
+                        condition()
+                        or self._interrupt_pending()
+                        or (can_continue_as_new and workflow.info().is_continue_as_new_suggested())
+                    ),
+                    timeout=timeout,
+                    # Names the timer in the UI's timeline, e.g. "instalment 2 of 3".
+                    timeout_summary=self._timer_summary(until),
+                )
+            except TimeoutError:
+                pass
+
+    def _timer_summary(self, until: datetime | None) -> str | None:
+        due = rules.mandatory_due_at(self.state)
+        if until is not None and (due is None or until <= due):
+            return (self.state.waiting.on if self.state.waiting else "deadline")[:100]
+        return "mandatory listing deadline (item 8)" if due is not None else None
+
+    def show_waiting(self, what: str, until: datetime | None = None) -> None:
+        """Say what the lifecycle waits for, and by when: in the state and the UI's details.
+        It does not wait (`wait_until` does)."""
+        self.state.waiting = Waiting(on=what, until=until)
+        by = f" by {until.strftime('%Y-%m-%d %H:%M UTC')}" if until else ""
+        due = rules.mandatory_due_at(self.state)
+        clock = f" Mandatory listing due {due.date().isoformat()}." if due else ""
+        stage = self.state.stage.value.replace("_", " ").title()
+        workflow.set_current_details(f"**{stage}**: waiting for {what}{by}.{clock}")
+
+    # ------------------------------------------------------------------ stages and events
+
+    def enter(self, stage: Stage, note: str) -> None:
+        s = self.state
+        s.stage = stage
+        s.timeline.append(StageEntry(stage=stage, entered_at=workflow.now(), note=note))
+        s.waiting = None
+        self.record(EventType.STAGE_ENTERED, {"stage": stage.value, "note": note})
+        workflow.upsert_search_attributes(rules.search_attributes(s))
+        workflow.logger.info("Stage %s: %s", stage.value, note)
+
+    def record(
+        self,
+        type: EventType,
+        payload: dict[str, Any],
+        source: str = "workflow",
+        at: datetime | None = None,
+        actor: Actor | None = None,
+    ) -> None:
+        """Decide an event: it goes to the outbox, and to PostgreSQL at the next wait.
+        `actor`: the authenticated person who caused it, if any."""
+        s = self.state
+        s.outbox.append(
+            LifecycleEvent(
+                event_id=str(workflow.uuid4()),
+                achievement_id=s.achievement_id,
+                workflow_id=s.workflow_id,
+                institution_code=s.disclosure.institution.code,
+                type=type,
+                stage=s.stage.value,
+                occurred_at=at or workflow.now(),
+                source=source,
+                payload=payload,
+                actor=actor,
+            )
+        )
+
+    async def record_outbox(self) -> None:
+        """Append the outbox to PostgreSQL, in order, each event exactly once."""
+        s = self.state
+        while s.outbox:
+            if patches.local_projection():
+                # A local activity: appended by this worker (it holds the pool) within the
+                # workflow task, one marker in history instead of three events and a task round
+                # trip through the server. The append is short and idempotent.
+                batch = list(s.outbox)
+                await workflow.execute_local_activity_method(
+                    ProjectionActivities.record_events,
+                    args=[batch, rules.view(s, workflow.now())],
+                    start_to_close_timeout=PROJECTION_TIMEOUT,
+                    retry_policy=PROJECTION_RETRY,
+                )
+            elif patches.batched_projection():
+                # One activity per wake-up instead of one per event: a third of the history.
+                batch = list(s.outbox)
+                await workflow.execute_activity_method(
+                    ProjectionActivities.record_events,
+                    args=[batch, rules.view(s, workflow.now())],
+                    start_to_close_timeout=PROJECTION_TIMEOUT,
+                    retry_policy=PROJECTION_RETRY,
+                )
+            else:
+                batch = s.outbox[:1]
+                await workflow.execute_activity_method(
+                    ProjectionActivities.record_event,
+                    args=[batch[0], rules.view(s, workflow.now())],
+                    start_to_close_timeout=PROJECTION_TIMEOUT,
+                    retry_policy=PROJECTION_RETRY,
+                )
+            # Handlers may have appended more meanwhile: only the recorded ones leave.
+            del s.outbox[: len(batch)]
+            s.events_recorded += len(batch)
+
+    def first_delivery(self, event_id: str) -> bool:
+        """Whether an external event is new: a redelivered one has no second effect."""
+        seen = self.state.seen_event_ids
+        if event_id in seen:
+            return False
+        seen.append(event_id)
+        del seen[:-SEEN_EVENT_IDS_KEPT]
+        return True
+
+    # ------------------------------------------------------------------ the outside world
+
+    async def call_system(
+        self, system: System, activity: Callable[..., Awaitable[T]], args: list[Any]
+    ) -> T:
+        return await call_system(system, activity, args)
+
+    def idempotency_key(self, step: str) -> str:
+        """Idempotency key of an external call: stable across retries and continue-as-new."""
+        return f"{self.state.workflow_id}/{step}"

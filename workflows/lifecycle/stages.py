@@ -1,0 +1,449 @@
+"""The lifecycle's stages: what each one does, from the state alone, so any wait may end the run
+with continue-as-new and the next run picks up at the same point. The rules they apply are in
+workflows/rules.py; how they wait and record is the engine's (engine.py).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.exchange import ExchangeActivities
+    from activities.registry import RegistryActivities
+    from schemas.commands import Withdrawal
+    from schemas.evaluation import EvaluationOutcome, Recommendation
+    from schemas.events import EventType
+    from schemas.exchange_api import CreateListingRequest, SearchRequest, WithdrawListingRequest
+    from schemas.incubation import EquityRegistration
+    from schemas.lifecycle import Stage
+    from schemas.proof_of_concept import PocInput, PocResult
+    from schemas.registry_api import (
+        LifecycleReportRequest,
+        RegisterAchievementRequest,
+        RegisterContractRequest,
+        RegisterEquityRequest,
+    )
+    from schemas.transaction import ContractRegistration, Listing, ListingStatus
+    from workflows import patches, rules
+    from workflows.ids import poc_child_id
+    from workflows.lifecycle.engine import Interrupt, LifecycleEngine
+    from workflows.proof_of_concept import ProofOfConcept
+
+
+class LifecycleStages(LifecycleEngine):
+    """One coroutine per stage, plus the cross-cutting moves (withdrawal, mandatory listing)."""
+
+    async def _disclosure(self) -> None:
+        s = self.state
+        if s.registration_number is None:
+            d = s.disclosure
+            registration = await self.call_system(
+                "registry",
+                RegistryActivities.register_achievement,
+                [
+                    self.idempotency_key("register-achievement"),
+                    RegisterAchievementRequest(
+                        achievement_id=d.achievement_id,
+                        title=d.title,
+                        institution_code=d.institution.code,
+                        field=d.field,
+                        trl=d.trl,
+                        ip_kinds=[a.kind for a in d.ip_assets],
+                        synthetic=d.synthetic,
+                    ),
+                ],
+            )
+            s.registration_number = registration.registration_number
+            self.record(
+                EventType.REGISTERED,
+                {"registration_number": registration.registration_number},
+                source="registry",
+            )
+        if s.modes:
+            self.enter(Stage.EVALUATION, "intended modes declared")
+        else:
+            self._hold_as_resource("no clear intention to transform")
+
+    async def _resource(self) -> None:
+        self.show_waiting("an activation with transformation modes (dormant scientific resource)")
+        await self.wait_until(lambda: self.state.stage is not Stage.RESOURCE)
+
+    async def _evaluation(self) -> None:
+        s, policy = self.state, self.state.policy
+        if s.search is None:
+            s.search = await self.call_system(
+                "exchange",
+                ExchangeActivities.search,
+                [
+                    s.exchanges[0],
+                    SearchRequest(field=s.disclosure.field, title=s.disclosure.title),
+                ],
+            )
+            self.record(EventType.TECHNOLOGY_SEARCHED, s.search.model_dump(mode="json"), "exchange")
+
+        def decided() -> bool:
+            return len(s.reviews) >= policy.reviewer_count or s.operator_decision is not None
+
+        started = s.stage_since() or workflow.now()
+        reminder_at = started + policy.review_sla
+        escalation_at = reminder_at + policy.review_escalation_grace
+        if not s.review_reminded:
+            self.show_waiting(
+                f"{policy.reviewer_count - len(s.reviews)} expert review(s)", reminder_at
+            )
+            if not await self.wait_until(decided, until=reminder_at):
+                s.review_reminded = True
+                self.record(EventType.REVIEW_REMINDER, {"missing": self._missing_reviewers()})
+        if not decided() and not s.review_escalated:
+            self.show_waiting("the remaining expert reviews after a reminder", escalation_at)
+            if not await self.wait_until(decided, until=escalation_at):
+                s.review_escalated = True
+                self.record(EventType.REVIEW_ESCALATED, {"missing": self._missing_reviewers()})
+        if not decided():
+            self.show_waiting("an operator's routing decision (review SLA escalated)")
+            await self.wait_until(decided)
+        self._route()
+
+    async def _proof_of_concept(self) -> None:
+        s = self.state
+        if s.poc is None:
+            self.show_waiting("the proof-of-concept fund: milestones and the go/no-go gate")
+            child = await workflow.start_child_workflow(
+                ProofOfConcept.run,
+                PocInput(
+                    achievement_id=s.achievement_id,
+                    parent_workflow_id=s.workflow_id,
+                    title=s.disclosure.title,
+                    institution_code=s.disclosure.institution.code,
+                    trl=s.disclosure.trl,
+                ),
+                id=poc_child_id(s.workflow_id),
+                static_summary=f"Proof of concept of {s.achievement_id}",
+            )
+            try:
+                # No continue-as-new here: the child is bound to this run.
+                await self.wait_until(child.done, can_continue_as_new=False)
+            except Interrupt:
+                child.cancel()
+                raise
+            result: PocResult = child.result()
+            s.poc = result
+            for milestone_id in result.milestones_overdue:
+                self.record(
+                    EventType.POC_MILESTONE_OVERDUE, {"milestone_id": milestone_id}, "poc-fund"
+                )
+            self.record(
+                EventType.POC_FUNDED,
+                {
+                    "application_number": result.application_number,
+                    "granted_amount": str(result.granted_amount),
+                },
+                "registry",
+            )
+            self.record(
+                EventType.POC_DECIDED,
+                {"go": result.go, "reason": result.reason},
+                f"poc-fund:{result.decided_by}" if result.decided_by else "operator",
+                actor=result.actor,
+            )
+        if s.poc.go:
+            self._enter_after_maturity("proof of concept passed")
+        else:
+            self._hold_as_resource(f"proof of concept: no-go ({s.poc.reason})")
+
+    async def _transaction(self) -> None:
+        s = self.state
+        await self._list_on_exchanges(mandatory=s.mandatory_listing_triggered)
+        if s.deal is None:
+            self.show_waiting(
+                "a deal on the exchange (publicity period first)",
+                max(x.publicity_ends_at for x in s.listings),
+            )
+            await self.wait_until(lambda: s.deal is not None)
+        assert s.deal is not None
+        await self._withdraw_listings(f"dealt on {s.deal.exchange}", keep=s.deal.listing_id)
+        if s.contract is None:
+            d = s.deal
+            registration = await self.call_system(
+                "registry",
+                RegistryActivities.register_contract,
+                [
+                    self.idempotency_key("register-contract"),
+                    RegisterContractRequest(
+                        achievement_id=s.achievement_id,
+                        registration_number=s.registration_number or "",
+                        contract_type=d.contract_type,
+                        amount=d.amount,
+                        buyer=d.buyer,
+                        seller_institution=s.disclosure.institution.code,
+                        exchange=d.exchange,
+                    ),
+                ],
+            )
+            s.contract = ContractRegistration(
+                certificate_number=registration.certificate_number,
+                verified_amount=registration.verified_amount,
+                tax_preference_eligible=registration.tax_preference_eligible,
+                registered_at=registration.registered_at,
+            )
+            self.record(
+                EventType.CONTRACT_REGISTERED,
+                {
+                    **s.contract.model_dump(mode="json"),
+                    "contract_type": d.contract_type.value,
+                    "amount": str(d.amount),
+                    # Item 8: exchange deals of state-owned institutions are exempt from
+                    # decision-making liability for the price.
+                    "trading_liability_exempt": s.disclosure.institution.state_owned,
+                },
+                source="registry",
+            )
+        await self._collect_payments()
+        if set(s.modes) & rules.COMPANY_MODES:
+            self.enter(Stage.INCUBATION, "contract paid; founding a company")
+        else:
+            self.enter(Stage.REPORTING, "contract fully paid")
+
+    async def _collect_payments(self) -> None:
+        s = self.state
+        assert s.deal is not None
+        deal = s.deal
+        while len(s.payments) < deal.instalments:
+            instalment = len(s.payments) + 1
+            last = (
+                s.payments[-1].received_at if s.payments else (s.deal_accepted_at or workflow.now())
+            )
+            due = last + s.policy.payment_grace
+            self.show_waiting(f"instalment {instalment} of {deal.instalments}", due)
+
+            def paid_up(n: int = instalment) -> bool:
+                return len(s.payments) >= n
+
+            paid = await self.wait_until(paid_up, until=due)
+            if not paid and instalment not in s.overdue_instalments:
+                s.overdue_instalments.append(instalment)
+                self.record(
+                    EventType.PAYMENT_OVERDUE, {"instalment": instalment, "due": due.isoformat()}
+                )
+                self.show_waiting(f"overdue instalment {instalment} of {deal.instalments}")
+                await self.wait_until(paid_up)
+
+    async def _incubation(self) -> None:
+        s = self.state
+        if s.company is None:
+            self.show_waiting("the company to be founded")
+            await self.wait_until(lambda: s.company is not None)
+        assert s.company is not None
+        if s.equity is None:
+            c = s.company
+            state_owned = s.disclosure.institution.state_owned
+            response = await self.call_system(
+                "registry",
+                RegistryActivities.register_equity,
+                [
+                    self.idempotency_key("register-equity"),
+                    RegisterEquityRequest(
+                        achievement_id=s.achievement_id,
+                        company_name=c.company_name,
+                        credit_code=c.credit_code,
+                        equity_share=c.equity_share,
+                        valuation=c.valuation,
+                        state_owned=state_owned,
+                    ),
+                ],
+            )
+            s.equity = EquityRegistration(
+                equity_certificate=response.equity_certificate,
+                state_owned_equity=response.state_owned_equity,
+                registered_at=response.registered_at,
+            )
+            self.record(
+                EventType.EQUITY_REGISTERED,
+                {
+                    "equity_certificate": response.equity_certificate,
+                    # Item 2: state-owned equity from achievements is managed by category.
+                    "state_owned_equity": response.state_owned_equity,
+                    "categorized_management": response.state_owned_equity,
+                    "equity_share": str(c.equity_share),
+                    "valuation": str(c.valuation),
+                },
+                source="registry",
+            )
+        if s.incubation_exit is None:
+            self.show_waiting("incubation milestones and the exit")
+            await self.wait_until(lambda: s.incubation_exit is not None)
+        self.enter(
+            Stage.REPORTING, f"incubation exit: {s.incubation_exit and s.incubation_exit.kind}"
+        )
+
+    async def _reporting(self) -> None:
+        s = self.state
+        final = Stage.COMPLETED
+        if s.withdrawal is not None:
+            final = Stage.ABANDONED if s.withdrawal.abandon else Stage.WITHDRAWN
+        if s.report_number is None:
+            receipt = await self.call_system(
+                "registry",
+                RegistryActivities.submit_lifecycle_report,
+                [
+                    self.idempotency_key("lifecycle-report"),
+                    LifecycleReportRequest(
+                        achievement_id=s.achievement_id,
+                        registration_number=s.registration_number,
+                        final_stage=final.value,
+                        summary=rules.result(self.state).model_dump(mode="json"),
+                    ),
+                ],
+            )
+            s.report_number = receipt.receipt_number
+            self.record(
+                EventType.REPORT_SUBMITTED, {"report_number": receipt.receipt_number}, "registry"
+            )
+        self.enter(final, s.outcome_reason or "lifecycle complete")
+        self.record(
+            {
+                Stage.COMPLETED: EventType.COMPLETED,
+                Stage.WITHDRAWN: EventType.WITHDRAWN,
+                Stage.ABANDONED: EventType.ABANDONED,
+            }[final],
+            {"reason": s.outcome_reason} if s.outcome_reason else {},
+            actor=s.withdrawal.actor if s.withdrawal is not None else None,
+        )
+        self.show_waiting("nothing: the lifecycle is over")
+
+    # ------------------------------------------------------------------ cross-cutting
+
+    async def _wind_down(self) -> None:
+        s = self.state
+        w = s.withdrawal
+        assert w is not None
+        s.outcome_reason = w.reason
+        await self._withdraw_listings(f"achievement withdrawn: {w.reason}", keep=None)
+        self.enter(Stage.REPORTING, f"{'abandoned' if w.abandon else 'withdrawn'}: {w.reason}")
+
+    async def _trigger_mandatory_listing(self) -> None:
+        s = self.state
+        s.mandatory_listing_triggered = True
+        self.record(
+            EventType.MANDATORY_LISTING_TRIGGERED,
+            {"deadline": str(s.disclosure.municipal_deadline), "from_stage": s.stage.value},
+        )
+        self.enter(Stage.TRANSACTION, "mandatory listing: municipal deadline passed (item 8)")
+
+    async def _list_on_exchanges(self, mandatory: bool) -> None:
+        s = self.state
+        listed = {x.exchange for x in s.listings}
+        for exchange in s.exchanges:
+            if exchange in listed:
+                continue
+            # A deal may close on an earlier exchange while a later listing is still being
+            # retried: list no further. Gated: running lifecycles keep their recorded path.
+            if s.deal is not None and patches.no_listing_after_deal():
+                break
+            publicity_days = max(0, round(s.policy.publicity_period / timedelta(days=1)))
+            response = await self.call_system(
+                "exchange",
+                ExchangeActivities.create_listing,
+                [
+                    self.idempotency_key(f"listing/{exchange}"),
+                    exchange,
+                    CreateListingRequest(
+                        achievement_id=s.achievement_id,
+                        title=s.disclosure.title,
+                        field=s.disclosure.field,
+                        seller_institution=s.disclosure.institution.code,
+                        asking_price=s.asking_price,
+                        pricing=s.pricing,
+                        publicity_days=publicity_days,
+                        mandatory=mandatory,
+                    ),
+                ],
+            )
+            # The workflow's own policy decides when publicity ends, whatever the exchange says.
+            listing = Listing(
+                exchange=exchange,
+                listing_id=response.listing_id,
+                status=ListingStatus.OPEN,
+                asking_price=s.asking_price,
+                pricing=s.pricing,
+                listed_at=workflow.now(),
+                publicity_ends_at=workflow.now() + s.policy.publicity_period,
+                mandatory=mandatory,
+            )
+            s.listings.append(listing)
+            self.record(EventType.LISTED, listing.model_dump(mode="json"), "exchange")
+
+    async def _withdraw_listings(self, reason: str, keep: str | None) -> None:
+        s = self.state
+        for i, listing in enumerate(s.listings):
+            if listing.status is not ListingStatus.OPEN or listing.listing_id == keep:
+                continue
+            payload: dict[str, Any] = {
+                "exchange": listing.exchange,
+                "listing_id": listing.listing_id,
+                "reason": reason,
+            }
+            try:
+                await self.call_system(
+                    "exchange",
+                    ExchangeActivities.withdraw_listing,
+                    [
+                        self.idempotency_key(f"withdraw/{listing.exchange}/{listing.listing_id}"),
+                        listing.exchange,
+                        listing.listing_id,
+                        WithdrawListingRequest(reason=reason[:500]),
+                    ],
+                )
+                s.listings[i] = listing.model_copy(update={"status": ListingStatus.WITHDRAWN})
+            except ActivityError as err:
+                # The exchange refused for good (e.g. a second deal closed there at the same
+                # moment): record it for an operator instead of failing the whole lifecycle.
+                if not isinstance(err.cause, ApplicationError) or not err.cause.non_retryable:
+                    raise
+                s.listings[i] = listing.model_copy(update={"status": ListingStatus.DEALT})
+                payload |= {"withdrawn": False, "refused": err.cause.message}
+                workflow.logger.warning("Withdrawal of %s refused", listing.listing_id)
+            self.record(EventType.LISTING_WITHDRAWN, payload, "workflow")
+
+    def _route(self) -> None:
+        s = self.state
+        route, mean, decided_by = rules.route(s)
+        s.evaluation = EvaluationOutcome(
+            route=route, mean_score=mean, decided_at=workflow.now(), decided_by=decided_by
+        )
+        decision = s.operator_decision
+        self.record(
+            EventType.EVALUATED,
+            s.evaluation.model_dump(mode="json"),
+            actor=decision.actor if decision is not None else None,
+        )
+        if route is Recommendation.TRANSACTION:
+            self._enter_after_maturity("evaluated ready for the market")
+        elif route is Recommendation.PROOF_OF_CONCEPT:
+            self.enter(Stage.PROOF_OF_CONCEPT, "evaluated as immature")
+        elif route is Recommendation.RESOURCE:
+            self._hold_as_resource("evaluation routed it to the resource pool")
+        else:
+            s.outcome_reason = "abandoned after evaluation"
+            s.withdrawal = Withdrawal(
+                reason="abandoned after evaluation", requested_by="expert panel", abandon=True
+            )
+            self.enter(Stage.REPORTING, "abandoned after evaluation")
+
+    def _enter_after_maturity(self, note: str) -> None:
+        if set(self.state.modes) & rules.CONTRACT_MODES:
+            self.enter(Stage.TRANSACTION, note)
+        else:
+            self.enter(Stage.INCUBATION, note)
+
+    def _hold_as_resource(self, reason: str) -> None:
+        self.enter(Stage.RESOURCE, reason)
+        self.record(EventType.HELD_AS_RESOURCE, {"reason": reason})
+
+    def _missing_reviewers(self) -> list[str]:
+        done = {r.reviewer_id for r in self.state.reviews}
+        return [r for r in self.state.reviewers if r not in done]

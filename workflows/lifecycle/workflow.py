@@ -1,0 +1,364 @@
+"""The achievement lifecycle: one durable entity workflow per achievement, for years.
+
+disclosure -> evaluation -> proof of concept -> transaction -> incubation -> reporting,
+with the dormant scientific-resource state, withdrawal at any stage and the mandatory-listing
+clock of municipal funding running through all of them (plan item 8).
+
+This module is the workflow's face: its run loop, and every query, update, validator and signal
+on the decorated class. The stages are in stages.py, the engine in engine.py, the rules in
+workflows/rules.py, every patch gate in workflows/patches.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from schemas.commands import Activation, ListingExpired, MandatoryListingExemption, Withdrawal
+    from schemas.evaluation import OperatorDecision, Review
+    from schemas.events import EventType
+    from schemas.incubation import (
+        CompanyFounded,
+        IncubationExit,
+        IncubationMilestone,
+        IncubatorAdmission,
+    )
+    from schemas.lifecycle import LifecycleInput, LifecycleResult, LifecycleState, Stage
+    from schemas.transaction import (
+        Bid,
+        Deal,
+        Distribution,
+        Listing,
+        ListingStatus,
+        Payment,
+        RecordedPayment,
+    )
+    from workflows import patches, rules
+    from workflows import search_attributes as sa
+    from workflows.lifecycle.engine import (
+        ContinueAsNewSuggested,
+        MandatoryListingDue,
+        WithdrawalRequested,
+    )
+    from workflows.lifecycle.stages import LifecycleStages
+
+
+@workflow.defn(name="AchievementLifecycle")
+class AchievementLifecycle(LifecycleStages):
+    @workflow.init
+    def __init__(self, input: LifecycleInput) -> None:
+        info = workflow.info()
+        self.state: LifecycleState = input.resume or LifecycleState(
+            achievement_id=input.disclosure.achievement_id,
+            workflow_id=info.workflow_id,
+            disclosure=input.disclosure,
+            policy=input.policy,
+            exchanges=list(dict.fromkeys(input.exchanges)),
+            reviewers=input.reviewers,
+            asking_price=input.asking_price,
+            pricing=input.pricing,
+            modes=list(input.disclosure.intended_modes),
+        )
+
+    # ------------------------------------------------------------------ run loop
+
+    @workflow.run
+    async def run(self, input: LifecycleInput) -> LifecycleResult:
+        s = self.state
+        if input.resume is None:
+            self.enter(Stage.DISCLOSURE, "disclosed")
+            self.record(
+                EventType.DISCLOSED,
+                rules.disclosed_payload(s.disclosure),
+                source=f"institution:{input.disclosed_by}",
+                at=input.disclosed_at,
+                actor=input.discloser,
+            )
+        while not s.stage.is_final:
+            try:
+                await self._run_stage(s.stage)
+            except WithdrawalRequested:
+                await self._wind_down()
+            except MandatoryListingDue:
+                await self._trigger_mandatory_listing()
+            except ContinueAsNewSuggested:
+                await self.record_outbox()
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(
+                    LifecycleInput(
+                        disclosure=s.disclosure,
+                        policy=s.policy,
+                        disclosed_at=input.disclosed_at,
+                        resume=self.state,
+                    )
+                )
+        await self.record_outbox()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return rules.result(self.state)
+
+    async def _run_stage(self, stage: Stage) -> None:
+        handlers: dict[Stage, Callable[[], Any]] = {
+            Stage.DISCLOSURE: self._disclosure,
+            Stage.RESOURCE: self._resource,
+            Stage.EVALUATION: self._evaluation,
+            Stage.PROOF_OF_CONCEPT: self._proof_of_concept,
+            Stage.TRANSACTION: self._transaction,
+            Stage.INCUBATION: self._incubation,
+            Stage.REPORTING: self._reporting,
+        }
+        await handlers[stage]()
+
+    # ------------------------------------------------------------------ queries
+
+    @workflow.query(description="The full state of the achievement, with its stage timeline.")
+    def state_query(self) -> LifecycleState:
+        return self.state
+
+    # ------------------------------------------------------------------ updates (people)
+
+    @workflow.update(description="An assigned expert submits a scored review.")
+    def submit_review(self, review: Review) -> int:
+        self.state.reviews.append(review)
+        self.record(
+            EventType.REVIEW_SUBMITTED,
+            {
+                "reviewer_id": review.reviewer_id,
+                "mean": str(review.mean),
+                "recommendation": review.recommendation.value,
+            },
+            source=f"expert:{review.reviewer_id}",
+            actor=review.actor,
+        )
+        return len(self.state.reviews)
+
+    @submit_review.validator
+    def _validate_review(self, review: Review) -> None:
+        s = self.state
+        if s.stage is not Stage.EVALUATION:
+            raise ValueError(f"stage: reviews are taken in evaluation, not {s.stage.value}")
+        if s.reviewers and review.reviewer_id not in s.reviewers:
+            raise ValueError(f"reviewer_id: {review.reviewer_id} is not on the assigned panel")
+        if any(r.reviewer_id == review.reviewer_id for r in s.reviews):
+            raise ValueError(f"reviewer_id: {review.reviewer_id} has already reviewed")
+        if len(s.reviews) >= s.policy.reviewer_count or s.operator_decision is not None:
+            raise ValueError("stage: the evaluation is already decided")
+
+    @workflow.update(description="An operator routes the achievement (e.g. after escalation).")
+    def decide(self, decision: OperatorDecision) -> str:
+        self.state.operator_decision = decision
+        return decision.route.value
+
+    @decide.validator
+    def _validate_decide(self, decision: OperatorDecision) -> None:
+        if self.state.stage is not Stage.EVALUATION:
+            raise ValueError(
+                f"stage: decisions are taken in evaluation, not {self.state.stage.value}"
+            )
+        if self.state.operator_decision is not None:
+            raise ValueError("stage: an operator decision was already recorded")
+
+    @workflow.update(description="Activate a dormant scientific resource with its modes.")
+    def activate(self, activation: Activation) -> str:
+        s = self.state
+        s.modes = list(dict.fromkeys(activation.modes))
+        self.record(
+            EventType.ACTIVATED,
+            {"modes": [m.value for m in s.modes], "reason": activation.reason},
+            source=f"operator:{activation.activated_by}",
+            actor=activation.actor,
+        )
+        # Reviews and decisions of an earlier evaluation do not carry over.
+        s.reviews, s.operator_decision, s.evaluation = [], None, None
+        s.review_reminded = s.review_escalated = False
+        self.enter(Stage.EVALUATION, "activated from the resource pool")
+        return s.stage.value
+
+    @activate.validator
+    def _validate_activate(self, activation: Activation) -> None:
+        if self.state.stage is not Stage.RESOURCE:
+            raise ValueError(
+                f"stage: only a resource can be activated, not {self.state.stage.value}"
+            )
+
+    @workflow.update(description="Withdraw or abandon the achievement, with a reason.")
+    def withdraw(self, withdrawal: Withdrawal) -> str:
+        self.state.withdrawal = withdrawal
+        return "abandoning" if withdrawal.abandon else "withdrawing"
+
+    @withdraw.validator
+    def _validate_withdraw(self, withdrawal: Withdrawal) -> None:
+        s = self.state
+        if s.stage.is_final or s.stage is Stage.REPORTING:
+            raise ValueError(f"stage: the lifecycle is already ending ({s.stage.value})")
+        if s.withdrawal is not None:
+            raise ValueError("stage: a withdrawal is already under way")
+
+    @workflow.update(description="Exempt from mandatory listing, with a justification.")
+    def exempt_mandatory_listing(self, exemption: MandatoryListingExemption) -> str:
+        self.state.mandatory_listing_exempted = True
+        self.record(
+            EventType.MANDATORY_LISTING_EXEMPTED,
+            {"justification": exemption.justification},
+            source=f"operator:{exemption.approved_by}",
+            actor=exemption.actor,
+        )
+        workflow.upsert_search_attributes([sa.MANDATORY_LISTING_DUE.value_unset()])
+        return "exempted"
+
+    @exempt_mandatory_listing.validator
+    def _validate_exemption(self, exemption: MandatoryListingExemption) -> None:
+        s = self.state
+        if s.disclosure.municipal_deadline is None:
+            raise ValueError("funding: no municipal finance, so no mandatory listing applies")
+        if s.mandatory_listing_triggered:
+            raise ValueError("stage: the mandatory listing has already been made")
+        if s.mandatory_listing_exempted:
+            raise ValueError("stage: already exempted")
+
+    # ------------------------------------------------------------------ signals (systems)
+
+    @workflow.signal(description="The exchange reports a bid on a listing.")
+    def exchange_bid(self, bid: Bid) -> None:
+        listing = rules.listing_of(self.state, bid.listing_id)
+        if not self.first_delivery(bid.event_id) or listing is None:
+            return
+        if self._on_another_exchange(listing, bid.exchange):
+            return
+        self.record(EventType.BID_RECEIVED, bid.model_dump(mode="json"), f"exchange:{bid.exchange}")
+
+    @workflow.signal(description="The exchange reports a closed deal; the first deal wins.")
+    def exchange_deal(self, deal: Deal) -> None:
+        s = self.state
+        if not self.first_delivery(deal.event_id):
+            return
+        listing = rules.listing_of(s, deal.listing_id)
+        if listing is not None and self._on_another_exchange(listing, deal.exchange):
+            reason = f"the listing is on {listing.exchange}, not {deal.exchange}"
+            self._refuse_deal(deal, reason)
+            return
+        if rules.deal_ignored(s, listing):
+            workflow.logger.warning("Deal on %s ignored in stage %s", deal.listing_id, s.stage)
+            return
+        assert listing is not None
+        refusal = rules.deal_refusal(s, listing, workflow.now())
+        if refusal is not None:
+            self._refuse_deal(deal, refusal)
+            return
+        s.deal = deal
+        s.deal_accepted_at = workflow.now()
+        for i, item in enumerate(s.listings):
+            if item.listing_id == deal.listing_id:
+                s.listings[i] = item.model_copy(update={"status": ListingStatus.DEALT})
+        self.record(
+            EventType.DEAL_CLOSED,
+            {**deal.model_dump(mode="json"), "accepted": True},
+            f"exchange:{deal.exchange}",
+        )
+
+    def _refuse_deal(self, deal: Deal, reason: str) -> None:
+        self.record(
+            EventType.DEAL_CLOSED,
+            {**deal.model_dump(mode="json"), "accepted": False, "reason": reason},
+            f"exchange:{deal.exchange}",
+        )
+
+    @workflow.signal(description="The exchange reports an instalment paid by the buyer.")
+    def exchange_payment(self, payment: Payment) -> None:
+        s = self.state
+        if not self.first_delivery(payment.event_id):
+            return
+        if self._on_another_exchange(rules.listing_of(s, payment.listing_id), payment.exchange):
+            return
+        check = rules.payment_check(s, payment)
+        if check is rules.PaymentCheck.NO_SUCH_DEAL:
+            workflow.logger.warning("Payment for %s ignored: no such deal", payment.listing_id)
+            return
+        if check is rules.PaymentCheck.ALREADY_RECORDED:
+            return
+        # Payments recorded before the team's share rounded up replay with half-up rounding.
+        rounds_up = patches.team_share_rounds_up()
+        distribution = Distribution.of(payment, s.policy, team_rounds_up=rounds_up)
+        s.payments.append(
+            RecordedPayment(payment=payment, distribution=distribution, received_at=workflow.now())
+        )
+        self.record(
+            EventType.PAYMENT_RECEIVED,
+            {
+                **payment.model_dump(mode="json"),
+                "distribution": distribution.model_dump(mode="json"),
+            },
+            f"exchange:{payment.exchange}",
+        )
+
+    def _on_another_exchange(self, listing: Listing | None, exchange: str) -> bool:
+        """An exchange speaks only for its own listings (the gateway checked who signed).
+
+        Gated only where it bites: a recorded history never had such an event, so replay never
+        reaches the patch call, and running lifecycles take the check from their next event.
+        """
+        if rules.on_another_exchange(listing, exchange) and patches.exchange_owns_its_listings():
+            assert listing is not None
+            workflow.logger.warning(
+                "Event of %s for listing %s on another exchange refused",
+                exchange,
+                listing.listing_id,
+            )
+            return True
+        return False
+
+    @workflow.signal(description="The exchange reports that a listing expired.")
+    def listing_expired(self, expired: ListingExpired) -> None:
+        s = self.state
+        if not self.first_delivery(expired.event_id):
+            return
+        for i, item in enumerate(s.listings):
+            if item.listing_id == expired.listing_id and item.status is ListingStatus.OPEN:
+                s.listings[i] = item.model_copy(update={"status": ListingStatus.EXPIRED})
+
+    def _incubating(self, what: str) -> bool:
+        ok = rules.incubator_accepts(self.state)
+        if not ok:
+            workflow.logger.warning(
+                "Incubator event %s ignored in stage %s", what, self.state.stage
+            )
+        return ok
+
+    @workflow.signal(description="The incubator reports that the company was founded.")
+    def company_founded(self, company: CompanyFounded) -> None:
+        s = self.state
+        if self._incubating("company_founded") and self.first_delivery(company.event_id):
+            if s.company is None:
+                s.company = company
+                self.record(EventType.COMPANY_FOUNDED, company.model_dump(mode="json"), "incubator")
+
+    @workflow.signal(description="An incubator or science park admits the company.")
+    def incubator_admitted(self, admission: IncubatorAdmission) -> None:
+        s = self.state
+        # Out of order (before the company exists): not marked seen, so a redelivery applies.
+        if self._incubating("incubator_admitted") and s.company is not None:
+            if self.first_delivery(admission.event_id) and s.incubator is None:
+                s.incubator = admission
+                self.record(
+                    EventType.INCUBATOR_ADMITTED, admission.model_dump(mode="json"), "incubator"
+                )
+
+    @workflow.signal(description="The incubator reports a financing round, product or revenue.")
+    def incubation_milestone(self, milestone: IncubationMilestone) -> None:
+        s = self.state
+        if self._incubating("incubation_milestone") and s.company is not None:
+            if self.first_delivery(milestone.event_id):
+                s.incubation_milestones.append(milestone)
+                self.record(
+                    EventType.INCUBATION_MILESTONE, milestone.model_dump(mode="json"), "incubator"
+                )
+
+    @workflow.signal(description="The incubator reports the exit of the company.")
+    def incubation_exit(self, exit: IncubationExit) -> None:
+        s = self.state
+        if self._incubating("incubation_exit") and s.company is not None:
+            if self.first_delivery(exit.event_id) and s.incubation_exit is None:
+                s.incubation_exit = exit
+                self.record(EventType.INCUBATION_EXITED, exit.model_dump(mode="json"), "incubator")

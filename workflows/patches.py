@@ -1,0 +1,103 @@
+"""Every `workflow.patched` gate of the workflows, and the ledger that says when each goes.
+
+A gate keeps lifecycles that were recorded before a change on their recorded path while new
+ones take the new path (they live for years, so old paths run for years too). Each gate is a
+function here, so there is one place to read them all; the ledger says when it shipped, which
+committed histories were recorded before it (`tests/histories/before-<id>/`, replayed by
+tests/test_replay.py) and what to delete when it is retired. Retiring follows the stages of
+docs/operations.md ("Retiring a patch"): deprecate, then remove.
+
+Only workflow code calls the gates (they need a workflow context).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from temporalio import workflow
+
+
+@dataclass(frozen=True)
+class Patch:
+    id: str
+    shipped: str  # the commit that introduced it
+    histories: str | None  # the folder of histories recorded before it, if any
+    old_path: str  # what goes when the patch is removed
+    where: str
+
+
+PER_SYSTEM_TASK_QUEUES = Patch(
+    id="per-system-task-queues",
+    shipped="54aa638 (registry and exchange calls on their own task queues)",
+    histories="tests/histories/before-per-system-task-queues",
+    old_path="external calls on the workflow's own task queue (system_queue returns None)",
+    where="workflows/options.py system_queue",
+)
+BATCHED_PROJECTION = Patch(
+    id="batched-projection",
+    shipped="2ec6f1b (one projection activity per wake-up)",
+    histories="tests/histories/before-batched-projection",
+    old_path="one record_event activity per event, and ProjectionActivities.record_event",
+    where="workflows/lifecycle/engine.py record_outbox",
+)
+NO_LISTING_AFTER_DEAL = Patch(
+    id="no-listing-after-deal",
+    shipped="e8d2675 (no listing after a deal)",
+    histories=None,  # no committed history took the old path
+    old_path="listing on every exchange even after a deal closed on an earlier one",
+    where="workflows/lifecycle/stages.py list_on_exchanges",
+)
+LOCAL_PROJECTION = Patch(
+    id="local-projection",
+    shipped="8b733f3 (projection appends as local activities)",
+    histories="tests/histories/before-local-projection",
+    old_path="the batched projection as a regular activity (the batched-projection branch)",
+    where="workflows/lifecycle/engine.py record_outbox",
+)
+TEAM_SHARE_ROUNDS_UP = Patch(
+    id="team-share-rounds-up",
+    shipped="fa1a210 (the team's share rounds up to the cent)",
+    histories="tests/histories/before-team-share-rounds-up",
+    old_path="Distribution.of(..., team_rounds_up=False), half-up rounding of the team's share",
+    where="workflows/lifecycle/workflow.py exchange_payment",
+)
+EXCHANGE_OWNS_ITS_LISTINGS = Patch(
+    id="exchange-owns-its-listings",
+    shipped="1f4e23f (an exchange speaks only for its own listings)",
+    histories=None,  # reached only by an event no recorded history has
+    old_path="events of one exchange applied to another exchange's listing",
+    where="workflows/lifecycle/workflow.py on_another_exchange",
+)
+
+LEDGER = (
+    PER_SYSTEM_TASK_QUEUES,
+    BATCHED_PROJECTION,
+    NO_LISTING_AFTER_DEAL,
+    LOCAL_PROJECTION,
+    TEAM_SHARE_ROUNDS_UP,
+    EXCHANGE_OWNS_ITS_LISTINGS,
+)
+
+
+def per_system_task_queues() -> bool:
+    return workflow.patched(PER_SYSTEM_TASK_QUEUES.id)
+
+
+def batched_projection() -> bool:
+    return workflow.patched(BATCHED_PROJECTION.id)
+
+
+def no_listing_after_deal() -> bool:
+    return workflow.patched(NO_LISTING_AFTER_DEAL.id)
+
+
+def local_projection() -> bool:
+    return workflow.patched(LOCAL_PROJECTION.id)
+
+
+def team_share_rounds_up() -> bool:
+    return workflow.patched(TEAM_SHARE_ROUNDS_UP.id)
+
+
+def exchange_owns_its_listings() -> bool:
+    return workflow.patched(EXCHANGE_OWNS_ITS_LISTINGS.id)
