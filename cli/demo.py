@@ -34,14 +34,24 @@ from cli.samples import Scenario, scenario
 from core.settings import Settings
 from gateway.signing import sign
 from sandboxes.identity_provider import SyntheticSignIn
+from schemas.exchange_api import SimulatedBid, SimulatedDeal, SimulatedPayment
 from schemas.gateway_api import (
     ActivationRequest,
     DisclosureRequest,
     GoNoGoRequest,
     ReviewRequest,
 )
+from schemas.incubation import ExitKind, IncubationMilestoneKind
 from schemas.lifecycle import LifecycleState, Stage
 from schemas.money import to_cents
+from schemas.webhooks import (
+    CompanyFoundedWebhook,
+    IncubationExitWebhook,
+    IncubationMilestoneWebhook,
+    IncubatorAdmittedWebhook,
+    IncubatorEvent,
+    IncubatorWebhook,
+)
 
 console = Console()
 STAGE_ORDER = [
@@ -133,17 +143,18 @@ class Parties:
         _expect(r, 200, 409)
 
     async def exchange_trigger(
-        self, exchange: str, listing_id: str, what: str, key: str, body: dict[str, Any]
+        self, exchange: str, listing_id: str, what: str, key: str, body: BaseModel
     ) -> None:
+        """The buyer acts on the exchange (its test-mode endpoints), which sends the webhooks."""
         r = await self.http.post(
             f"{self.exchange}/sandbox/exchanges/{exchange}/listings/{listing_id}/{what}",
-            json=body,
-            headers={"Idempotency-Key": key},
+            content=body.model_dump_json(),
+            headers={"Idempotency-Key": key, "Content-Type": "application/json"},
         )
         _expect(r, 200, 201)
 
-    async def incubator(self, body: dict[str, Any]) -> None:
-        raw = json.dumps(body).encode()
+    async def incubator(self, body: IncubatorWebhook) -> None:
+        raw = body.model_dump_json().encode()
         secret = self.settings.webhook_secret("incubator").get_secret_value()
         headers = {"Content-Type": "application/json", **sign(secret, raw)}
         r = await self.http.post(f"{self.gateway}/webhooks/incubator", content=raw, headers=headers)
@@ -201,19 +212,19 @@ async def act(parties: Parties, t: Tracked, state: LifecycleState) -> None:
             listing.listing_id,
             "bids",
             f"{key}-bid",
-            {"bidder": "Synthetic Buyer Ltd (demo)", "amount": str(sc.deal_amount)},
+            SimulatedBid(bidder="Synthetic Buyer Ltd (demo)", amount=sc.deal_amount),
         )
         await parties.exchange_trigger(
             listing.exchange,
             listing.listing_id,
             "deal",
             f"{key}-deal",
-            {
-                "buyer": "Synthetic Buyer Ltd (demo)",
-                "contract_type": sc.contract_type.value,
-                "amount": str(sc.deal_amount),
-                "instalments": sc.instalments,
-            },
+            SimulatedDeal(
+                buyer="Synthetic Buyer Ltd (demo)",
+                contract_type=sc.contract_type,
+                amount=sc.deal_amount,
+                instalments=sc.instalments,
+            ),
         )
     elif state.stage is Stage.TRANSACTION and state.deal is not None and state.contract:
         deal = state.deal
@@ -225,61 +236,55 @@ async def act(parties: Parties, t: Tracked, state: LifecycleState) -> None:
                     deal.listing_id,
                     "payments",
                     f"demo-{aid}-pay-{n}",
-                    {"instalment": n, "amount": str(amount), "costs": str(to_cents(amount / 100))},
+                    SimulatedPayment(instalment=n, amount=amount, costs=to_cents(amount / 100)),
                 )
     elif state.stage is Stage.INCUBATION:
         await _incubate(parties, aid, state, now)
 
 
 async def _incubate(parties: Parties, aid: str, state: LifecycleState, now: datetime) -> None:
-    base = {"achievement_id": aid}
-    stamp = now.isoformat()
+    """The incubator's signed webhooks, one step at a time, built from the gateway's models."""
+    event: IncubatorEvent | None = None
     if state.company is None:
-        await parties.incubator(
-            {
-                **base,
-                "type": "company_founded",
-                "event_id": f"{aid}-co",
-                "company_name": f"{aid} Technologies Co (synthetic)",
-                "credit_code": "91310000MA1FL8XQ3X",
-                "equity_share": "25.00",
-                "valuation": "10000000.00",
-                "founded_at": stamp,
-            }
+        event = CompanyFoundedWebhook(
+            type="company_founded",
+            achievement_id=aid,
+            event_id=f"{aid}-co",
+            company_name=f"{aid} Technologies Co (synthetic)",
+            credit_code="91310000MA1FL8XQ3X",
+            equity_share=Decimal("25.00"),
+            valuation=Decimal("10000000.00"),
+            founded_at=now,
         )
     elif state.equity is not None and state.incubator is None:
-        await parties.incubator(
-            {
-                **base,
-                "type": "incubator_admitted",
-                "event_id": f"{aid}-inc",
-                "incubator": "Synthetic Science Park (demo)",
-                "admitted_at": stamp,
-            }
+        event = IncubatorAdmittedWebhook(
+            type="incubator_admitted",
+            achievement_id=aid,
+            event_id=f"{aid}-inc",
+            incubator="Synthetic Science Park (demo)",
+            admitted_at=now,
         )
     elif state.incubator is not None and not state.incubation_milestones:
-        await parties.incubator(
-            {
-                **base,
-                "type": "incubation_milestone",
-                "event_id": f"{aid}-a",
-                "kind": "financing_round",
-                "description": "Series A",
-                "amount": "20000000.00",
-                "reached_at": stamp,
-            }
+        event = IncubationMilestoneWebhook(
+            type="incubation_milestone",
+            achievement_id=aid,
+            event_id=f"{aid}-a",
+            kind=IncubationMilestoneKind.FINANCING_ROUND,
+            description="Series A",
+            amount=Decimal("20000000.00"),
+            reached_at=now,
         )
     elif state.incubation_milestones and state.incubation_exit is None:
-        await parties.incubator(
-            {
-                **base,
-                "type": "incubation_exit",
-                "event_id": f"{aid}-exit",
-                "kind": "graduated",
-                "detail": "left the park",
-                "exited_at": stamp,
-            }
+        event = IncubationExitWebhook(
+            type="incubation_exit",
+            achievement_id=aid,
+            event_id=f"{aid}-exit",
+            kind=ExitKind.GRADUATED,
+            detail="left the park",
+            exited_at=now,
         )
+    if event is not None:
+        await parties.incubator(IncubatorWebhook(event))
 
 
 def _instalments(total: Decimal, n: int) -> list[Decimal]:

@@ -19,19 +19,19 @@ from gateway.dependencies import Context, GatewayContext
 from gateway.errors import ERRORS, parse
 from gateway.lifecycles import Lifecycles
 from gateway.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, verify
-from gateway.webhooks import (
-    IncubatorWebhook,
-    MissingPart,
-    PocFundWebhook,
-    RegistryWebhook,
-    exchange_signal_arg,
-)
 from schemas.commands import ListingExpired
 from schemas.disclosure import ACHIEVEMENT_ID_PATTERN
 from schemas.exchange_api import ExchangeWebhook
 from schemas.gateway_api import Accepted, Problem
 from schemas.incubation import CompanyFounded, IncubationMilestone, IncubatorAdmission
 from schemas.transaction import Bid, Deal, Payment
+from schemas.webhooks import (
+    IncubatorWebhook,
+    MissingPart,
+    PocFundWebhook,
+    RegistryWebhook,
+    exchange_signal_arg,
+)
 from workflows.lifecycle import AchievementLifecycle
 from workflows.proof_of_concept import ProofOfConcept
 
