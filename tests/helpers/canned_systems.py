@@ -1,0 +1,113 @@
+"""The fast layer's outside world: the real workflows on a worker whose activities are canned.
+
+The registry and exchange answer from bench/canned.py (the same canned activities the
+benchmarks measure orchestration with), under the real activity names and on the real task
+queues; the projection keeps in memory the events each lifecycle hands it, and the exchange
+counts the withdrawals it is asked for. No HTTP, no PostgreSQL: a lifecycle's rules run on the
+time-skipping server in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.worker import Interceptor, Worker
+
+from bench import canned
+from helpers.eventually import assert_eventually
+from schemas.events import LifecycleEvent
+from schemas.exchange_api import ListingResponse, WithdrawListingRequest
+from schemas.views import AchievementView
+from workers.worker import WORKFLOWS, WorkerGroup, cache_workflow_bytecode
+
+
+class CannedSystems:
+    """Canned registry and exchange, and a projection that remembers; one per test."""
+
+    def __init__(self) -> None:
+        self.events: list[LifecycleEvent] = []
+        self._event_ids: set[str] = set()
+        # (exchange, listing id) -> calls: the exchange must be asked once, not once per event.
+        self.withdrawals: Counter[tuple[str, str]] = Counter()
+
+    # Under the real names, so the workflows schedule them exactly as in production.
+
+    @activity.defn(name="projection.record_events")
+    async def record_events(self, events: list[LifecycleEvent], view: AchievementView) -> int:
+        return sum([await self.record_event(e, view) for e in events])
+
+    @activity.defn(name="projection.record_event")
+    async def record_event(self, event: LifecycleEvent, view: AchievementView) -> bool:
+        # Each event once, by its id, as the real projection's ON CONFLICT (event_id): a local
+        # activity is at least once, and runs again when its workflow task is lost (it is, at
+        # times, when a run continues as new).
+        if event.event_id in self._event_ids:
+            return False
+        self._event_ids.add(event.event_id)
+        self.events.append(event)
+        return True
+
+    @activity.defn(name="exchange.withdraw_listing")
+    async def withdraw_listing(
+        self, key: str, exchange: str, listing_id: str, request: WithdrawListingRequest
+    ) -> ListingResponse:
+        self.withdrawals[(exchange, listing_id)] += 1
+        return await canned.withdraw_listing(key, exchange, listing_id, request)
+
+    # What the lifecycle tried to record.
+
+    def types(self) -> list[str]:
+        """The types of the events handed to the projection, in order."""
+        return [e.type.value for e in self.events]
+
+    def payloads(self, type: str) -> list[dict[str, Any]]:
+        """The payloads of the events of one type, in order."""
+        return [e.payload for e in self.events if e.type.value == type]
+
+    async def recorded(self, type: str, count: int = 1) -> list[dict[str, Any]]:
+        """The payloads of `type` once `count` of them are recorded: for events a signal
+        causes, which the state may not show (a refused deal leaves the state as it was)."""
+
+        async def enough() -> list[dict[str, Any]]:
+            payloads = self.payloads(type)
+            assert len(payloads) >= count, f"{len(payloads)} {type}; recorded: {self.types()}"
+            return payloads
+
+        return await assert_eventually(enough, within=10, what=f"{count} {type} event(s)")
+
+    # The worker.
+
+    def worker(
+        self, client: Client, task_queue: str, interceptors: Sequence[Interceptor] = ()
+    ) -> WorkerGroup:
+        """The real workflows, with the task queues of workers.worker.build_worker: the main
+        queue (workflows, every activity, the projection as a local activity) and one queue per
+        external system."""
+        cache_workflow_bytecode()  # the sandbox re-imports the workflow modules for every run
+        registry: list[Callable[..., Any]] = list(canned.REGISTRY)
+        exchange: list[Callable[..., Any]] = [
+            canned.search,
+            canned.create_listing,
+            self.withdraw_listing,
+        ]
+        main: list[Callable[..., Any]] = [
+            *registry,
+            *exchange,
+            self.record_events,
+            self.record_event,
+        ]
+        return WorkerGroup(
+            Worker(
+                client,
+                task_queue=task_queue,
+                workflows=list(WORKFLOWS),
+                activities=main,
+                interceptors=interceptors,
+            ),
+            Worker(client, task_queue=f"{task_queue}-registry", activities=registry),
+            Worker(client, task_queue=f"{task_queue}-exchange", activities=exchange),
+        )

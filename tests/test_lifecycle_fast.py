@@ -1,0 +1,309 @@
+"""The lifecycle's rules on the time-skipping server with canned systems: the fast layer.
+
+The real workflows run on a worker whose registry, exchange and projection are canned
+(helpers.canned_systems): no PostgreSQL, no sandboxes, no dev server, years in milliseconds.
+Each test asserts on the workflow's state (its query) and on the events it handed to the
+projection. The same paths on the real stack, with HTTP and PostgreSQL, are in
+tests/test_lifecycle_rules.py and tests/test_lifecycle_time_skipping.py; continue-as-new on a
+real dev server is tests/test_continue_as_new.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from functools import partial
+
+import pytest
+import pytest_asyncio
+from helpers import scenarios
+from helpers.canned_systems import CannedSystems
+from helpers.continue_as_new import SuggestContinueAsNew
+from helpers.lifecycle import (
+    deal,
+    finish,
+    payment,
+    rejection,
+    start,
+    state,
+    to_transaction,
+    today,
+    until,
+)
+from temporalio.api.enums.v1 import EventType
+from temporalio.testing import WorkflowEnvironment
+
+from schemas.commands import Activation, MandatoryListingExemption, Withdrawal
+from schemas.disclosure import TransformationMode
+from schemas.evaluation import OperatorDecision, Recommendation
+from schemas.lifecycle import LifecycleState, Stage
+from schemas.policy import DEFAULT_POLICY
+from schemas.transaction import ListingStatus
+from workers.worker import WorkerGroup
+from workflows.lifecycle import AchievementLifecycle
+
+YEAR = timedelta(days=365)
+# Past DEFAULT_POLICY's 15-day publicity period.
+AFTER_PUBLICITY = DEFAULT_POLICY.publicity_period + timedelta(minutes=1)
+
+
+@pytest.fixture
+def systems() -> CannedSystems:
+    return CannedSystems()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def worker(
+    time_skipping_env: WorkflowEnvironment, systems: CannedSystems, task_queue: str
+) -> AsyncIterator[WorkerGroup]:
+    async with systems.worker(time_skipping_env.client, task_queue) as group:
+        yield group
+
+
+async def test_resource_then_activation(
+    time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, systems: CannedSystems
+) -> None:
+    sc = scenarios.resource_first(await today(time_skipping_env))
+    handle = await start(time_skipping_env.client, worker.task_queue, sc, DEFAULT_POLICY)
+    st = await until(handle, lambda s: s.stage is Stage.RESOURCE)
+    assert st.registration_number == f"REG-{sc.disclosure.achievement_id}"
+    assert st.waiting is not None and "activation" in st.waiting.on
+    assert "stage" in await rejection(
+        handle.execute_update(AchievementLifecycle.submit_review, sc.reviews()[0])
+    )
+
+    await handle.execute_update(
+        AchievementLifecycle.activate,
+        Activation(modes=[TransformationMode.LICENCE], activated_by="tto-officer"),
+    )
+    st = await until(handle, lambda s: s.stage is Stage.EVALUATION and s.search is not None)
+    assert st.modes == [TransformationMode.LICENCE]
+    assert "only a resource can be activated" in await rejection(
+        handle.execute_update(
+            AchievementLifecycle.activate,
+            Activation(modes=[TransformationMode.TRANSFER], activated_by="tto-officer"),
+        )
+    )
+    types = systems.types()
+    assert types.index("registered") < types.index("held_as_resource") < types.index("activated")
+    assert types.count("activated") == 1
+    assert (await finish(handle)).final_stage is Stage.WITHDRAWN
+
+
+async def test_review_sla_reminds_escalates_and_never_abandons_municipal_money(
+    time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, systems: CannedSystems
+) -> None:
+    sc = scenarios.municipal_transfer(await today(time_skipping_env))
+    handle = await start(time_skipping_env.client, worker.task_queue, sc, DEFAULT_POLICY)
+    await until(handle, lambda s: s.stage is Stage.EVALUATION and s.search is not None)
+    first = sc.reviews()[0]
+    await handle.execute_update(AchievementLifecycle.submit_review, first)
+    assert "has already reviewed" in await rejection(
+        handle.execute_update(AchievementLifecycle.submit_review, first)
+    )
+
+    await time_skipping_env.sleep(DEFAULT_POLICY.review_sla + timedelta(days=1))
+    st = await until(handle, lambda s: s.review_reminded, what="the review reminder")
+    assert not st.review_escalated
+    [reminder] = systems.payloads("review_reminder")
+    assert reminder["missing"] == sc.reviewers[1:]
+    await time_skipping_env.sleep(DEFAULT_POLICY.review_escalation_grace + timedelta(days=1))
+    st = await until(handle, lambda s: s.review_escalated, what="the escalation")
+    assert st.waiting is not None and "operator" in st.waiting.on
+
+    # An operator's 'abandon' of municipal money becomes a resource under the listing clock.
+    await handle.execute_update(
+        AchievementLifecycle.decide,
+        OperatorDecision(route=Recommendation.ABANDON, decided_by="director", reason="no market"),
+    )
+    st = await until(handle, lambda s: s.stage is Stage.RESOURCE)
+    assert st.evaluation is not None and st.evaluation.route is Recommendation.RESOURCE
+    assert "municipal" in st.evaluation.decided_by
+    types = systems.types()
+    assert types.count("review_reminder") == 1 and types.count("review_escalated") == 1
+    assert "abandoned" not in types
+    assert (await finish(handle)).final_stage is Stage.WITHDRAWN
+
+
+async def test_first_deal_wins_and_the_other_listing_is_withdrawn_once(
+    time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, systems: CannedSystems
+) -> None:
+    sc = scenarios.cooperative_development(
+        await today(time_skipping_env), exchanges=["sstec", "jstec"]
+    )
+    aid = sc.disclosure.achievement_id
+    handle = await start(time_skipping_env.client, worker.task_queue, sc, DEFAULT_POLICY)
+    listings = (await to_transaction(handle, sc)).listings
+    await time_skipping_env.sleep(AFTER_PUBLICITY)
+
+    on_jstec = deal(listings[1].listing_id, "jstec", instalments=1, event_id="deal-jstec")
+    on_sstec = deal(listings[0].listing_id, "sstec", instalments=1, event_id="deal-sstec")
+    await handle.signal(AchievementLifecycle.exchange_deal, on_jstec)
+    await handle.signal(AchievementLifecycle.exchange_deal, on_sstec)  # too late: jstec won
+    await handle.signal(AchievementLifecycle.exchange_deal, on_jstec)  # redelivered
+    st = await until(handle, lambda s: s.contract is not None, what="the contract")
+    assert st.deal is not None and st.deal.event_id == "deal-jstec"
+    assert [x.status for x in st.listings] == [ListingStatus.WITHDRAWN, ListingStatus.DEALT]
+    await handle.signal(AchievementLifecycle.exchange_payment, payment(on_jstec, 1, "1200000.00"))
+    assert (await handle.result()).final_stage is Stage.COMPLETED
+
+    assert systems.withdrawals == {("sstec", f"L-{aid}-sstec"): 1}
+    accepted, refused = systems.payloads("deal_closed")  # the redelivery recorded nothing
+    assert accepted["event_id"] == "deal-jstec" and accepted["accepted"] is True
+    assert refused["event_id"] == "deal-sstec" and refused["accepted"] is False
+    assert refused["reason"] == "another deal closed first"
+    types = systems.types()
+    assert types.count("listing_withdrawn") == 1 and types.count("contract_registered") == 1
+
+
+async def test_a_deal_during_the_publicity_period_is_refused(
+    time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, systems: CannedSystems
+) -> None:
+    sc = scenarios.cooperative_development(await today(time_skipping_env))
+    handle = await start(time_skipping_env.client, worker.task_queue, sc, DEFAULT_POLICY)
+    [listing] = (await to_transaction(handle, sc)).listings
+    early = deal(listing.listing_id, "sstec", instalments=1, event_id="deal-early")
+    await handle.signal(AchievementLifecycle.exchange_deal, early)
+    [refused] = await systems.recorded("deal_closed")
+    assert refused["accepted"] is False and refused["reason"] == "publicity period not over"
+    assert (await state(handle)).deal is None
+
+    await time_skipping_env.sleep(AFTER_PUBLICITY)
+    await handle.signal(
+        AchievementLifecycle.exchange_deal, early.model_copy(update={"event_id": "deal-later"})
+    )
+    st = await until(handle, lambda s: s.contract is not None, what="the contract")
+    assert st.deal is not None and st.deal.event_id == "deal-later"
+    assert [p["accepted"] for p in systems.payloads("deal_closed")] == [False, True]
+    assert (await finish(handle)).final_stage is Stage.WITHDRAWN
+
+
+async def test_mandatory_listing_fires_from_the_resource_pool_after_years(
+    time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, systems: CannedSystems
+) -> None:
+    sc = scenarios.municipal_resource(await today(time_skipping_env))
+    deadline = sc.disclosure.municipal_deadline
+    assert deadline is not None
+    handle = await start(time_skipping_env.client, worker.task_queue, sc, DEFAULT_POLICY)
+    await until(handle, lambda s: s.stage is Stage.RESOURCE)
+    await time_skipping_env.sleep(2 * YEAR)
+    assert (await state(handle)).stage is Stage.RESOURCE  # the deadline is three years out
+
+    await time_skipping_env.sleep(YEAR + timedelta(days=5))
+    st = await until(handle, lambda s: len(s.listings) == 2, what="the mandatory listings")
+    assert st.stage is Stage.TRANSACTION and st.mandatory_listing_triggered
+    assert [(x.exchange, x.mandatory) for x in st.listings] == [("sstec", True), ("jstec", True)]
+    assert st.timeline[-1].entered_at.date() > deadline
+    [triggered] = systems.payloads("mandatory_listing_triggered")
+    assert triggered == {"deadline": str(deadline), "from_stage": "resource"}
+    assert (await finish(handle)).final_stage is Stage.WITHDRAWN
+
+
+async def test_an_exemption_stops_the_mandatory_listing(
+    time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, systems: CannedSystems
+) -> None:
+    sc = scenarios.municipal_resource(await today(time_skipping_env))
+    handle = await start(time_skipping_env.client, worker.task_queue, sc, DEFAULT_POLICY)
+    await until(handle, lambda s: s.stage is Stage.RESOURCE)
+    exemption = MandatoryListingExemption(
+        justification="classified defence application, transfer restricted by the funder",
+        approved_by="commission",
+    )
+    await handle.execute_update(AchievementLifecycle.exempt_mandatory_listing, exemption)
+    assert "already exempted" in await rejection(
+        handle.execute_update(AchievementLifecycle.exempt_mandatory_listing, exemption)
+    )
+    await time_skipping_env.sleep(4 * YEAR)  # a year past the deadline
+
+    # Read what happened from the finished run: nothing can still be on its way.
+    result = await finish(handle)
+    assert Stage.TRANSACTION not in [e.stage for e in result.stages]
+    st = await state(handle)
+    assert st.mandatory_listing_exempted and not st.listings
+    types = systems.types()
+    assert types.count("mandatory_listing_exempted") == 1
+    assert "mandatory_listing_triggered" not in types and "listed" not in types
+
+
+async def test_withdraw_mid_transaction_withdraws_every_open_listing(
+    time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, systems: CannedSystems
+) -> None:
+    exchanges = ["sstec", "jstec", "zjtec"]
+    sc = scenarios.municipal_transfer(await today(time_skipping_env), exchanges=exchanges)
+    aid = sc.disclosure.achievement_id
+    handle = await start(time_skipping_env.client, worker.task_queue, sc, DEFAULT_POLICY)
+    await to_transaction(handle, sc)
+    await handle.execute_update(
+        AchievementLifecycle.withdraw,
+        Withdrawal(reason="the inventors left for industry", requested_by="tto-director"),
+    )
+    result = await handle.result()
+    assert result.final_stage is Stage.WITHDRAWN
+    assert result.reason == "the inventors left for industry"
+    assert result.report_number == f"RPT-{aid}"  # the registry still gets its lifecycle report
+    st = await state(handle)
+    assert [x.status for x in st.listings] == [ListingStatus.WITHDRAWN] * 3
+    assert systems.withdrawals == {(x, f"L-{aid}-{x}"): 1 for x in exchanges}
+    types = systems.types()
+    assert types.count("listing_withdrawn") == 3 and types[-1] == "withdrawn"
+
+
+INSTALMENTS = 12
+# Past the ~60 events of a lifecycle's history up to its deal, so the first run hands over a few
+# instalments in (each adds about eight events).
+SUGGEST_AFTER_EVENTS = 100
+
+
+def _paid_or_over(n: int, st: LifecycleState) -> bool:
+    return len(st.payments) >= n or st.stage.is_final
+
+
+async def test_continue_as_new_mid_payments_keeps_the_state(
+    time_skipping_env: WorkflowEnvironment, systems: CannedSystems, task_queue: str
+) -> None:
+    client = time_skipping_env.client
+    sc = scenarios.cooperative_development(
+        await today(time_skipping_env), exchanges=["sstec", "jstec"]
+    )
+    # A policy of its own, to see that the state carried over is this one.
+    policy = DEFAULT_POLICY.model_copy(update={"payment_grace": timedelta(days=45)})
+    suggest = SuggestContinueAsNew(after_events=SUGGEST_AFTER_EVENTS)
+    async with systems.worker(client, task_queue, interceptors=[suggest]):
+        handle = await start(client, task_queue, sc, policy)
+        first_run = handle.result_run_id
+        before = await to_transaction(handle, sc)
+        await time_skipping_env.sleep(AFTER_PUBLICITY)
+        listing = before.listings[1]
+        the_deal = deal(listing.listing_id, "jstec", instalments=INSTALMENTS, amount="1000000.00")
+        await handle.signal(AchievementLifecycle.exchange_deal, the_deal)
+        await until(handle, lambda s: s.contract is not None, what="the contract")
+        for n in range(1, INSTALMENTS + 1):
+            instalment = payment(the_deal, n, "83333.33" if n < INSTALMENTS else "83333.37")
+            await handle.signal(AchievementLifecycle.exchange_payment, instalment)
+            if n < INSTALMENTS:  # after the last one the lifecycle may already be over
+                await handle.signal(AchievementLifecycle.exchange_payment, instalment)
+            await until(handle, partial(_paid_or_over, n), what=f"instalment {n}")
+        result = await handle.result()
+        final = await state(handle)
+
+    assert result.final_stage is Stage.COMPLETED and result.total_received == "1000000.00"
+    # The first run handed over mid-payments: it took some instalments, a later run the rest.
+    # (Its history rather than describe(): the test server's search attributes fail to decode.)
+    history = await client.get_workflow_handle(handle.id, run_id=first_run).fetch_history()
+    assert history.events[-1].event_type is EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+    signals = [
+        e.workflow_execution_signaled_event_attributes.signal_name
+        for e in history.events
+        if e.event_type is EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+    ]
+    assert 0 < signals.count("exchange_payment") < 2 * INSTALMENTS - 1, signals
+    assert final.registration_number == before.registration_number
+    assert final.policy == policy
+    assert [r.reviewer_id for r in final.reviews] == sc.reviewers
+    assert [x.listing_id for x in final.listings] == [x.listing_id for x in before.listings]
+    assert [p.payment.instalment for p in final.payments] == list(range(1, INSTALMENTS + 1))
+    assert final.timeline[0].stage is Stage.DISCLOSURE
+    assert final.timeline[-1].stage is Stage.COMPLETED
+    types = systems.types()
+    assert types.count("payment_received") == INSTALMENTS  # nothing lost, nothing twice
+    assert types.count("disclosed") == 1 and types[-1] == "completed"
