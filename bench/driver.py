@@ -1,6 +1,6 @@
 """Playing the parties: the engine's common path and the bare floor, driven the same way.
 
-The institution starts each lifecycle directly with the client (like tests/lifecycle_driver.py),
+The institution starts each lifecycle directly with the client (like tests/helpers/lifecycle.py),
 the experts submit their reviews as updates, and the exchange is played by signals sent with
 the client (deal, then payment), not through the sandbox's test-mode endpoints. Both drivers
 poll the workflow's query with the same back-off to know when to act.

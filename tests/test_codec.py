@@ -25,7 +25,7 @@ import pytest_asyncio
 from gateway_requests import disclosure_request
 from google.protobuf import json_format
 from google.protobuf.message import Message
-from lifecycle_driver import HISTORIES, finish, until
+from helpers.lifecycle import HISTORIES, finish, until
 from pydantic import SecretStr
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.api.failure.v1 import Failure

@@ -6,8 +6,6 @@ its own real dev server started with a low `limit.historyCount.suggestContinueAs
 
 from __future__ import annotations
 
-import dataclasses
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -16,11 +14,11 @@ from functools import partial
 import asyncpg
 import pytest_asyncio
 from conftest import PLAIN_CONVERTER, Stack, binary
-from lifecycle_driver import event_types, record_history, start, state, until
+from helpers import scenarios
+from helpers.lifecycle import event_types, record_history, start, state, until
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
-from cli.samples import scenario
 from core.policy_book import DEMO_POLICY
 from schemas.lifecycle import LifecycleState, Stage
 from schemas.transaction import ContractType, Deal, Payment
@@ -54,10 +52,7 @@ async def test_continue_as_new_mid_payments_keeps_every_field(
     small_history_env: WorkflowEnvironment, stack: Stack, db: asyncpg.Pool, task_queue: str
 ) -> None:
     client = small_history_env.client
-    sc = dataclasses.replace(
-        scenario(3, uuid.uuid4().hex[:8].upper(), datetime.now(UTC).date()),
-        exchanges=["sstec", "jstec"],
-    )
+    sc = scenarios.cooperative_development(datetime.now(UTC).date(), exchanges=["sstec", "jstec"])
     aid = sc.disclosure.achievement_id
     # No publicity period, so the deal can close at once on this real-time server.
     policy_used = DEMO_POLICY.model_copy(update={"publicity_period": timedelta(0)})

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import httpx
 import pytest
+from helpers import scenarios
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
@@ -47,13 +48,19 @@ CONTRACT_MODES = {
 }
 COMPANY_MODES = {TransformationMode.EQUITY_INVESTMENT, TransformationMode.SELF_IMPLEMENTATION}
 
-# scenario(i) for these i covers every route the brief names:
-#   0: transfer, listed on two exchanges (deal on the second, the first withdrawn), 1 instalment
-#   1: licence after a proof of concept, 2 instalments
-#   4: equity investment only, after a proof of concept: incubation without a listing
-#   5: no intention: a scientific resource, activated (transfer + equity), 3 instalments
-#   8: transfer + equity on two exchanges, 3 instalments, then incubation
-LIFECYCLE_SCENARIOS = (0, 1, 4, 5, 8)
+# Together, every route the brief names.
+EVERY_ROUTE = (
+    # Transfer listed on two exchanges (deal on the second, the first withdrawn), 1 instalment.
+    scenarios.municipal_transfer,
+    # Licence after a proof of concept, 2 instalments.
+    scenarios.immature_licence,
+    # Equity investment only, after a proof of concept: incubation without a listing.
+    scenarios.equity_after_proof_of_concept,
+    # No intention: a scientific resource, activated (transfer + equity), 3 instalments.
+    scenarios.resource_first,
+    # Transfer + equity on two exchanges, 3 instalments, then incubation.
+    scenarios.transfer_then_company_on_two_exchanges,
+)
 FAULT_RUN_COUNT = 20
 # Not a timing assertion, only where a stuck run is reported. A typical run takes 25-30 s, but
 # at a 30% error rate one call in ~150 may fail 7-8 times in a row, and the activities' retry
@@ -227,8 +234,7 @@ async def test_lifecycles_end_to_end_through_gateway_and_webhooks(
     dev_env: WorkflowEnvironment, stack: Stack, db: asyncpg.Pool
 ) -> None:
     today = datetime.now(UTC).date()
-    tag = run_tag()
-    tracked = [Tracked(scenario(i, tag, today)) for i in LIFECYCLE_SCENARIOS]
+    tracked = [Tracked(route(today)) for route in EVERY_ROUTE]
     worker = build_worker(dev_env.client, stack.deps, stack.settings.task_queue, stack.settings)
     async with worker, httpx.AsyncClient(timeout=30.0) as http:
         await drive_all(stack, http, tracked, within=180.0)

@@ -2,43 +2,46 @@
 the state, the events in PostgreSQL and the calls the sandboxes recorded.
 
 Activities are the real ones (sandboxes over HTTP, embedded PostgreSQL); the test plays the
-external systems by signalling the workflow directly.
+external systems by signalling the workflow directly. The same rules with canned systems, in
+seconds: tests/test_lifecycle_fast.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import asyncpg
 import pytest_asyncio
 from conftest import Stack
-from lifecycle_driver import (
-    Handle,
+from helpers import scenarios
+from helpers.eventually import assert_eventually
+from helpers.lifecycle import (
+    deal,
     event_types,
     finish,
+    payment,
     record_history,
     rejection,
+    sleep_past,
     start,
     state,
+    to_transaction,
+    today,
     until,
 )
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from cli.samples import Scenario, scenario
+from cli.samples import Scenario
 from schemas.commands import Activation, MandatoryListingExemption, Withdrawal
 from schemas.disclosure import TransformationMode
 from schemas.evaluation import OperatorDecision, Recommendation
 from schemas.lifecycle import Stage
 from schemas.policy import DEFAULT_POLICY
 from schemas.proof_of_concept import GoNoGo, PocMilestoneReport
-from schemas.transaction import ContractType, Deal, ListingStatus, Payment
+from schemas.transaction import ListingStatus
 from workers.worker import WorkerGroup, build_worker
 from workflows.ids import poc_child_id
 from workflows.lifecycle import AchievementLifecycle
@@ -55,53 +58,10 @@ async def worker(
         yield w
 
 
-def _scenario(index: int, today: date, **changes: Any) -> Scenario:
-    """Dates count from the test server's clock, which earlier tests have moved on by years."""
-    base = scenario(index, uuid.uuid4().hex[:8].upper(), today)
-    return dataclasses.replace(base, **changes)
-
-
-async def _today(env: WorkflowEnvironment) -> date:
-    return (await env.get_current_time()).date()
-
-
-async def _to_transaction(handle: Handle, sc: Scenario) -> None:
-    await until(handle, lambda s: s.stage is Stage.EVALUATION and s.search is not None)
-    for review in sc.reviews():
-        await handle.execute_update(AchievementLifecycle.submit_review, review)
-    await until(handle, lambda s: len(s.listings) == len(sc.exchanges))
-
-
-def _deal(listing_id: str, exchange: str, instalments: int, event_id: str = "deal") -> Deal:
-    return Deal(
-        event_id=event_id,
-        exchange=exchange,
-        listing_id=listing_id,
-        buyer="Buyer Ltd",
-        contract_type=ContractType.LICENCE,
-        amount=Decimal("1200000.00"),
-        instalments=instalments,
-        closed_at=datetime.now(UTC),
-    )
-
-
-def _payment(deal: Deal, n: int, amount: str) -> Payment:
-    return Payment(
-        event_id=f"pay-{n}",
-        exchange=deal.exchange,
-        listing_id=deal.listing_id,
-        instalment=n,
-        amount=Decimal(amount),
-        paid_at=datetime.now(UTC),
-    )
-
-
 async def test_resource_then_activation(
     time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, db: asyncpg.Pool
 ) -> None:
-    today = await _today(time_skipping_env)
-    sc = _scenario(5, today)  # no intended mode
-    assert sc.disclosure.intended_modes == []
+    sc = scenarios.resource_first(await today(time_skipping_env))
     handle = await start(time_skipping_env.client, worker.task_queue, sc, DEFAULT_POLICY)
     st = await until(handle, lambda s: s.stage is Stage.RESOURCE)
     assert st.registration_number is not None
@@ -131,8 +91,7 @@ async def test_resource_then_activation(
 async def test_review_sla_reminder_escalation_and_no_silent_abandon(
     time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, db: asyncpg.Pool
 ) -> None:
-    today = await _today(time_skipping_env)
-    sc = _scenario(0, today)  # municipal finance
+    sc = scenarios.municipal_transfer(await today(time_skipping_env))
     handle = await start(time_skipping_env.client, worker.task_queue, sc, DEFAULT_POLICY)
     await until(handle, lambda s: s.stage is Stage.EVALUATION and s.search is not None)
     await handle.execute_update(AchievementLifecycle.submit_review, sc.reviews()[0])
@@ -165,9 +124,7 @@ async def test_review_sla_reminder_escalation_and_no_silent_abandon(
 async def test_poc_overdue_milestone_and_no_go(
     time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, db: asyncpg.Pool, stack: Stack
 ) -> None:
-    today = await _today(time_skipping_env)
-    sc = _scenario(1, today)  # immature: proof of concept
-    assert sc.needs_poc
+    sc = scenarios.immature_licence(await today(time_skipping_env))
     client = time_skipping_env.client
     handle = await start(client, worker.task_queue, sc, DEFAULT_POLICY)
     await until(handle, lambda s: s.stage is Stage.EVALUATION and s.search is not None)
@@ -179,7 +136,7 @@ async def test_poc_overdue_milestone_and_no_go(
     first, second = progress["milestones"][0], progress["milestones"][1]
 
     # The first milestone passes its due date unreported; the second is reported in time.
-    await _sleep_past(time_skipping_env, date.fromisoformat(first["due"]) + timedelta(days=2))
+    await sleep_past(time_skipping_env, date.fromisoformat(first["due"]) + timedelta(days=2))
     await child.signal(
         ProofOfConcept.milestone_reported,
         PocMilestoneReport(
@@ -219,37 +176,22 @@ async def test_poc_overdue_milestone_and_no_go(
     assert (await finish(handle)).final_stage is Stage.WITHDRAWN
 
 
-async def _sleep_past(env: WorkflowEnvironment, day: date) -> None:
-    """Skip time until the server's clock is past `day` (a single skip may stop short)."""
-    for _ in range(20):
-        now = await env.get_current_time()
-        if now.date() > day:
-            return
-        await env.sleep(datetime.combine(day, datetime.min.time(), UTC) - now + timedelta(days=1))
-    raise AssertionError(f"the test server's clock never passed {day}")
-
-
 async def until_child_has_milestones(child: Any) -> dict[str, Any]:
-    for _ in range(200):
+    async def milestones() -> dict[str, Any]:
         try:
             progress: dict[str, Any] = await child.query(ProofOfConcept.progress)
-            if progress["milestones"]:
-                return progress
-        except RPCError:  # the child may not have started its first task yet
-            pass
-        await asyncio.sleep(0.05)
-    raise AssertionError("the proof-of-concept child never reported its milestones")
+        except RPCError as err:  # the child may not have started its first task yet
+            raise AssertionError(f"no answer yet: {err}") from err
+        assert progress["milestones"], progress
+        return progress
+
+    return await assert_eventually(milestones, what="the proof-of-concept child's milestones")
 
 
 async def test_mandatory_listing_fires_from_resource_after_years(
     time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, db: asyncpg.Pool, stack: Stack
 ) -> None:
-    today = await _today(time_skipping_env)
-    sc = _scenario(
-        0,
-        today,
-        disclosure=_scenario(0, today).disclosure.model_copy(update={"intended_modes": []}),
-    )
+    sc = scenarios.municipal_resource(await today(time_skipping_env))
     aid = sc.disclosure.achievement_id
     deadline = sc.disclosure.municipal_deadline
     assert deadline is not None
@@ -272,12 +214,7 @@ async def test_mandatory_listing_fires_from_resource_after_years(
 async def test_exemption_stops_the_mandatory_listing(
     time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, db: asyncpg.Pool
 ) -> None:
-    today = await _today(time_skipping_env)
-    sc = _scenario(
-        0,
-        today,
-        disclosure=_scenario(0, today).disclosure.model_copy(update={"intended_modes": []}),
-    )
+    sc = scenarios.municipal_resource(await today(time_skipping_env))
     handle = await start(time_skipping_env.client, worker.task_queue, sc, DEFAULT_POLICY)
     await until(handle, lambda s: s.stage is Stage.RESOURCE)
     exemption = MandatoryListingExemption(
@@ -300,21 +237,20 @@ async def test_exemption_stops_the_mandatory_listing(
 async def test_no_mandatory_listing_when_a_contract_is_registered_in_time(
     time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, db: asyncpg.Pool
 ) -> None:
-    today = await _today(time_skipping_env)
-    sc = _scenario(0, today, exchanges=["sstec"])
+    sc = scenarios.municipal_transfer(await today(time_skipping_env), exchanges=["sstec"])
     handle = await start(time_skipping_env.client, worker.task_queue, sc, DEFAULT_POLICY)
-    await _to_transaction(handle, sc)
+    await to_transaction(handle, sc)
     await time_skipping_env.sleep(timedelta(days=16))
     listing = (await state(handle)).listings[0]
-    deal = _deal(listing.listing_id, "sstec", instalments=2)
-    await handle.signal(AchievementLifecycle.exchange_deal, deal)
+    the_deal = deal(listing.listing_id, "sstec", instalments=2)
+    await handle.signal(AchievementLifecycle.exchange_deal, the_deal)
     await until(handle, lambda s: s.contract is not None)
-    await handle.signal(AchievementLifecycle.exchange_payment, _payment(deal, 1, "600000.00"))
+    await handle.signal(AchievementLifecycle.exchange_payment, payment(the_deal, 1, "600000.00"))
     # The buyer is late with the second instalment, past the municipal deadline.
     await time_skipping_env.sleep(4 * YEAR)
     st = await state(handle)
     assert st.overdue_instalments == [2] and st.stage is Stage.TRANSACTION
-    await handle.signal(AchievementLifecycle.exchange_payment, _payment(deal, 2, "600000.00"))
+    await handle.signal(AchievementLifecycle.exchange_payment, payment(the_deal, 2, "600000.00"))
     result = await handle.result()
     assert result.final_stage is Stage.COMPLETED and result.total_received == "1200000.00"
     types = await event_types(db, sc.disclosure.achievement_id)
@@ -326,11 +262,12 @@ async def test_no_mandatory_listing_when_a_contract_is_registered_in_time(
 async def test_withdraw_mid_transaction_withdraws_every_open_listing(
     time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, db: asyncpg.Pool, stack: Stack
 ) -> None:
-    today = await _today(time_skipping_env)
-    sc = _scenario(0, today, exchanges=["sstec", "jstec", "zjtec"])
+    sc = scenarios.municipal_transfer(
+        await today(time_skipping_env), exchanges=["sstec", "jstec", "zjtec"]
+    )
     aid = sc.disclosure.achievement_id
     handle = await start(time_skipping_env.client, worker.task_queue, sc, DEFAULT_POLICY)
-    await _to_transaction(handle, sc)
+    await to_transaction(handle, sc)
     await handle.execute_update(
         AchievementLifecycle.withdraw,
         Withdrawal(reason="the inventors left for industry", requested_by="tto-director"),
@@ -351,22 +288,21 @@ async def test_withdraw_mid_transaction_withdraws_every_open_listing(
 async def test_deal_on_second_exchange_withdraws_the_first_exactly_once(
     time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, db: asyncpg.Pool, stack: Stack
 ) -> None:
-    today = await _today(time_skipping_env)
-    sc = _scenario(
-        3, today, exchanges=["sstec", "jstec"]
-    )  # cooperative implementation, one instalment
+    sc = scenarios.cooperative_development(
+        await today(time_skipping_env), exchanges=["sstec", "jstec"]
+    )
     aid = sc.disclosure.achievement_id
     handle = await start(time_skipping_env.client, worker.task_queue, sc, DEFAULT_POLICY)
-    await _to_transaction(handle, sc)
+    await to_transaction(handle, sc)
     await time_skipping_env.sleep(timedelta(days=15, minutes=1))
     listings = (await state(handle)).listings
-    second = _deal(listings[1].listing_id, "jstec", instalments=1, event_id="deal-jstec")
-    first = _deal(listings[0].listing_id, "sstec", instalments=1, event_id="deal-sstec")
+    second = deal(listings[1].listing_id, "jstec", instalments=1, event_id="deal-jstec")
+    first = deal(listings[0].listing_id, "sstec", instalments=1, event_id="deal-sstec")
     await handle.signal(AchievementLifecycle.exchange_deal, second)
     await handle.signal(AchievementLifecycle.exchange_deal, first)  # too late: second won
     await handle.signal(AchievementLifecycle.exchange_deal, second)  # redelivered
     await until(handle, lambda s: s.contract is not None)
-    await handle.signal(AchievementLifecycle.exchange_payment, _payment(second, 1, "1200000.00"))
+    await handle.signal(AchievementLifecycle.exchange_payment, payment(second, 1, "1200000.00"))
     result = await handle.result()
     assert result.final_stage is Stage.COMPLETED
     st = await state(handle)
@@ -380,18 +316,19 @@ async def test_deal_on_second_exchange_withdraws_the_first_exactly_once(
 async def test_an_exchange_speaks_only_for_its_own_listings(
     time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, db: asyncpg.Pool
 ) -> None:
-    today = await _today(time_skipping_env)
-    sc = _scenario(3, today, exchanges=["sstec", "jstec"])
+    sc = scenarios.cooperative_development(
+        await today(time_skipping_env), exchanges=["sstec", "jstec"]
+    )
     aid = sc.disclosure.achievement_id
     handle = await start(time_skipping_env.client, worker.task_queue, sc, DEFAULT_POLICY)
-    await _to_transaction(handle, sc)
+    await to_transaction(handle, sc)
     await time_skipping_env.sleep(timedelta(days=15, minutes=1))
     jstec_listing = (await state(handle)).listings[1]
     assert jstec_listing.exchange == "jstec"
     # sstec claims a deal on jstec's listing: refused and recorded, never applied.
-    forged = _deal(jstec_listing.listing_id, "sstec", instalments=1, event_id="forged")
+    forged = deal(jstec_listing.listing_id, "sstec", instalments=1, event_id="forged")
     await handle.signal(AchievementLifecycle.exchange_deal, forged)
-    real = _deal(jstec_listing.listing_id, "jstec", instalments=1, event_id="real")
+    real = deal(jstec_listing.listing_id, "jstec", instalments=1, event_id="real")
     await handle.signal(AchievementLifecycle.exchange_deal, real)
     st = await until(handle, lambda s: s.deal is not None)
     assert st.deal is not None and st.deal.event_id == "real"
@@ -413,10 +350,33 @@ async def test_an_exchange_speaks_only_for_its_own_listings(
     assert (await handle.result()).final_stage is Stage.WITHDRAWN
 
 
-def test_scenarios_cover_the_paths() -> None:
-    today = date(2026, 1, 1)
-    paths = {
-        (bool(scenario(i, "T", today).disclosure.intended_modes), scenario(i, "T", today).needs_poc)
-        for i in range(6)
-    }
-    assert paths == {(True, True), (True, False), (False, False)}
+def test_scenarios_are_what_their_names_say() -> None:
+    day = date(2026, 1, 1)
+
+    def path(sc: Scenario) -> tuple[list[TransformationMode], bool, bool, int]:
+        d = sc.disclosure
+        return (d.intended_modes, sc.needs_poc, d.municipal_deadline is not None, len(sc.exchanges))
+
+    transfer, licence = [TransformationMode.TRANSFER], [TransformationMode.LICENCE]
+    company = [TransformationMode.TRANSFER, TransformationMode.EQUITY_INVESTMENT]
+    assert path(scenarios.municipal_transfer(day)) == (transfer, False, True, 2)
+    assert path(scenarios.municipal_resource(day)) == ([], False, True, 2)
+    assert path(scenarios.immature_licence(day)) == (licence, True, False, 1)
+    assert path(scenarios.transfer_then_company(day)) == (company, False, True, 1)
+    assert path(scenarios.cooperative_development(day)) == (
+        [TransformationMode.COOPERATIVE_IMPLEMENTATION],
+        False,
+        False,
+        1,
+    )
+    assert path(scenarios.equity_after_proof_of_concept(day)) == (
+        [TransformationMode.EQUITY_INVESTMENT],
+        True,
+        True,
+        2,
+    )
+    assert path(scenarios.resource_first(day)) == ([], False, False, 1)
+    assert path(scenarios.transfer_then_company_on_two_exchanges(day)) == (company, False, True, 2)
+    # Each call is a new achievement: tests never collide on a workflow id.
+    ids = {scenarios.resource_first(day).disclosure.achievement_id for _ in range(3)}
+    assert len(ids) == 3

@@ -6,17 +6,15 @@ and append to the embedded PostgreSQL. External systems' signals are sent by the
 
 from __future__ import annotations
 
-import dataclasses
-import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import asyncpg
 from conftest import Stack
-from lifecycle_driver import finish, record_history, start, until
+from helpers import scenarios
+from helpers.lifecycle import finish, record_history, start, today, until
 from temporalio.testing import WorkflowEnvironment
 
-from cli.samples import scenario
 from schemas.incubation import (
     CompanyFounded,
     ExitKind,
@@ -40,10 +38,9 @@ async def test_five_year_lifecycle_deal_on_second_exchange(
     time_skipping_env: WorkflowEnvironment, stack: Stack, db: asyncpg.Pool, task_queue: str
 ) -> None:
     env = time_skipping_env
-    # The shared test server's clock may already be years ahead of the wall clock.
-    today = (await env.get_current_time()).date()
-    base = scenario(2, uuid.uuid4().hex[:8].upper(), today)
-    sc = dataclasses.replace(base, exchanges=["sstec", "jstec"], instalments=2)
+    sc = scenarios.transfer_then_company(
+        await today(env), exchanges=["sstec", "jstec"], instalments=2
+    )
     aid = sc.disclosure.achievement_id
     async with _worker(env, stack, task_queue):
         handle = await start(env.client, task_queue, sc, DEFAULT_POLICY)
@@ -181,8 +178,8 @@ async def test_external_calls_run_on_their_systems_rate_limited_queues(
         f"{task_queue}-registry": 5.0,
         f"{task_queue}-exchange": 2.0,
     }
-    today = (await time_skipping_env.get_current_time()).date()
-    sc = scenario(5, uuid.uuid4().hex[:8].upper(), today)  # registers, then rests as a resource
+    # Registers, then rests as a resource: a registry call, and no exchange call to wait on.
+    sc = scenarios.resource_first(await today(time_skipping_env))
     async with group:
         handle = await start(time_skipping_env.client, task_queue, sc, DEFAULT_POLICY)
         await until(handle, lambda s: s.stage is Stage.RESOURCE)

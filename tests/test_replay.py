@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 import pytest
-from lifecycle_driver import HISTORIES
+from helpers.lifecycle import HISTORIES
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
