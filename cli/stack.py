@@ -208,6 +208,15 @@ class Stack:
             raise StackError(str(err)) from None
         return ["--ui-codec-endpoint", f"{self.gateway_url}/codec"] if encrypted else []
 
+    def check_policy_file(self) -> None:
+        """A policy that breaks a statutory rule stops the start here, once, in one line."""
+        from core.policy_book import PolicyBook, PolicyFileError
+
+        try:
+            PolicyBook.load(self.settings.policy_file)
+        except PolicyFileError as err:
+            raise StackError(str(err)) from None
+
     def app_env(self, dsn: str) -> dict[str, str]:
         return {
             "TEMPORAL_ADDRESS": f"127.0.0.1:{self.ports.temporal}",
@@ -232,6 +241,7 @@ class Stack:
 
     async def start(self) -> None:
         self.ports.check_free()
+        self.check_policy_file()
         self.logs.mkdir(parents=True, exist_ok=True)
         with console.status("Starting PostgreSQL…"):
             dsn = await self.start_postgres()

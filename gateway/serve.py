@@ -8,7 +8,7 @@ import asyncpg
 from temporalio.client import Client
 
 from core.http_server import bind_socket, make_server
-from core.policy_book import PolicyBook
+from core.policy_book import PolicyBook, PolicyFileError
 from core.settings import Settings
 from gateway.app import create_gateway_app
 from gateway.tokens import TokenVerifier
@@ -29,7 +29,10 @@ async def serve_gateway(
     an OSError for the caller instead of uvicorn's sys.exit(1).
     """
     refuse_sandbox_secrets(settings)
-    book = policy_book or PolicyBook.load(settings.policy_file)
+    try:
+        book = policy_book or PolicyBook.load(settings.policy_file)
+    except PolicyFileError as err:
+        raise SystemExit(str(err)) from None  # one line, not a traceback per worker
     verifier = token_verifier(settings)
     sock = bind_socket(host, port)
     server = make_server(create_gateway_app(client, settings, book, verifier, pool), host, port)

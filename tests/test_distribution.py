@@ -199,3 +199,36 @@ def test_a_lawful_policy_file_is_used(tmp_path: Path) -> None:
     book = PolicyBook.load(_write(tmp_path, [{**entry, "team_reward_rate": "0.55"}]))
     assert book.current("FDU").team_reward_rate == Decimal("0.55")
     assert book.current("SJTU") is DEFAULT_POLICY
+
+
+def test_the_stack_refuses_a_policy_that_lowers_the_floor_once_by_name(tmp_path: Path) -> None:
+    """`achievements dev` stops before starting anything, with one line naming file, entry
+    and field (not a traceback per request in a log)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    policy = tmp_path / "policy.json"
+    policy.write_text(
+        json.dumps(
+            [{"institution_code": "FDU", "version": "fdu.2", "team_reward_minimum": "0.60"}]
+        ),
+        encoding="utf-8",
+    )
+    ports = []
+    for _ in range(7):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(str(probe.getsockname()[1]))
+    options = ["--temporal-port", "--ui-port", "--gateway-port", "--registry-port"]
+    options += ["--exchange-port", "--metrics-port", "--issuer-port"]
+    argv = [sys.executable, "-m", "cli.main", "dev", "--data-dir", str(tmp_path / "data")]
+    argv += [x for pair in zip(options, ports, strict=True) for x in pair]
+    env = {**os.environ, "ACHIEVEMENTS_POLICY_FILE": str(policy), "COLUMNS": "200"}
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    out = done.stdout + done.stderr
+    assert str(policy) in out and "entry" in out and "team_reward_minimum" in out
+    assert "Traceback" not in out
+    assert not (tmp_path / "data" / "postgres").exists()  # nothing was started
