@@ -13,6 +13,8 @@ from schemas.registry_api import (
     LifecycleReportRequest,
     PocApplicationRequest,
     PocApplicationResponse,
+    PocCancellationRequest,
+    PocCancellationResponse,
     RegisterAchievementRequest,
     RegisterContractRequest,
     RegisterEquityRequest,
@@ -47,6 +49,12 @@ class RegistryActivities:
         self, key: str, request: PocApplicationRequest
     ) -> PocApplicationResponse:
         return await self._client.apply_for_poc(request, key)
+
+    @activity.defn(name="registry.cancel_poc_application")
+    async def cancel_poc_application(
+        self, key: str, application_number: str, request: PocCancellationRequest
+    ) -> PocCancellationResponse:
+        return await self._client.cancel_poc_application(application_number, request, key)
 
     @activity.defn(name="registry.submit_lifecycle_report")
     async def submit_lifecycle_report(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import TypeVar
+from urllib.parse import quote
 
 from pydantic import BaseModel
 
@@ -16,6 +17,8 @@ from schemas.registry_api import (
     LifecycleReportRequest,
     PocApplicationRequest,
     PocApplicationResponse,
+    PocCancellationRequest,
+    PocCancellationResponse,
     RegisterAchievementRequest,
     RegisterContractRequest,
     RegisterEquityRequest,
@@ -65,6 +68,12 @@ class RegistryClient:
         return await self._post(
             "/v1/poc-applications", req, idempotency_key, PocApplicationResponse
         )
+
+    async def cancel_poc_application(
+        self, application_number: str, req: PocCancellationRequest, idempotency_key: str
+    ) -> PocCancellationResponse:
+        path = f"/v1/poc-applications/{quote(application_number, safe='')}/cancellation"
+        return await self._post(path, req, idempotency_key, PocCancellationResponse)
 
     async def submit_lifecycle_report(
         self, req: LifecycleReportRequest, idempotency_key: str

@@ -18,6 +18,7 @@ from schemas.exchange_api import (
     SearchRequest,
     WithdrawListingRequest,
 )
+from schemas.proof_of_concept import PocMilestone
 from schemas.registry_api import (
     AchievementRegistration,
     AnnualReportRequest,
@@ -26,6 +27,8 @@ from schemas.registry_api import (
     LifecycleReportRequest,
     PocApplicationRequest,
     PocApplicationResponse,
+    PocCancellationRequest,
+    PocCancellationResponse,
     RegisterAchievementRequest,
     RegisterContractRequest,
     RegisterEquityRequest,
@@ -71,10 +74,32 @@ async def register_equity(key: str, request: RegisterEquityRequest) -> EquityReg
 
 @activity.defn(name="registry.apply_for_poc")
 async def apply_for_poc(key: str, request: PocApplicationRequest) -> PocApplicationResponse:
+    # The applicant's schedule, as the registry plans it; none without one (the gate alone).
+    start = request.applied_at or _now()
     return PocApplicationResponse(
         application_number=f"POC-{request.achievement_id}",
         granted_amount=Decimal("100000.00"),
-        milestones=[],
+        milestones=[
+            PocMilestone(
+                milestone_id=f"m{i}",
+                title=f"Milestone {i}",
+                due=(start + offset).date(),
+                due_at=start + offset,
+            )
+            for i, offset in enumerate(request.milestone_offsets or [], start=1)
+        ],
+    )
+
+
+@activity.defn(name="registry.cancel_poc_application")
+async def cancel_poc_application(
+    key: str, application_number: str, request: PocCancellationRequest
+) -> PocCancellationResponse:
+    return PocCancellationResponse(
+        application_number=application_number,
+        granted_amount=Decimal("100000.00"),
+        cancelled_at=_now(),
+        reason=request.reason,
     )
 
 
@@ -136,6 +161,7 @@ REGISTRY: list[Callable[..., Any]] = [
     register_contract,
     register_equity,
     apply_for_poc,
+    cancel_poc_application,
     submit_lifecycle_report,
     submit_annual_report,
 ]

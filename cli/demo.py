@@ -44,6 +44,7 @@ from schemas.gateway_api import (
 from schemas.incubation import ExitKind, IncubationMilestoneKind
 from schemas.lifecycle import LifecycleState, Stage
 from schemas.money import to_cents
+from schemas.proof_of_concept import PocMilestoneReport
 from schemas.webhooks import (
     CompanyFoundedWebhook,
     IncubationExitWebhook,
@@ -51,6 +52,7 @@ from schemas.webhooks import (
     IncubatorAdmittedWebhook,
     IncubatorEvent,
     IncubatorWebhook,
+    PocFundWebhook,
 )
 
 console = Console()
@@ -160,6 +162,13 @@ class Parties:
         r = await self.http.post(f"{self.gateway}/webhooks/incubator", content=raw, headers=headers)
         _expect(r, 200, 202)
 
+    async def poc_fund(self, body: PocFundWebhook) -> None:
+        raw = body.model_dump_json().encode()
+        secret = self.settings.webhook_secret("poc-fund").get_secret_value()
+        headers = {"Content-Type": "application/json", **sign(secret, raw)}
+        r = await self.http.post(f"{self.gateway}/webhooks/poc-fund", content=raw, headers=headers)
+        _expect(r, 200, 202, 409)  # 409: the proof of concept is already over
+
 
 def _expect(response: httpx.Response, *ok: int) -> None:
     if response.status_code not in ok:
@@ -190,6 +199,17 @@ async def act(parties: Parties, t: Tracked, state: LifecycleState) -> None:
                 )
                 await parties.command(aid, "reviews", body, review.reviewer_id)
     elif state.stage is Stage.PROOF_OF_CONCEPT and state.waiting is not None:
+        # The fund reports the first milestone (recorded as a poc_milestone event at once; a
+        # repeat is the same event id, so nothing twice), then its officer takes the gate.
+        await parties.poc_fund(
+            PocFundWebhook(
+                type="milestone_reported",
+                achievement_id=aid,
+                report=PocMilestoneReport(
+                    event_id=f"demo-{aid}-m1", milestone_id="m1", achieved=True, reported_at=now
+                ),
+            )
+        )
         await parties.command(
             aid,
             "poc/decision",

@@ -27,6 +27,8 @@ DEMO_POLICY = Policy(
     review_escalation_grace=timedelta(seconds=30),
     publicity_period=timedelta(seconds=3),
     payment_grace=timedelta(minutes=5),
+    # Milestones due within a minute, so the fund's reports and the overdue path show live.
+    poc_milestone_offsets=(timedelta(seconds=20), timedelta(seconds=40), timedelta(seconds=60)),
 )
 
 

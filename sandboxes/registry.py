@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -34,6 +34,8 @@ from schemas.registry_api import (
     LifecycleReportRequest,
     PocApplicationRequest,
     PocApplicationResponse,
+    PocCancellationRequest,
+    PocCancellationResponse,
     RegisterAchievementRequest,
     RegisterContractRequest,
     RegisterEquityRequest,
@@ -67,11 +69,32 @@ RECORD_GROUPS = {
     "contract": "contracts",
     "equity": "equity",
     "poc_application": "poc_applications",
+    "poc_cancellation": "poc_cancellations",
     "lifecycle_report": "lifecycle_reports",
     "annual_report": "annual_reports",
 }
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+
+
+def _milestones(req: PocApplicationRequest) -> list[PocMilestone]:
+    """The applicant's schedule when it sends one (offsets from applied_at), else the fund's
+    own: 90, 180 and 270 days from the application day, each due by the end of its day."""
+    if req.milestone_offsets is None:
+        return [
+            PocMilestone(milestone_id=mid, title=title, due=req.applied_on + timedelta(days=days))
+            for mid, title, days in POC_MILESTONES
+        ]
+    start = req.applied_at or datetime.combine(req.applied_on, time.min, tzinfo=UTC)
+    titles = [title for _, title, _ in POC_MILESTONES]
+    planned = []
+    for i, offset in enumerate(req.milestone_offsets):
+        due_at = start + offset
+        title = titles[i] if i < len(titles) else f"Milestone {i + 1}"
+        planned.append(
+            PocMilestone(milestone_id=f"m{i + 1}", title=title, due=due_at.date(), due_at=due_at)
+        )
+    return planned
 
 
 async def _number(conn: Connection, kind: str, now: datetime) -> str:
@@ -218,21 +241,58 @@ def create_registry_app(dsn: str, faults: Faults | None = None) -> FastAPI:
     ) -> JSONResponse:
         async def effect(conn: Connection) -> JSON:
             now = datetime.now(UTC)
-            # Milestones are planned from the date the applicant says it applies on.
-            today = req.applied_on
+            # Milestones are planned from when the applicant says it applies.
             number = await _number(conn, "poc_application", now)
             body = PocApplicationResponse(
-                application_number=number,
-                granted_amount=POC_GRANT,
-                milestones=[
-                    PocMilestone(milestone_id=mid, title=title, due=today + timedelta(days=days))
-                    for mid, title, days in POC_MILESTONES
-                ],
+                application_number=number, granted_amount=POC_GRANT, milestones=_milestones(req)
             ).model_dump(mode="json")
             await _record(conn, "poc_application", number, req.achievement_id, req, body)
             return body
 
         return await idempotent(pool(), SCHEMA, key, scope(request), req, effect, 201)
+
+    @app.post(
+        "/v1/poc-applications/{application_number}/cancellation",
+        response_model=PocCancellationResponse,
+    )
+    async def cancel_poc_application(
+        application_number: str,
+        req: PocCancellationRequest,
+        request: Request,
+        key: IdempotencyKey = None,
+    ) -> JSONResponse:
+        """Cancel a proof-of-concept application (e.g. a mandatory listing supersedes it).
+        Idempotent by key and by nature: a cancelled application answers as it was cancelled."""
+
+        async def effect(conn: Connection) -> JSON:
+            application = await conn.fetchrow(
+                f"SELECT subject, response FROM {SCHEMA}.records"
+                " WHERE kind = 'poc_application' AND number = $1",
+                application_number,
+            )
+            if application is None or application["subject"] != req.achievement_id:
+                raise SandboxError(
+                    404,
+                    "not_found",
+                    f"no proof-of-concept application {application_number} of this achievement",
+                    ["application_number"],
+                )
+            number = f"{application_number}/cancellation"
+            earlier: JSON | None = await conn.fetchval(
+                f"SELECT response FROM {SCHEMA}.records WHERE number = $1", number
+            )
+            if earlier is not None:
+                return earlier
+            body = PocCancellationResponse(
+                application_number=application_number,
+                granted_amount=application["response"]["granted_amount"],
+                cancelled_at=datetime.now(UTC),
+                reason=req.reason,
+            ).model_dump(mode="json")
+            await _record(conn, "poc_cancellation", number, req.achievement_id, req, body)
+            return body
+
+        return await idempotent(pool(), SCHEMA, key, scope(request), req, effect, 200)
 
     @app.post("/v1/lifecycle-reports", status_code=201, response_model=ReportReceipt)
     async def submit_lifecycle_report(

@@ -25,6 +25,7 @@ class EventType(StrEnum):
     POC_MILESTONE = "poc_milestone"
     POC_MILESTONE_OVERDUE = "poc_milestone_overdue"
     POC_DECIDED = "poc_decided"
+    POC_CANCELLED = "poc_cancelled"
     LISTED = "listed"
     BID_RECEIVED = "bid_received"
     DEAL_CLOSED = "deal_closed"

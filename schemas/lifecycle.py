@@ -128,6 +128,12 @@ class LifecycleState(BaseModel):
     mandatory_listing_exempted: bool = False
     mandatory_listing_triggered: bool = False
     overdue_instalments: list[int] = Field(default_factory=list)
+    # The running proof of concept's application, as its child reported it (None: not yet, or a
+    # child from before it reported), and what of it is already recorded ("funded",
+    # "overdue/<milestone id>"), so that its end records nothing twice.
+    poc_application_number: str | None = None
+    poc_granted_amount: Money | None = None
+    poc_recorded: list[str] = Field(default_factory=list)
     # External event ids already applied: a redelivered webhook has no second effect.
     seen_event_ids: list[str] = Field(default_factory=list)
     # Events decided but not yet appended to PostgreSQL; carried across continue-as-new.

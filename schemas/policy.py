@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import time, timedelta
 from decimal import Decimal
+from itertools import pairwise
 from typing import Annotated, Any
 
 from pydantic import (
@@ -67,6 +68,13 @@ class Policy(BaseModel):
     # Item 8: the mandatory listing falls due at this time of day (UTC) on the transformation
     # deadline; by default once the whole day has passed.
     mandatory_listing_due_time: UtcTimeOfDay = time.max
+    # Proof of concept (items 3, 9): when each milestone falls due, counted from the application
+    # to the fund; the fund plans the milestones by them, and the child waits by them.
+    poc_milestone_offsets: tuple[timedelta, ...] = Field(
+        default=(timedelta(days=90), timedelta(days=180), timedelta(days=270)),
+        min_length=1,
+        max_length=12,
+    )
 
     @property
     def statute(self) -> Jurisdiction:
@@ -107,6 +115,13 @@ class Policy(BaseModel):
     def _utc_time_of_day(cls, value: time) -> time:
         if value.tzinfo is not None:
             raise ValueError("a UTC time of day, without an offset")
+        return value
+
+    @field_validator("poc_milestone_offsets")
+    @classmethod
+    def _milestones_after_one_another(cls, value: tuple[timedelta, ...]) -> tuple[timedelta, ...]:
+        if value[0] <= timedelta(0) or any(b <= a for a, b in pairwise(value)):
+            raise ValueError("milestone offsets must be positive and increasing")
         return value
 
     @model_validator(mode="after")

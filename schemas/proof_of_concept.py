@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -17,6 +18,14 @@ class PocMilestone(BaseModel):
     milestone_id: Line = Field(min_length=1, max_length=64)
     title: Line = Field(min_length=1, max_length=200)
     due: date
+    # When it falls due, planned from the policy's offsets. None (milestones planned by date):
+    # by the end of its due day (UTC).
+    due_at: AwareDatetime | None = None
+
+    @property
+    def deadline(self) -> datetime:
+        """When the milestone is overdue: its due moment, else the end of its due day (UTC)."""
+        return self.due_at or datetime.combine(self.due, time.max, tzinfo=UTC)
 
 
 class PocMilestoneReport(BaseModel):
@@ -56,6 +65,8 @@ class PocInput(BaseModel):
     trl: int
     # Empty: the fund's own milestones from the application answer.
     milestones: list[PocMilestone] = Field(default_factory=list)
+    # The policy's milestone schedule, counted from the application; empty: the fund's own.
+    milestone_offsets: list[timedelta] = Field(default_factory=list)
 
 
 class PocResult(BaseModel):
@@ -70,3 +81,26 @@ class PocResult(BaseModel):
     # Who took the gate (None in results recorded before the gateway knew people).
     decided_by: Line | None = None
     actor: Actor | None = None
+
+
+class PocProgressKind(StrEnum):
+    FUNDED = "funded"
+    MILESTONE_REPORTED = "milestone_reported"
+    MILESTONE_OVERDUE = "milestone_overdue"
+
+
+class PocProgress(BaseModel):
+    """What the proof-of-concept child tells its parent as it happens (signal `poc_progress`):
+    the grant, a milestone reported, a milestone overdue. The parent records it as an event."""
+
+    model_config = ConfigDict(frozen=True)
+
+    # Deterministic in the child ("<child id>/<kind>[/<milestone id>]"): the parent applies
+    # each once, however often it is delivered.
+    event_id: Line
+    kind: PocProgressKind
+    occurred_at: AwareDatetime
+    application_number: Line
+    granted_amount: Money
+    milestone: PocMilestone | None = None
+    report: PocMilestoneReport | None = None

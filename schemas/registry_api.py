@@ -3,10 +3,10 @@ equity, proof-of-concept funding and reports). Shared by the client and the sand
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from schemas.disclosure import IPAssetKind, TechnologyField
 from schemas.money import Money, Percent
@@ -72,12 +72,37 @@ class PocApplicationRequest(_Request):
     institution_code: Line = Field(min_length=2, max_length=32)
     trl: int = Field(ge=1, le=9)
     applied_on: date
+    # The applicant's milestone schedule, counted from applied_at (ISO 8601 durations). Without
+    # it the fund plans its own: 90, 180 and 270 days from applied_on, each by the end of its day.
+    applied_at: AwareDatetime | None = None
+    milestone_offsets: list[timedelta] | None = Field(default=None, min_length=1, max_length=12)
+
+    @field_validator("milestone_offsets")
+    @classmethod
+    def _positive(cls, value: list[timedelta] | None) -> list[timedelta] | None:
+        if value is not None and any(offset <= timedelta(0) for offset in value):
+            raise ValueError("every milestone offset must be positive")
+        return value
 
 
 class PocApplicationResponse(BaseModel):
     application_number: Line
     granted_amount: Money
     milestones: list[PocMilestone]
+
+
+class PocCancellationRequest(_Request):
+    achievement_id: Line = Field(min_length=3, max_length=63)
+    reason: Text = Field(min_length=3, max_length=500)
+
+
+class PocCancellationResponse(BaseModel):
+    """The application as cancelled: the same answer however often it is asked."""
+
+    application_number: Line
+    granted_amount: Money
+    cancelled_at: AwareDatetime
+    reason: Text
 
 
 class LifecycleReportRequest(_Request):

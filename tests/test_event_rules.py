@@ -10,8 +10,10 @@ import pytest
 
 from cli.samples import scenario
 from schemas.disclosure import TransformationMode
+from schemas.evaluation import Recommendation
 from schemas.lifecycle import LifecycleState, Stage
 from schemas.policy import DEFAULT_POLICY
+from schemas.proof_of_concept import PocMilestone, PocMilestoneReport, PocProgress, PocProgressKind
 from schemas.transaction import (
     ContractType,
     Deal,
@@ -150,3 +152,63 @@ def test_the_incubator_is_heard_once_a_company_is_on_the_way(
     stage: Stage, modes: list[TransformationMode], heard: bool
 ) -> None:
     assert rules.incubator_accepts(_in_transaction(stage=stage, modes=modes)) is heard
+
+
+def _progress(kind: PocProgressKind, at: datetime, report: bool = False) -> PocProgress:
+    milestone = PocMilestone(milestone_id="m1", title="Prototype", due=NOW.date(), due_at=NOW)
+    return PocProgress(
+        event_id=f"poc/{kind.value}",
+        kind=kind,
+        occurred_at=at,
+        application_number="POC-1",
+        granted_amount=Decimal("500000.00"),
+        milestone=milestone,
+        report=PocMilestoneReport(
+            event_id="fund-1", milestone_id="m1", achieved=True, reported_at=at
+        )
+        if report
+        else None,
+    )
+
+
+def test_poc_progress_becomes_one_event_each_late_reports_say_so() -> None:
+    late = _progress(PocProgressKind.MILESTONE_REPORTED, NOW + timedelta(hours=1), report=True)
+    type, payload, source, key = rules.poc_progress_event(late)
+    assert (type.value, source, key) == ("poc_milestone", "poc-fund", None)
+    assert payload["on_time"] is False and payload["due"] == NOW.isoformat()
+    type, payload, _, key = rules.poc_progress_event(_progress(PocProgressKind.FUNDED, NOW))
+    assert (type.value, key, payload["granted_amount"]) == ("poc_funded", "funded", "500000.00")
+    type, payload, _, key = rules.poc_progress_event(
+        _progress(PocProgressKind.MILESTONE_OVERDUE, NOW)
+    )
+    assert (type.value, key, payload["milestone_id"]) == (
+        "poc_milestone_overdue",
+        "overdue/m1",
+        "m1",
+    )
+
+
+def test_the_mean_score_reads_to_two_places() -> None:
+    assert rules.two_places(Decimal("8.75") / 3) == Decimal("2.92")
+    assert str(rules.two_places(Decimal("3"))) == "3.00"
+
+
+def test_an_abandon_is_answered_with_the_route_taken() -> None:
+    municipal = _in_transaction()  # scenario 0: municipal finance
+    national = municipal.model_copy(
+        update={"disclosure": scenario(1, "EVENTS", date(2027, 1, 1)).disclosure}
+    )
+    assert rules.operator_route_answer(municipal, Recommendation.ABANDON) == (
+        "resource (abandon overridden: municipal finance)"
+    )
+    assert rules.operator_route_answer(national, Recommendation.ABANDON) == "abandon"
+    assert rules.operator_route_answer(municipal, Recommendation.TRANSACTION) == "transaction"
+
+
+def test_a_reminder_counts_the_missing_reviews_with_or_without_a_panel() -> None:
+    panel = _in_transaction()
+    assert rules.missing_reviews(panel) == {"missing": panel.reviewers, "missing_reviews": 3}
+    assert rules.missing_reviews(panel.model_copy(update={"reviewers": []})) == {
+        "missing": [],
+        "missing_reviews": 3,
+    }

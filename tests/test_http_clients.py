@@ -32,6 +32,7 @@ from schemas.registry_api import (
     AnnualReportRequest,
     LifecycleReportRequest,
     PocApplicationRequest,
+    PocCancellationRequest,
     RegisterAchievementRequest,
     RegisterContractRequest,
     RegisterEquityRequest,
@@ -449,3 +450,45 @@ def test_malformed_success_body_is_a_protocol_error() -> None:
     assert info.value.type == "ExchangeProtocolError"
     assert info.value.non_retryable
     assert "listing_id" in info.value.message
+
+
+async def test_a_poc_application_follows_the_schedule_and_is_cancelled_once(
+    registry: RegistryClient, sandbox_stack: SandboxStack, sandbox_http: httpx.AsyncClient
+) -> None:
+    achievement_id = _achievement_id()
+    applied_at = datetime.now(UTC)
+    offsets = [timedelta(seconds=20), timedelta(seconds=40)]
+    poc = await registry.apply_for_poc(
+        PocApplicationRequest(
+            achievement_id=achievement_id,
+            title="Organoid screening",
+            institution_code="FDU",
+            trl=3,
+            applied_on=applied_at.date(),
+            applied_at=applied_at,
+            milestone_offsets=offsets,
+        ),
+        _key(),
+    )
+    # The applicant's schedule (the policy's), to the second.
+    assert [m.due_at for m in poc.milestones] == [applied_at + o for o in offsets]
+
+    cancel = PocCancellationRequest(achievement_id=achievement_id, reason="mandatory listing")
+    key = _key()
+    first = await registry.cancel_poc_application(poc.application_number, cancel, key)
+    again = await registry.cancel_poc_application(poc.application_number, cancel, key)
+    other_key = await registry.cancel_poc_application(poc.application_number, cancel, _key())
+    assert first.application_number == poc.application_number
+    assert first.granted_amount == poc.granted_amount
+    assert again == first and other_key == first  # cancelled once, however often it is asked
+    records = (await sandbox_http.get(f"{sandbox_stack.registry_url}/sandbox/records")).json()
+    assert records["poc_cancellations"] == {achievement_id: 1}
+
+    # Another achievement's application, or none, is refused for good.
+    with pytest.raises(ApplicationError) as info:
+        await registry.cancel_poc_application(
+            poc.application_number,
+            cancel.model_copy(update={"achievement_id": _achievement_id()}),
+            _key(),
+        )
+    assert info.value.non_retryable

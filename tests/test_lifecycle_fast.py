@@ -10,16 +10,21 @@ real dev server is tests/test_continue_as_new.py.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from functools import partial
+from typing import Any
 
 import pytest
 import pytest_asyncio
 from helpers import scenarios
 from helpers.canned_systems import CannedSystems
 from helpers.continue_as_new import SuggestContinueAsNew
+from helpers.eventually import assert_eventually
 from helpers.lifecycle import (
+    Handle,
     deal,
     finish,
     payment,
@@ -31,16 +36,24 @@ from helpers.lifecycle import (
     until,
 )
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHandle
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
+from cli.samples import Scenario
 from schemas.commands import Activation, MandatoryListingExemption, Withdrawal
 from schemas.disclosure import TransformationMode
 from schemas.evaluation import OperatorDecision, Recommendation
 from schemas.lifecycle import LifecycleState, Stage
 from schemas.policy import DEFAULT_POLICY
+from schemas.proof_of_concept import GoNoGo, PocMilestone, PocMilestoneReport, PocResult
 from schemas.transaction import ListingStatus
 from workers.worker import WorkerGroup
+from workflows.ids import poc_child_id
 from workflows.lifecycle import AchievementLifecycle
+from workflows.proof_of_concept import ProofOfConcept
+
+PocHandle = WorkflowHandle[ProofOfConcept, PocResult]
 
 YEAR = timedelta(days=365)
 # Past DEFAULT_POLICY's 15-day publicity period.
@@ -307,3 +320,170 @@ async def test_continue_as_new_mid_payments_keeps_the_state(
     types = systems.types()
     assert types.count("payment_received") == INSTALMENTS  # nothing lost, nothing twice
     assert types.count("disclosed") == 1 and types[-1] == "completed"
+
+
+# ---------------------------------------------------------------------- proof of concept (item 6)
+
+# Milestones 10, 20 and 30 days after the application: the policy sets the schedule.
+POC_POLICY = DEFAULT_POLICY.model_copy(
+    update={"poc_milestone_offsets": (timedelta(days=10), timedelta(days=20), timedelta(days=30))}
+)
+
+
+async def _to_proof_of_concept(env: WorkflowEnvironment, handle: Handle, sc: Scenario) -> PocHandle:
+    await until(handle, lambda s: s.stage is Stage.EVALUATION and s.search is not None)
+    for review in sc.reviews():
+        await handle.execute_update(AchievementLifecycle.submit_review, review)
+    await until(handle, lambda s: s.stage is Stage.PROOF_OF_CONCEPT)
+    return env.client.get_workflow_handle_for(ProofOfConcept.run, poc_child_id(handle.id))
+
+
+async def _milestones(child: PocHandle) -> list[PocMilestone]:
+    async def planned() -> list[PocMilestone]:
+        try:
+            progress = await child.query(ProofOfConcept.progress)
+        except RPCError as err:  # the child may not have started its first task yet
+            raise AssertionError(f"no answer yet: {err}") from err
+        planned: Any = progress["milestones"]
+        assert planned, progress
+        return [PocMilestone.model_validate(m) for m in planned]
+
+    return await assert_eventually(planned, within=10, what="the child's milestones")
+
+
+def _report(milestone_id: str, event_id: str) -> PocMilestoneReport:
+    return PocMilestoneReport(
+        event_id=event_id, milestone_id=milestone_id, achieved=True, reported_at=datetime.now(UTC)
+    )
+
+
+async def test_poc_milestones_are_recorded_as_they_happen_on_the_policys_schedule(
+    time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, systems: CannedSystems
+) -> None:
+    sc = scenarios.immature_licence(await today(time_skipping_env))
+    handle = await start(time_skipping_env.client, worker.task_queue, sc, POC_POLICY)
+    child = await _to_proof_of_concept(time_skipping_env, handle, sc)
+    m1, m2, m3 = await _milestones(child)
+    [funded] = await systems.recorded("poc_funded")  # the grant, when it was granted
+    assert funded["application_number"] == f"POC-{sc.disclosure.achievement_id}"
+    applied = next(e.occurred_at for e in systems.events if e.type.value == "poc_funded")
+    assert m1.due_at is not None and m2.due_at is not None and m3.due_at is not None
+    assert timedelta(days=10) - timedelta(minutes=1) < m1.due_at - applied <= timedelta(days=10)
+    assert [m2.due_at - m1.due_at, m3.due_at - m1.due_at] == [
+        timedelta(days=10),
+        timedelta(days=20),
+    ]
+
+    # The fund reports the first milestone (and redelivers it): recorded once, at once.
+    await child.signal(ProofOfConcept.milestone_reported, _report(m1.milestone_id, "fund-m1"))
+    await child.signal(ProofOfConcept.milestone_reported, _report(m1.milestone_id, "fund-m1"))
+    [reported] = await systems.recorded("poc_milestone")
+    assert reported["milestone_id"] == m1.milestone_id and reported["on_time"] is True
+    assert (await state(handle)).stage is Stage.PROOF_OF_CONCEPT
+
+    # The second passes its due time unreported: recorded then, while the PoC still runs.
+    await time_skipping_env.sleep(timedelta(days=21))
+    [overdue] = await systems.recorded("poc_milestone_overdue")
+    assert overdue["milestone_id"] == m2.milestone_id
+    at = next(e.occurred_at for e in systems.events if e.type.value == "poc_milestone_overdue")
+    assert m2.due_at <= at < m2.due_at + timedelta(minutes=1)
+    assert (await state(handle)).stage is Stage.PROOF_OF_CONCEPT
+
+    await child.execute_update(
+        ProofOfConcept.go_no_go,
+        GoNoGo(technical_feasible=True, market_feasible=False, decided_by="committee"),
+    )
+    st = await until(handle, lambda s: s.stage is Stage.RESOURCE)
+    assert st.poc is not None and st.poc.milestones_overdue == [m2.milestone_id]
+    types = systems.types()  # the child's end records nothing twice
+    assert [types.count(t) for t in ("poc_funded", "poc_milestone", "poc_milestone_overdue")] == [
+        1,
+        1,
+        1,
+    ]
+    order = ["poc_funded", "poc_milestone", "poc_milestone_overdue", "poc_decided"]
+    assert [types.index(t) for t in order] == sorted(types.index(t) for t in order)
+    assert (await finish(handle)).final_stage is Stage.WITHDRAWN
+
+
+async def test_a_mandatory_listing_cancels_a_running_poc_records_it_and_tells_the_fund(
+    time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, systems: CannedSystems
+) -> None:
+    sc = scenarios.equity_after_proof_of_concept(await today(time_skipping_env))
+    aid = sc.disclosure.achievement_id
+    assert sc.disclosure.municipal_deadline is not None
+    handle = await start(time_skipping_env.client, worker.task_queue, sc, DEFAULT_POLICY)
+    child = await _to_proof_of_concept(time_skipping_env, handle, sc)
+    await systems.recorded("poc_funded")
+
+    await time_skipping_env.sleep(3 * YEAR + timedelta(days=5))  # past the municipal deadline
+    st = await until(handle, lambda s: bool(s.listings), what="the mandatory listing")
+    assert st.stage is Stage.TRANSACTION and st.mandatory_listing_triggered and st.poc is None
+    [cancelled] = await systems.recorded("poc_cancelled")
+    assert cancelled["application_number"] == f"POC-{aid}"
+    assert cancelled["granted_amount"] == "100000.00" and cancelled["fund_told"] is True
+    assert cancelled["reason"].startswith("mandatory listing")
+    assert systems.poc_cancellations == {(f"{handle.id}/poc-cancellation", f"POC-{aid}"): 1}
+    history = await child.fetch_history()
+    assert history.events[-1].event_type is EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED
+    types = systems.types()
+    # Every milestone fell due unreported during the three years: each recorded at its time.
+    assert types.count("poc_milestone_overdue") == 3 and types.count("poc_funded") == 1
+    assert types.index("poc_cancelled") < types.index("mandatory_listing_triggered")
+    assert "poc_decided" not in types
+    assert (await finish(handle)).final_stage is Stage.WITHDRAWN
+
+
+# ---------------------------------------------------------------------- small ones (item 8)
+
+
+async def test_the_mean_score_is_shown_and_recorded_to_two_places(
+    time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, systems: CannedSystems
+) -> None:
+    sc = scenarios.immature_licence(await today(time_skipping_env))
+    handle = await start(time_skipping_env.client, worker.task_queue, sc, POC_POLICY)
+    await until(handle, lambda s: s.stage is Stage.EVALUATION and s.search is not None)
+    first, *others = sc.reviews()  # 2.75, then two of 3.00: 8.75 / 3
+    for review in [first, *(r.model_copy(update={"maturity": 3}) for r in others)]:
+        await handle.execute_update(AchievementLifecycle.submit_review, review)
+    st = await until(handle, lambda s: s.evaluation is not None)
+    assert st.evaluation is not None and st.evaluation.mean_score == Decimal("2.92")
+    assert str(st.evaluation.mean_score) == "2.92"
+    [evaluated] = systems.payloads("evaluated")
+    assert evaluated["mean_score"] == "2.92" and evaluated["route"] == "proof_of_concept"
+    assert (await finish(handle)).final_stage is Stage.WITHDRAWN
+
+
+async def test_an_overridden_abandon_answers_with_what_happens(
+    time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, systems: CannedSystems
+) -> None:
+    sc = scenarios.municipal_transfer(await today(time_skipping_env))
+    handle = await start(time_skipping_env.client, worker.task_queue, sc, DEFAULT_POLICY)
+    await until(handle, lambda s: s.stage is Stage.EVALUATION and s.search is not None)
+    answer = await handle.execute_update(
+        AchievementLifecycle.decide,
+        OperatorDecision(route=Recommendation.ABANDON, decided_by="director", reason="no market"),
+    )
+    assert answer == "resource (abandon overridden: municipal finance)"
+    await until(handle, lambda s: s.stage is Stage.RESOURCE)
+    [evaluated] = systems.payloads("evaluated")
+    assert evaluated["route"] == "resource" and evaluated["requested_route"] == "abandon"
+    assert evaluated["overridden"] == "abandon overridden: municipal finance"
+    assert (await finish(handle)).final_stage is Stage.WITHDRAWN
+
+
+async def test_a_review_reminder_without_a_panel_counts_the_missing_reviews(
+    time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, systems: CannedSystems
+) -> None:
+    sc = scenarios.municipal_transfer(await today(time_skipping_env))
+    review = sc.reviews()[0]
+    unassigned = dataclasses.replace(sc, reviewers=[])
+    handle = await start(time_skipping_env.client, worker.task_queue, unassigned, DEFAULT_POLICY)
+    await until(handle, lambda s: s.stage is Stage.EVALUATION and s.search is not None)
+    await handle.execute_update(AchievementLifecycle.submit_review, review)
+    await time_skipping_env.sleep(DEFAULT_POLICY.review_sla + timedelta(days=1))
+    st = await until(handle, lambda s: s.review_reminded, what="the review reminder")
+    [reminder] = systems.payloads("review_reminder")
+    assert reminder == {"missing": [], "missing_reviews": DEFAULT_POLICY.reviewer_count - 1}
+    assert st.waiting is not None and "2 remaining" in st.waiting.on
+    assert (await finish(handle)).final_stage is Stage.WITHDRAWN

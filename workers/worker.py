@@ -135,6 +135,7 @@ def build_worker(
         registry.register_contract,
         registry.register_equity,
         registry.apply_for_poc,
+        registry.cancel_poc_application,
         registry.submit_lifecycle_report,
         registry.submit_annual_report,
     ]

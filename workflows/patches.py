@@ -68,6 +68,32 @@ EXCHANGE_OWNS_ITS_LISTINGS = Patch(
     old_path="events of one exchange applied to another exchange's listing",
     where="workflows/lifecycle/workflow.py on_another_exchange",
 )
+# The three below: the lead records tests/histories/before-<id> at merge (issue 12); until the
+# folder exists the entry names no histories.
+POC_CHILD_REPORTS_PROGRESS = Patch(
+    id="poc-child-reports-progress",
+    shipped="this change (proof of concept as it happens, issue 12 item 6)",
+    histories=None,  # to be "tests/histories/before-poc-child-reports-progress"
+    old_path="the child applies without the policy's milestone schedule, tells its parent "
+    "nothing until it ends, and waits by the end of each milestone's due day",
+    where="workflows/proof_of_concept.py ProofOfConcept.run",
+)
+POC_PROGRESS_RECORDED = Patch(
+    id="poc-progress-recorded",
+    shipped="this change (proof of concept as it happens, issue 12 item 6)",
+    histories=None,  # to be "tests/histories/before-poc-progress-recorded"
+    old_path="the lifecycle ignores the child's poc_progress signal, and cancels a running "
+    "proof of concept without waiting for it, recording nothing and telling the fund nothing",
+    where="workflows/lifecycle/workflow.py poc_progress; stages.py _proof_of_concept",
+)
+EVALUATION_IN_PLAIN_WORDS = Patch(
+    id="evaluation-in-plain-words",
+    shipped="this change (small ones seen on the way, issue 12 item 8)",
+    histories=None,  # to be "tests/histories/before-evaluation-in-plain-words"
+    old_path="the mean score with every digit, the operator's overridden abandon answered "
+    "'abandon', review reminders that name no count of missing reviews",
+    where="workflows/lifecycle/stages.py _route, _evaluation; workflow.py decide",
+)
 
 LEDGER = (
     PER_SYSTEM_TASK_QUEUES,
@@ -76,6 +102,9 @@ LEDGER = (
     LOCAL_PROJECTION,
     TEAM_SHARE_ROUNDS_UP,
     EXCHANGE_OWNS_ITS_LISTINGS,
+    POC_CHILD_REPORTS_PROGRESS,
+    POC_PROGRESS_RECORDED,
+    EVALUATION_IN_PLAIN_WORDS,
 )
 
 
@@ -101,3 +130,15 @@ def team_share_rounds_up() -> bool:
 
 def exchange_owns_its_listings() -> bool:
     return workflow.patched(EXCHANGE_OWNS_ITS_LISTINGS.id)
+
+
+def poc_child_reports_progress() -> bool:
+    return workflow.patched(POC_CHILD_REPORTS_PROGRESS.id)
+
+
+def poc_progress_recorded() -> bool:
+    return workflow.patched(POC_PROGRESS_RECORDED.id)
+
+
+def evaluation_in_plain_words() -> bool:
+    return workflow.patched(EVALUATION_IN_PLAIN_WORDS.id)

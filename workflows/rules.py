@@ -7,7 +7,7 @@ them deterministically and unit tests can check them directly.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -15,7 +15,9 @@ from temporalio.common import SearchAttributeUpdate
 
 from schemas.disclosure import Disclosure, FundingKind, TransformationMode
 from schemas.evaluation import Recommendation
+from schemas.events import EventType
 from schemas.lifecycle import LifecycleResult, LifecycleState, Stage
+from schemas.proof_of_concept import PocProgress, PocProgressKind
 from schemas.transaction import Listing, Payment
 from schemas.views import AchievementView
 from workflows import search_attributes as sa
@@ -54,12 +56,43 @@ def route(s: LifecycleState) -> tuple[Recommendation, Decimal | None, str]:
         else:
             chosen = Recommendation.RESOURCE
         decided_by = "expert panel"
-    municipal = any(f.kind is FundingKind.MUNICIPAL_FINANCE for f in s.disclosure.funding)
-    if chosen is Recommendation.ABANDON and municipal:
+    if abandon_overridden(s, chosen):
         # Item 8: fiscal money is never silently abandoned; it stays under its listing clock.
         chosen = Recommendation.RESOURCE
-        decided_by += " (abandon overridden: municipal finance)"
+        decided_by += f" ({ABANDON_OVERRIDDEN})"
     return chosen, mean, decided_by
+
+
+ABANDON_OVERRIDDEN = "abandon overridden: municipal finance"
+
+
+def abandon_overridden(s: LifecycleState, chosen: Recommendation) -> bool:
+    """An abandon (the experts' or an operator's) that municipal finance turns into a resource."""
+    municipal = any(f.kind is FundingKind.MUNICIPAL_FINANCE for f in s.disclosure.funding)
+    return chosen is Recommendation.ABANDON and municipal
+
+
+def operator_route_answer(s: LifecycleState, chosen: Recommendation) -> str:
+    """What an operator's routing decision answers: the route that will be taken."""
+    if abandon_overridden(s, chosen):
+        return f"{Recommendation.RESOURCE.value} ({ABANDON_OVERRIDDEN})"
+    return chosen.value
+
+
+def two_places(mean: Decimal) -> Decimal:
+    """A mean score as people read it (3 reviews give thirds: 2.83, not 28 digits). Routing
+    compares the exact mean; only what is shown and recorded is rounded."""
+    return mean.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+def missing_reviews(s: LifecycleState) -> dict[str, Any]:
+    """Who has not reviewed yet, and how many reviews are missing (without an assigned panel
+    the names are unknown, the count is not)."""
+    done = {r.reviewer_id for r in s.reviews}
+    return {
+        "missing": [r for r in s.reviewers if r not in done],
+        "missing_reviews": max(0, s.policy.reviewer_count - len(s.reviews)),
+    }
 
 
 def mandatory_due_at(s: LifecycleState) -> datetime | None:
@@ -201,3 +234,43 @@ def incubator_accepts(s: LifecycleState) -> bool:
     return s.stage is Stage.INCUBATION or (
         s.stage is Stage.TRANSACTION and bool(set(s.modes) & COMPANY_MODES)
     )
+
+
+def poc_progress_event(p: PocProgress) -> tuple[EventType, dict[str, Any], str, str | None]:
+    """The event of what the proof-of-concept child reported, as it happened: (type, payload,
+    source, what the child's end must not record again, if anything)."""
+    payload: dict[str, Any]
+    if p.kind is PocProgressKind.FUNDED:
+        payload = {
+            "application_number": p.application_number,
+            "granted_amount": str(p.granted_amount),
+        }
+        return EventType.POC_FUNDED, payload, "registry", "funded"
+    milestone = p.milestone
+    due = milestone.deadline if milestone is not None else None
+    if p.kind is PocProgressKind.MILESTONE_OVERDUE:
+        assert milestone is not None and due is not None
+        payload = {
+            "milestone_id": milestone.milestone_id,
+            "title": milestone.title,
+            "due": due.isoformat(),
+        }
+        return (
+            EventType.POC_MILESTONE_OVERDUE,
+            payload,
+            "poc-fund",
+            f"overdue/{payload['milestone_id']}",
+        )
+    report = p.report
+    assert report is not None
+    payload = {
+        "milestone_id": report.milestone_id,
+        "title": milestone.title if milestone is not None else None,
+        "achieved": report.achieved,
+        "reported_at": report.reported_at.isoformat(),
+        "due": due.isoformat() if due is not None else None,
+        # Received by the fund's deadline (late reports are recorded too, and say so).
+        "on_time": p.occurred_at <= due if due is not None else None,
+        "report_event_id": report.event_id,
+    }
+    return EventType.POC_MILESTONE, payload, "poc-fund", None

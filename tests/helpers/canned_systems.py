@@ -21,6 +21,7 @@ from bench import canned
 from helpers.eventually import assert_eventually
 from schemas.events import LifecycleEvent
 from schemas.exchange_api import ListingResponse, WithdrawListingRequest
+from schemas.registry_api import PocCancellationRequest, PocCancellationResponse
 from schemas.views import AchievementView
 from workers.worker import WORKFLOWS, WorkerGroup, cache_workflow_bytecode
 
@@ -33,6 +34,8 @@ class CannedSystems:
         self._event_ids: set[str] = set()
         # (exchange, listing id) -> calls: the exchange must be asked once, not once per event.
         self.withdrawals: Counter[tuple[str, str]] = Counter()
+        # (idempotency key, application number) -> calls: what the fund was told, and how often.
+        self.poc_cancellations: Counter[tuple[str, str]] = Counter()
 
     # Under the real names, so the workflows schedule them exactly as in production.
 
@@ -57,6 +60,13 @@ class CannedSystems:
     ) -> ListingResponse:
         self.withdrawals[(exchange, listing_id)] += 1
         return await canned.withdraw_listing(key, exchange, listing_id, request)
+
+    @activity.defn(name="registry.cancel_poc_application")
+    async def cancel_poc_application(
+        self, key: str, application_number: str, request: PocCancellationRequest
+    ) -> PocCancellationResponse:
+        self.poc_cancellations[(key, application_number)] += 1
+        return await canned.cancel_poc_application(key, application_number, request)
 
     # What the lifecycle tried to record.
 
@@ -88,7 +98,10 @@ class CannedSystems:
         queue (workflows, every activity, the projection as a local activity) and one queue per
         external system."""
         cache_workflow_bytecode()  # the sandbox re-imports the workflow modules for every run
-        registry: list[Callable[..., Any]] = list(canned.REGISTRY)
+        registry: list[Callable[..., Any]] = [
+            self.cancel_poc_application if a is canned.cancel_poc_application else a
+            for a in canned.REGISTRY
+        ]
         exchange: list[Callable[..., Any]] = [
             canned.search,
             canned.create_listing,

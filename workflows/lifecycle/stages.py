@@ -9,7 +9,8 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.workflow import ChildWorkflowHandle
 
 with workflow.unsafe.imports_passed_through():
     from activities.exchange import ExchangeActivities
@@ -23,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from schemas.proof_of_concept import PocInput, PocResult
     from schemas.registry_api import (
         LifecycleReportRequest,
+        PocCancellationRequest,
         RegisterAchievementRequest,
         RegisterContractRequest,
         RegisterEquityRequest,
@@ -30,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from schemas.transaction import ContractRegistration, Listing, ListingStatus
     from workflows import patches, rules
     from workflows.ids import poc_child_id
-    from workflows.lifecycle.engine import Interrupt, LifecycleEngine
+    from workflows.lifecycle.engine import Interrupt, LifecycleEngine, WithdrawalRequested
     from workflows.proof_of_concept import ProofOfConcept
 
 
@@ -97,12 +99,16 @@ class LifecycleStages(LifecycleEngine):
             )
             if not await self.wait_until(decided, until=reminder_at):
                 s.review_reminded = True
-                self.record(EventType.REVIEW_REMINDER, {"missing": self._missing_reviewers()})
+                self.record(EventType.REVIEW_REMINDER, self._missing())
         if not decided() and not s.review_escalated:
-            self.show_waiting("the remaining expert reviews after a reminder", escalation_at)
+            self.show_waiting(
+                f"the {policy.reviewer_count - len(s.reviews)} remaining expert review(s)"
+                " after a reminder",
+                escalation_at,
+            )
             if not await self.wait_until(decided, until=escalation_at):
                 s.review_escalated = True
-                self.record(EventType.REVIEW_ESCALATED, {"missing": self._missing_reviewers()})
+                self.record(EventType.REVIEW_ESCALATED, self._missing())
         if not decided():
             self.show_waiting("an operator's routing decision (review SLA escalated)")
             await self.wait_until(decided)
@@ -120,6 +126,7 @@ class LifecycleStages(LifecycleEngine):
                     title=s.disclosure.title,
                     institution_code=s.disclosure.institution.code,
                     trl=s.disclosure.trl,
+                    milestone_offsets=list(s.policy.poc_milestone_offsets),
                 ),
                 id=poc_child_id(s.workflow_id),
                 static_summary=f"Proof of concept of {s.achievement_id}",
@@ -127,23 +134,30 @@ class LifecycleStages(LifecycleEngine):
             try:
                 # No continue-as-new here: the child is bound to this run.
                 await self.wait_until(child.done, can_continue_as_new=False)
-            except Interrupt:
-                child.cancel()
+            except Interrupt as interrupt:
+                if child.done() or not patches.poc_progress_recorded():
+                    child.cancel()
+                    raise
+                await self._cancel_poc(child, interrupt)
                 raise
             result: PocResult = child.result()
             s.poc = result
+            # What the child already reported as it happened (poc_progress) is not recorded again.
             for milestone_id in result.milestones_overdue:
+                if f"overdue/{milestone_id}" in s.poc_recorded:
+                    continue
                 self.record(
                     EventType.POC_MILESTONE_OVERDUE, {"milestone_id": milestone_id}, "poc-fund"
                 )
-            self.record(
-                EventType.POC_FUNDED,
-                {
-                    "application_number": result.application_number,
-                    "granted_amount": str(result.granted_amount),
-                },
-                "registry",
-            )
+            if "funded" not in s.poc_recorded:
+                self.record(
+                    EventType.POC_FUNDED,
+                    {
+                        "application_number": result.application_number,
+                        "granted_amount": str(result.granted_amount),
+                    },
+                    "registry",
+                )
             self.record(
                 EventType.POC_DECIDED,
                 {"go": result.go, "reason": result.reason},
@@ -154,6 +168,49 @@ class LifecycleStages(LifecycleEngine):
             self._enter_after_maturity("proof of concept passed")
         else:
             self._hold_as_resource(f"proof of concept: no-go ({s.poc.reason})")
+
+    async def _cancel_poc(self, child: ChildWorkflowHandle[Any, PocResult], why: Interrupt) -> None:
+        """A mandatory listing or a withdrawal ends a running proof of concept: the child is
+        cancelled (and waited for, so whatever it reported is in), the fund is told through
+        the registry that the application it granted is cancelled, and both are recorded."""
+        s = self.state
+        reason = self._poc_cancellation_reason(why)
+        child.cancel()
+        try:
+            await child
+        except ChildWorkflowError:
+            pass  # cancelled, as asked
+        payload: dict[str, Any] = {
+            "reason": reason,
+            "application_number": s.poc_application_number,
+            "granted_amount": None if s.poc_granted_amount is None else str(s.poc_granted_amount),
+            "fund_told": False,
+        }
+        if s.poc_application_number is not None:
+            try:
+                await self.call_system(
+                    "registry",
+                    RegistryActivities.cancel_poc_application,
+                    [
+                        self.idempotency_key("poc-cancellation"),
+                        s.poc_application_number,
+                        PocCancellationRequest(achievement_id=s.achievement_id, reason=reason),
+                    ],
+                )
+                payload["fund_told"] = True
+            except ActivityError as err:
+                # The registry refused for good: record it for an operator, go on with the
+                # listing or withdrawal that cancelled it.
+                if not isinstance(err.cause, ApplicationError) or not err.cause.non_retryable:
+                    raise
+                payload["refused"] = err.cause.message
+        self.record(EventType.POC_CANCELLED, payload, "workflow")
+
+    def _poc_cancellation_reason(self, why: Interrupt) -> str:
+        w = self.state.withdrawal
+        if isinstance(why, WithdrawalRequested) and w is not None:
+            return f"{'abandoned' if w.abandon else 'withdrawn'}: {w.reason}"[:500]
+        return "mandatory listing: municipal deadline passed (item 8)"
 
     async def _transaction(self) -> None:
         s = self.state
@@ -412,13 +469,21 @@ class LifecycleStages(LifecycleEngine):
     def _route(self) -> None:
         s = self.state
         route, mean, decided_by = rules.route(s)
+        # Routing took the exact mean; the state, the UI and the event show two places.
+        if mean is not None and rules.two_places(mean) != mean:
+            if patches.evaluation_in_plain_words():
+                mean = rules.two_places(mean)
         s.evaluation = EvaluationOutcome(
             route=route, mean_score=mean, decided_at=workflow.now(), decided_by=decided_by
         )
         decision = s.operator_decision
+        payload = s.evaluation.model_dump(mode="json")
+        if decided_by.endswith(f"({rules.ABANDON_OVERRIDDEN})"):
+            if patches.evaluation_in_plain_words():
+                payload |= {"requested_route": "abandon", "overridden": rules.ABANDON_OVERRIDDEN}
         self.record(
             EventType.EVALUATED,
-            s.evaluation.model_dump(mode="json"),
+            payload,
             actor=decision.actor if decision is not None else None,
         )
         if route is Recommendation.TRANSACTION:
@@ -447,3 +512,10 @@ class LifecycleStages(LifecycleEngine):
     def _missing_reviewers(self) -> list[str]:
         done = {r.reviewer_id for r in self.state.reviews}
         return [r for r in self.state.reviewers if r not in done]
+
+    def _missing(self) -> dict[str, Any]:
+        """Who has not reviewed, and (recorded since the patch) how many reviews are missing:
+        without an assigned panel the names are unknown, the count is not."""
+        if patches.evaluation_in_plain_words():
+            return rules.missing_reviews(self.state)
+        return {"missing": self._missing_reviewers()}

@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         IncubatorAdmission,
     )
     from schemas.lifecycle import LifecycleInput, LifecycleResult, LifecycleState, Stage
+    from schemas.proof_of_concept import PocProgress
     from schemas.transaction import (
         Bid,
         Deal,
@@ -44,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         WithdrawalRequested,
     )
     from workflows.lifecycle.stages import LifecycleStages
+    from workflows.proof_of_concept import POC_PROGRESS_SIGNAL
 
 
 @workflow.defn(name="AchievementLifecycle")
@@ -149,6 +151,10 @@ class AchievementLifecycle(LifecycleStages):
     @workflow.update(description="An operator routes the achievement (e.g. after escalation).")
     def decide(self, decision: OperatorDecision) -> str:
         self.state.operator_decision = decision
+        # Answer with what will happen: municipal finance turns an abandon into a resource.
+        if rules.abandon_overridden(self.state, decision.route):
+            if patches.evaluation_in_plain_words():
+                return rules.operator_route_answer(self.state, decision.route)
         return decision.route.value
 
     @decide.validator
@@ -308,6 +314,26 @@ class AchievementLifecycle(LifecycleStages):
             )
             return True
         return False
+
+    @workflow.signal(
+        name=POC_PROGRESS_SIGNAL,
+        description="The proof-of-concept child reports the grant, a milestone reported or "
+        "a milestone overdue, as it happens; each is recorded once as an event.",
+    )
+    def poc_progress(self, progress: PocProgress) -> None:
+        # Gated: a history that holds this signal from before the patch (a new child beside an
+        # old worker) replays as it ran, without recording it.
+        if not patches.poc_progress_recorded() or not self.first_delivery(progress.event_id):
+            return
+        s = self.state
+        s.poc_application_number = progress.application_number
+        s.poc_granted_amount = progress.granted_amount
+        type, payload, source, recorded = rules.poc_progress_event(progress)
+        if recorded is not None:
+            if recorded in s.poc_recorded:
+                return
+            s.poc_recorded.append(recorded)
+        self.record(type, payload, source, at=progress.occurred_at)
 
     @workflow.signal(description="The exchange reports that a listing expired.")
     def listing_expired(self, expired: ListingExpired) -> None:
