@@ -68,6 +68,22 @@ EXCHANGE_OWNS_ITS_LISTINGS = Patch(
     old_path="events of one exchange applied to another exchange's listing",
     where="workflows/lifecycle/workflow.py on_another_exchange",
 )
+EXTERNAL_EVENTS_REFUSED = Patch(
+    id="external-events-refused",
+    shipped="this change (every external event not applied is recorded as refused)",
+    # To be tests/histories/before-external-events-refused once the lead records it at merge.
+    histories=None,
+    old_path="events of unknown listings, wrong stages or no deal only logged or ignored",
+    where="workflows/lifecycle/workflow.py signal handlers (refuse_* helpers)",
+)
+INCUBATOR_EVENTS_HELD = Patch(
+    id="incubator-events-held",
+    shipped="this change (incubator events before the company are held, then applied)",
+    # To be tests/histories/before-incubator-events-held once the lead records it at merge.
+    histories=None,
+    old_path="incubator events before the company dropped (not marked seen)",
+    where="workflows/lifecycle/workflow.py hold_incubator_event",
+)
 
 LEDGER = (
     PER_SYSTEM_TASK_QUEUES,
@@ -76,6 +92,8 @@ LEDGER = (
     LOCAL_PROJECTION,
     TEAM_SHARE_ROUNDS_UP,
     EXCHANGE_OWNS_ITS_LISTINGS,
+    EXTERNAL_EVENTS_REFUSED,
+    INCUBATOR_EVENTS_HELD,
 )
 
 
@@ -101,3 +119,11 @@ def team_share_rounds_up() -> bool:
 
 def exchange_owns_its_listings() -> bool:
     return workflow.patched(EXCHANGE_OWNS_ITS_LISTINGS.id)
+
+
+def external_events_refused() -> bool:
+    return workflow.patched(EXTERNAL_EVENTS_REFUSED.id)
+
+
+def incubator_events_held() -> bool:
+    return workflow.patched(INCUBATOR_EVENTS_HELD.id)
