@@ -13,6 +13,7 @@ from rich.text import Text
 
 from schemas.gateway_api import AchievementBrief
 from schemas.lifecycle import LifecycleState, Stage
+from schemas.refusals import held_event_type
 
 
 def _when(moment: datetime | None) -> str:
@@ -156,6 +157,28 @@ def _payments(state: LifecycleState) -> Table:
     return table
 
 
+def _refused(state: LifecycleState) -> Table:
+    """The external events the lifecycle did not apply, newest last, with why."""
+    table = Table(title="refused events", title_justify="left")
+    for name in ("refused", "source", "type", "event id", "reason"):
+        table.add_column(name)
+    for r in state.refused:
+        table.add_row(
+            _when(r.refused_at), Text(r.source), Text(r.type), Text(r.event_id), Text(r.reason)
+        )
+    return table
+
+
+def _held(state: LifecycleState) -> Table:
+    """Incubator events that came before the company: applied once it is founded."""
+    table = Table(title="held incubator events", title_justify="left")
+    for name in ("type", "event id"):
+        table.add_column(name)
+    for event in state.held_incubator_events:
+        table.add_row(Text(held_event_type(event)), Text(event.event_id))
+    return table
+
+
 def _timeline(state: LifecycleState) -> Table:
     table = Table(title="timeline", title_justify="left")
     for name in ("entered", "stage", "note"):
@@ -185,6 +208,10 @@ def render_status(state: LifecycleState, now: datetime | None = None) -> Group:
         parts.append(_deal(state))
     if state.payments:
         parts.append(_payments(state))
+    if state.held_incubator_events:
+        parts.append(_held(state))
+    if state.refused:
+        parts.append(_refused(state))
     if state.timeline:
         parts.append(_timeline(state))
     return Group(*parts)

@@ -44,6 +44,8 @@ class EventType(StrEnum):
     WITHDRAWN = "withdrawn"
     ABANDONED = "abandoned"
     COMPLETED = "completed"
+    # An external event the lifecycle did not apply, with the reason (nothing is dropped).
+    EXTERNAL_EVENT_REFUSED = "external_event_refused"
 
 
 class LifecycleEvent(BaseModel):

@@ -28,6 +28,7 @@ from schemas.incubation import (
 from schemas.money import Money
 from schemas.policy import Policy
 from schemas.proof_of_concept import PocResult
+from schemas.refusals import HeldIncubatorEvent, RefusedEvent
 from schemas.transaction import (
     ContractRegistration,
     Deal,
@@ -136,6 +137,10 @@ class LifecycleState(BaseModel):
     poc_recorded: list[str] = Field(default_factory=list)
     # External event ids already applied: a redelivered webhook has no second effect.
     seen_event_ids: list[str] = Field(default_factory=list)
+    # The last external events not applied, with their reasons (each is also an event).
+    refused: list[RefusedEvent] = Field(default_factory=list)
+    # Incubator events that came before the company: applied once it is founded.
+    held_incubator_events: list[HeldIncubatorEvent] = Field(default_factory=list)
     # Events decided but not yet appended to PostgreSQL; carried across continue-as-new.
     outbox: list[LifecycleEvent] = Field(default_factory=list)
     events_recorded: int = 0

@@ -20,6 +20,7 @@ from schemas.incubation import (
     IncubatorAdmission,
 )
 from schemas.proof_of_concept import PocMilestoneReport
+from schemas.text import Line
 from schemas.transaction import Bid, Deal, Payment
 
 
@@ -123,12 +124,13 @@ class PocFundWebhook(BaseModel):
 
 
 class RegistryWebhook(BaseModel):
-    """The registry sends nothing the workflow waits for yet: accepted and logged only."""
+    """The registry sends nothing the workflow waits for yet: each notice is signalled and the
+    lifecycle records it as refused, with the reason (other fields are accepted, not kept)."""
 
     model_config = ConfigDict(frozen=True, extra="allow")
 
-    event_id: str = Field(min_length=1, max_length=100)
-    type: str = Field(min_length=1, max_length=100)
+    event_id: Line = Field(min_length=1, max_length=100)
+    type: Line = Field(min_length=1, max_length=100)
     achievement_id: AchievementId
 
     def extra_fields(self) -> dict[str, Any]:

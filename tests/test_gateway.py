@@ -549,16 +549,48 @@ async def test_exchange_webhook_missing_its_data_part_is_422(gateway_stack: Gate
     assert fields(response) == {"achievement_id"}
 
 
-async def test_registry_webhook_is_acknowledged(gateway_stack: GatewayStack) -> None:
-    gw = gateway_stack
+async def test_registry_notice_is_recorded_as_refused_with_its_reason(
+    gateway_stack: GatewayStack,
+) -> None:
+    """No lifecycle step takes a registry notice yet: after its 202 it is in the feed as a
+    refused event with the reason, not dropped; an unknown achievement is a 404."""
+    gw, aid = gateway_stack, new_id()
+    await disclose_to_evaluation(gw, aid)
     body = json.dumps(
-        {"event_id": "reg-1", "type": "registration_confirmed", "achievement_id": new_id()}
+        {
+            "event_id": "reg-1",
+            "type": "registration_confirmed",
+            "achievement_id": aid,
+            "note": "kept out of the workflow",
+        }
+    ).encode()
+    for _ in range(2):  # the second is a redelivery: no second refusal
+        response = await gw.http.post(
+            "/webhooks/registry", content=body, headers=signed(gw, "registry", body)
+        )
+        assert response.status_code == 202, response.text
+        assert response.json() == {"accepted": True, "event_id": "reg-1"}
+    refused = await event_row(gw, aid, "external_event_refused")
+    assert refused["source"] == "registry"
+    assert refused["payload"] == {
+        "type": "registration_confirmed",
+        "event_id": "reg-1",
+        "system": "registry",
+        "reason": "the lifecycle applies no registry event of type registration_confirmed",
+    }
+    events = [e for e in await feed(gw, OFFICER) if e["achievement_id"] == aid]
+    assert [e["type"] for e in events].count("external_event_refused") == 1
+    [kept] = (await state(gw, aid))["refused"]
+    assert (kept["source"], kept["event_id"]) == ("registry", "reg-1")
+
+    unknown = json.dumps(
+        {"event_id": "reg-2", "type": "registration_confirmed", "achievement_id": new_id()}
     ).encode()
     response = await gw.http.post(
-        "/webhooks/registry", content=body, headers=signed(gw, "registry", body)
+        "/webhooks/registry", content=unknown, headers=signed(gw, "registry", unknown)
     )
-    assert response.status_code == 202, response.text
-    assert response.json() == {"accepted": True, "event_id": "reg-1"}
+    assert response.status_code == 404, response.text
+    await finish(gw, aid)
 
 
 async def test_duplicate_exchange_webhook_has_one_effect(gateway_stack: GatewayStack) -> None:
@@ -710,7 +742,12 @@ async def test_incubator_and_poc_fund_webhooks(gateway_stack: GatewayStack) -> N
     response = await gw.http.post(
         "/webhooks/poc-fund", content=report, headers=signed(gw, "poc-fund", report)
     )
-    assert response.status_code == 409, response.text  # no proof of concept running
+    # No proof of concept running: accepted, and recorded as refused with the reason.
+    assert response.status_code == 202, response.text
+    refused = await event_row(gw, aid, "external_event_refused")
+    assert refused["source"] == "poc-fund"
+    assert refused["payload"]["reason"] == "no proof of concept is running (stage evaluation)"
+    assert refused["payload"]["event"] == {"milestone_id": "m1", "achieved": "true"}
     milestone = json.dumps(
         {
             "type": "incubation_milestone",
@@ -725,8 +762,87 @@ async def test_incubator_and_poc_fund_webhooks(gateway_stack: GatewayStack) -> N
         "/webhooks/incubator", content=milestone, headers=signed(gw, "incubator", milestone)
     )
     assert response.status_code == 202, response.text
-    # Acknowledged, but an incubator event before any company exists has no effect.
-    assert (await state(gw, aid))["incubation_milestones"] == []
+
+    # Acknowledged: in evaluation an incubator event has no effect, and says why.
+    async def both_refused() -> bool:
+        return len((await state(gw, aid))["refused"]) == 2
+
+    await eventually(both_refused)
+    current = await state(gw, aid)
+    assert current["incubation_milestones"] == []
+    assert [(r["source"], r["event_id"], r["reason"]) for r in current["refused"]] == [
+        ("poc-fund", "poc-1", "no proof of concept is running (stage evaluation)"),
+        ("incubator", "inc-3", "incubator events count in incubation, not in evaluation"),
+    ]
+    await finish(gw, aid)
+    # A closed lifecycle records nothing more: the fund is told so.
+    response = await gw.http.post(
+        "/webhooks/poc-fund", content=report, headers=signed(gw, "poc-fund", report)
+    )
+    assert response.status_code == 409, response.text
+
+
+def incubator_hook(aid: str, type: str, event_id: str, **fields: Any) -> bytes:
+    return json.dumps(
+        {"type": type, "achievement_id": aid, "event_id": event_id, **fields}
+    ).encode()
+
+
+async def test_incubator_events_before_the_company_are_held_then_applied(
+    gateway_stack: GatewayStack,
+) -> None:
+    """An admission answered 202 before the company exists is held, and applied (with the
+    real registry's equity registration) once the company is founded."""
+    gw, aid = gateway_stack, new_id()
+    await disclose_to_evaluation(gw, aid, intended_modes=["equity_investment"])
+    decision = {"route": "transaction", "reason": "ready for a company"}
+    response = await command(gw, aid, "decision", decision, OFFICER)
+    assert response.status_code == 200, response.text
+
+    async def waiting_for_company() -> bool:
+        current = await state(gw, aid)
+        return current["stage"] == "incubation" and current["waiting"] is not None
+
+    await eventually(waiting_for_company)
+    admitted = incubator_hook(
+        aid,
+        "incubator_admitted",
+        "inc-adm",
+        incubator="Zhangjiang Science Park",
+        admitted_at="2025-01-01T00:00:00Z",
+    )
+    for _ in range(2):  # redelivered: held once
+        response = await gw.http.post(
+            "/webhooks/incubator", content=admitted, headers=signed(gw, "incubator", admitted)
+        )
+        assert response.status_code == 202, response.text
+
+    async def held() -> bool:
+        return len((await state(gw, aid))["held_incubator_events"]) == 1
+
+    await eventually(held)
+    assert (await state(gw, aid))["incubator"] is None
+    founded = incubator_hook(
+        aid,
+        "company_founded",
+        "inc-co",
+        company_name="Synthetic Accelerators Co",
+        credit_code="91310000MA1FL8XQ3X",
+        equity_share="25.00",
+        valuation="10000000.00",
+        founded_at="2025-01-02T00:00:00Z",
+    )
+    response = await gw.http.post(
+        "/webhooks/incubator", content=founded, headers=signed(gw, "incubator", founded)
+    )
+    assert response.status_code == 202, response.text
+    admission = await event_row(gw, aid, "incubator_admitted")
+    assert admission["payload"]["incubator"] == "Zhangjiang Science Park"
+    await event_row(gw, aid, "equity_registered")  # by the real registry sandbox
+    current = await state(gw, aid)
+    assert current["held_incubator_events"] == [] and current["refused"] == []
+    assert current["incubator"]["event_id"] == "inc-adm"
+    await finish(gw, aid)
 
 
 async def test_another_institutions_achievement_does_not_exist_for_its_officers(

@@ -94,6 +94,22 @@ EVALUATION_IN_PLAIN_WORDS = Patch(
     "'abandon', review reminders that name no count of missing reviews",
     where="workflows/lifecycle/stages.py _route, _evaluation; workflow.py decide",
 )
+EXTERNAL_EVENTS_REFUSED = Patch(
+    id="external-events-refused",
+    shipped="this change (every external event not applied is recorded as refused)",
+    # To be tests/histories/before-external-events-refused once the lead records it at merge.
+    histories=None,
+    old_path="events of unknown listings, wrong stages or no deal only logged or ignored",
+    where="workflows/lifecycle/workflow.py signal handlers (refuse_* helpers)",
+)
+INCUBATOR_EVENTS_HELD = Patch(
+    id="incubator-events-held",
+    shipped="this change (incubator events before the company are held, then applied)",
+    # To be tests/histories/before-incubator-events-held once the lead records it at merge.
+    histories=None,
+    old_path="incubator events before the company dropped (not marked seen)",
+    where="workflows/lifecycle/workflow.py hold_incubator_event",
+)
 
 LEDGER = (
     PER_SYSTEM_TASK_QUEUES,
@@ -105,6 +121,8 @@ LEDGER = (
     POC_CHILD_REPORTS_PROGRESS,
     POC_PROGRESS_RECORDED,
     EVALUATION_IN_PLAIN_WORDS,
+    EXTERNAL_EVENTS_REFUSED,
+    INCUBATOR_EVENTS_HELD,
 )
 
 
@@ -142,3 +160,11 @@ def poc_progress_recorded() -> bool:
 
 def evaluation_in_plain_words() -> bool:
     return workflow.patched(EVALUATION_IN_PLAIN_WORDS.id)
+
+
+def external_events_refused() -> bool:
+    return workflow.patched(EXTERNAL_EVENTS_REFUSED.id)
+
+
+def incubator_events_held() -> bool:
+    return workflow.patched(INCUBATOR_EVENTS_HELD.id)

@@ -18,7 +18,8 @@ from schemas.evaluation import Recommendation
 from schemas.events import EventType
 from schemas.lifecycle import LifecycleResult, LifecycleState, Stage
 from schemas.proof_of_concept import PocProgress, PocProgressKind
-from schemas.transaction import Listing, Payment
+from schemas.refusals import ExternalEvent
+from schemas.transaction import Listing, ListingStatus, Payment
 from schemas.views import AchievementView
 from workflows import search_attributes as sa
 
@@ -274,3 +275,58 @@ def poc_progress_event(p: PocProgress) -> tuple[EventType, dict[str, Any], str, 
         "report_event_id": report.event_id,
     }
     return EventType.POC_MILESTONE, payload, "poc-fund", None
+
+
+# ---------------------------------------------------------------------------- refusals
+# Why an external event is not applied: each reason is recorded (nothing after a 2xx is lost).
+
+
+def listing_refusal(listing: Listing | None, listing_id: str, exchange: str) -> str | None:
+    """Why an exchange's event about a listing is not ours to apply, or None."""
+    if listing is None:
+        return f"listing {listing_id} is not one of this achievement's"
+    if listing.exchange != exchange:
+        return f"the listing is on {listing.exchange}, not {exchange}"
+    return None
+
+
+def deal_ignored_reason(s: LifecycleState, listing: Listing | None) -> str:
+    """Why `deal_ignored` holds: no listing of ours, or not in the transaction stage."""
+    if listing is None:
+        return "the deal is on no listing of this achievement"
+    return f"deals count in the transaction stage, not in {s.stage.value}"
+
+
+def payment_refusal(s: LifecycleState, payment: Payment, check: PaymentCheck) -> str:
+    """Why an instalment is not applied (`payment_check` said so)."""
+    if check is PaymentCheck.ALREADY_RECORDED:
+        return f"instalment {payment.instalment} is already recorded"
+    if s.deal is None:
+        return "no deal has been accepted"
+    return f"the accepted deal is on listing {s.deal.listing_id}, not {payment.listing_id}"
+
+
+def expiry_refusal(listing: Listing | None, listing_id: str, exchange: str) -> str | None:
+    """Why a listing's expiry changes nothing: not our listing, or it is no longer open."""
+    refusal = listing_refusal(listing, listing_id, exchange)
+    if refusal is None and listing is not None and listing.status is not ListingStatus.OPEN:
+        return f"the listing is already {listing.status.value}"
+    return refusal
+
+
+def incubator_refusal(s: LifecycleState) -> str:
+    """Why an incubator event does not count now (`incubator_accepts` is false)."""
+    if s.stage is Stage.TRANSACTION:
+        return "the transformation modes found no company"
+    return f"incubator events count in incubation, not in {s.stage.value}"
+
+
+def external_event_refusal(s: LifecycleState, event: ExternalEvent) -> str:
+    """Why an event that no other signal takes is not applied."""
+    if event.system == "poc-fund":
+        if s.poc is not None:
+            return "the proof of concept is already over"
+        if s.stage is Stage.PROOF_OF_CONCEPT:
+            return "the proof of concept was not running when the report came"
+        return f"no proof of concept is running (stage {s.stage.value})"
+    return f"the lifecycle applies no {event.system} event of type {event.type}"

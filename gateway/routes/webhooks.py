@@ -24,6 +24,7 @@ from schemas.disclosure import ACHIEVEMENT_ID_PATTERN
 from schemas.exchange_api import ExchangeWebhook
 from schemas.gateway_api import Accepted, Problem
 from schemas.incubation import CompanyFounded, IncubationMilestone, IncubatorAdmission
+from schemas.refusals import ExternalEvent
 from schemas.transaction import Bid, Deal, Payment
 from schemas.webhooks import (
     IncubatorWebhook,
@@ -66,7 +67,11 @@ async def _read_limited(request: Request) -> bytes:
         "`X-Webhook-Timestamp`; during a rotation the new and the old secret are both "
         "accepted. Bodies: an exchange's `ExchangeWebhook`, whose `exchange` must be the "
         "signer; incubator `IncubatorWebhook`; poc-fund `PocFundWebhook`; registry "
-        "`RegistryWebhook`. Redelivery is harmless: the workflow applies each event_id once."
+        "`RegistryWebhook`. Redelivery is harmless: the workflow applies each event_id once. "
+        "An accepted event that the lifecycle does not apply (an unknown listing, a wrong "
+        "stage, a registry notice, a fund report with no proof of concept running) is recorded "
+        "as an `external_event_refused` event with the reason; incubator events before the "
+        "company exists are held until it is founded."
     ),
     status_code=202,
     response_model=Accepted,
@@ -104,14 +109,7 @@ async def webhook(system: str, request: Request, ctx: Context) -> Accepted:
         return await _incubator(ctx, body)
     if system == "poc-fund":
         return await _poc_fund(ctx, body)
-    hook: RegistryWebhook = parse(RegistryWebhook, body)
-    log.info(
-        "registry webhook acknowledged",
-        achievement_id=hook.achievement_id,
-        event_id=hook.event_id,
-        type=hook.type,
-    )
-    return Accepted(event_id=hook.event_id)
+    return await _registry(ctx, body)
 
 
 async def _exchange(ctx: GatewayContext, body: bytes, signer: str) -> Accepted:
@@ -171,19 +169,46 @@ async def _incubator(ctx: GatewayContext, body: bytes) -> Accepted:
 
 async def _poc_fund(ctx: GatewayContext, body: bytes) -> Accepted:
     hook: PocFundWebhook = parse(PocFundWebhook, body)
+    report = hook.report
     handle = ctx.lifecycles.poc_handle(hook.achievement_id)
-    signal = handle.signal(ProofOfConcept.milestone_reported, hook.report)
+    signal = handle.signal(ProofOfConcept.milestone_reported, report)
     try:
         await _signal(
-            ctx.lifecycles, hook.achievement_id, handle.id, hook.report.event_id, hook.type, signal
+            ctx.lifecycles, hook.achievement_id, handle.id, report.event_id, hook.type, signal
         )
     except HTTPException as exc:
-        if exc.status_code != 404:
+        if exc.status_code not in (404, 409):
             raise
-        if await ctx.lifecycles.status_of(ctx.lifecycles.handle(hook.achievement_id).id) is None:
-            raise HTTPException(404, "no such achievement") from None
-        raise HTTPException(409, "the achievement has no proof of concept running") from None
-    return Accepted(event_id=hook.report.event_id)
+        # No proof of concept running (none yet, or it is over): the lifecycle records the
+        # report as refused, so it is not lost (404/409 if the lifecycle itself is not running).
+        event = ExternalEvent(
+            system="poc-fund",
+            type=hook.type,
+            event_id=report.event_id,
+            details={
+                "milestone_id": report.milestone_id,
+                "achieved": str(report.achieved).lower(),
+            },
+        )
+        await _external_event(ctx, hook.achievement_id, event)
+    return Accepted(event_id=report.event_id)
+
+
+async def _registry(ctx: GatewayContext, body: bytes) -> Accepted:
+    """The registry's notices: no lifecycle step takes one yet, so the lifecycle records each
+    as refused, with the reason, where an officer sees it (the feed, `status`)."""
+    hook: RegistryWebhook = parse(RegistryWebhook, body)
+    extra = sorted(hook.extra_fields())  # the names only: a sender's values go nowhere unchecked
+    log.info("registry webhook", achievement_id=hook.achievement_id, type=hook.type, fields=extra)
+    event = ExternalEvent(system="registry", type=hook.type, event_id=hook.event_id)
+    await _external_event(ctx, hook.achievement_id, event)
+    return Accepted(event_id=hook.event_id)
+
+
+async def _external_event(ctx: GatewayContext, achievement_id: str, event: ExternalEvent) -> None:
+    handle = ctx.lifecycles.handle(achievement_id)
+    signal = handle.signal(AchievementLifecycle.external_event, event)
+    await _signal(ctx.lifecycles, achievement_id, handle.id, event.event_id, event.type, signal)
 
 
 async def _signal(

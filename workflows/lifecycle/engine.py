@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from schemas.events import EventType, LifecycleEvent
     from schemas.identity import Actor
     from schemas.lifecycle import LifecycleState, Stage, StageEntry, Waiting
+    from schemas.refusals import REFUSALS_KEPT, RefusedEvent, held_event_type
     from workflows import patches, rules
     from workflows.options import PROJECTION_RETRY, PROJECTION_TIMEOUT, System, call_system
 
@@ -140,6 +141,18 @@ class LifecycleEngine:
         self.record(EventType.STAGE_ENTERED, {"stage": stage.value, "note": note})
         workflow.upsert_search_attributes(rules.search_attributes(s))
         workflow.logger.info("Stage %s: %s", stage.value, note)
+        # Incubator events held for a company that can no longer come (only lifecycles with
+        # the incubator-events-held patch hold any): refused now, never lost.
+        if s.held_incubator_events and not rules.incubator_accepts(s):
+            held, s.held_incubator_events = s.held_incubator_events, []
+            for event in held:
+                self.refuse(
+                    held_event_type(event),
+                    event.event_id,
+                    "incubator",
+                    f"incubation ended without a company: {note}",
+                    event.model_dump(mode="json"),
+                )
 
     def record(
         self,
@@ -166,6 +179,38 @@ class LifecycleEngine:
                 actor=actor,
             )
         )
+
+    def refuse(
+        self,
+        type: str,
+        event_id: str,
+        source: str,
+        reason: str,
+        event: dict[str, Any] | None = None,
+    ) -> None:
+        """Record an external event that the lifecycle does not apply, and why: its sender had
+        a 2xx and never sends it again. (A redelivery is a no-op and never comes here.)"""
+        s = self.state
+        s.refused.append(
+            RefusedEvent(
+                type=type,
+                event_id=event_id,
+                source=source,
+                reason=reason,
+                refused_at=workflow.now(),
+            )
+        )
+        del s.refused[:-REFUSALS_KEPT]
+        payload: dict[str, Any] = {
+            "type": type,
+            "event_id": event_id,
+            "system": source,
+            "reason": reason,
+        }
+        if event is not None:
+            payload["event"] = event
+        self.record(EventType.EXTERNAL_EVENT_REFUSED, payload, source)
+        workflow.logger.warning("%s event %s (%s) refused: %s", source, type, event_id, reason)
 
     async def record_outbox(self) -> None:
         """Append the outbox to PostgreSQL, in order, each event exactly once."""

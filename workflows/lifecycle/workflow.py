@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from schemas.lifecycle import LifecycleInput, LifecycleResult, LifecycleState, Stage
     from schemas.proof_of_concept import PocProgress
+    from schemas.refusals import ExternalEvent, HeldIncubatorEvent
     from schemas.transaction import (
         Bid,
         Deal,
@@ -229,9 +230,11 @@ class AchievementLifecycle(LifecycleStages):
     @workflow.signal(description="The exchange reports a bid on a listing.")
     def exchange_bid(self, bid: Bid) -> None:
         listing = rules.listing_of(self.state, bid.listing_id)
-        if not self.first_delivery(bid.event_id) or listing is None:
+        if not self.first_delivery(bid.event_id):
             return
-        if self._on_another_exchange(listing, bid.exchange):
+        if listing is None or self._on_another_exchange(listing, bid.exchange):
+            reason = rules.listing_refusal(listing, bid.listing_id, bid.exchange)
+            self._refuse_exchange_event("bid", bid, reason or "not this achievement's")
             return
         self.record(EventType.BID_RECEIVED, bid.model_dump(mode="json"), f"exchange:{bid.exchange}")
 
@@ -247,6 +250,7 @@ class AchievementLifecycle(LifecycleStages):
             return
         if rules.deal_ignored(s, listing):
             workflow.logger.warning("Deal on %s ignored in stage %s", deal.listing_id, s.stage)
+            self._refuse_exchange_event("deal", deal, rules.deal_ignored_reason(s, listing))
             return
         assert listing is not None
         refusal = rules.deal_refusal(s, listing, workflow.now())
@@ -276,13 +280,17 @@ class AchievementLifecycle(LifecycleStages):
         s = self.state
         if not self.first_delivery(payment.event_id):
             return
-        if self._on_another_exchange(rules.listing_of(s, payment.listing_id), payment.exchange):
+        listing = rules.listing_of(s, payment.listing_id)
+        if self._on_another_exchange(listing, payment.exchange):
+            reason = rules.listing_refusal(listing, payment.listing_id, payment.exchange)
+            self._refuse_exchange_event("payment", payment, reason or "another exchange's")
             return
         check = rules.payment_check(s, payment)
-        if check is rules.PaymentCheck.NO_SUCH_DEAL:
-            workflow.logger.warning("Payment for %s ignored: no such deal", payment.listing_id)
-            return
-        if check is rules.PaymentCheck.ALREADY_RECORDED:
+        if check is not rules.PaymentCheck.APPLY:
+            workflow.logger.warning("Payment for %s ignored: %s", payment.listing_id, check.value)
+            self._refuse_exchange_event(
+                "payment", payment, rules.payment_refusal(s, payment, check)
+            )
             return
         # Payments recorded before the team's share rounded up replay with half-up rounding.
         rounds_up = patches.team_share_rounds_up()
@@ -335,56 +343,139 @@ class AchievementLifecycle(LifecycleStages):
             s.poc_recorded.append(recorded)
         self.record(type, payload, source, at=progress.occurred_at)
 
+    def _refuse_exchange_event(self, type: str, event: Bid | Deal | Payment, reason: str) -> None:
+        """An exchange's event not applied: recorded with its reason (gated: lifecycles recorded
+        before it only logged these or ignored them)."""
+        if patches.external_events_refused():
+            source = f"exchange:{event.exchange}"
+            self.refuse(type, event.event_id, source, reason, event.model_dump(mode="json"))
+
     @workflow.signal(description="The exchange reports that a listing expired.")
     def listing_expired(self, expired: ListingExpired) -> None:
         s = self.state
         if not self.first_delivery(expired.event_id):
             return
+        listing = rules.listing_of(s, expired.listing_id)
+        refusal = rules.expiry_refusal(listing, expired.listing_id, expired.exchange)
+        if refusal is not None and patches.external_events_refused():
+            source = f"exchange:{expired.exchange}"
+            event = expired.model_dump(mode="json")
+            self.refuse("listing_expired", expired.event_id, source, refusal, event)
+            return
         for i, item in enumerate(s.listings):
             if item.listing_id == expired.listing_id and item.status is ListingStatus.OPEN:
                 s.listings[i] = item.model_copy(update={"status": ListingStatus.EXPIRED})
 
-    def _incubating(self, what: str) -> bool:
-        ok = rules.incubator_accepts(self.state)
+    def _incubating(self, what: str, event: CompanyFounded | HeldIncubatorEvent) -> bool:
+        """Whether incubator events count now; one that does not is refused (gated: lifecycles
+        recorded before only logged it, unmarked, hoping for a redelivery that never came)."""
+        s = self.state
+        ok = rules.incubator_accepts(s)
         if not ok:
-            workflow.logger.warning(
-                "Incubator event %s ignored in stage %s", what, self.state.stage
-            )
+            if patches.external_events_refused():
+                if self.first_delivery(event.event_id):
+                    reason = rules.incubator_refusal(s)
+                    self.refuse(
+                        what, event.event_id, "incubator", reason, event.model_dump(mode="json")
+                    )
+            else:
+                workflow.logger.warning("Incubator event %s ignored in stage %s", what, s.stage)
         return ok
+
+    def _refuse_incubator_event(
+        self, what: str, event: CompanyFounded | HeldIncubatorEvent, reason: str
+    ) -> None:
+        if patches.external_events_refused():
+            self.refuse(what, event.event_id, "incubator", reason, event.model_dump(mode="json"))
+
+    def _hold_incubator_event(self, event: HeldIncubatorEvent) -> None:
+        """An incubator event before the company exists: kept, and applied once it is founded
+        (or refused when incubation ends without one). Lifecycles recorded before this left it
+        unmarked and dropped it."""
+        if patches.incubator_events_held() and self.first_delivery(event.event_id):
+            self.state.held_incubator_events.append(event)
+            workflow.logger.info("Incubator event %s held until the company", event.event_id)
+
+    def _apply_held_incubator_events(self) -> None:
+        """Once the company exists, the events that came before it, in their order."""
+        s = self.state
+        held, s.held_incubator_events = s.held_incubator_events, []
+        for event in held:
+            if isinstance(event, IncubatorAdmission):
+                self._admit(event)
+            elif isinstance(event, IncubationMilestone):
+                self._reach_milestone(event)
+            else:
+                self._exit(event)
+
+    def _admit(self, admission: IncubatorAdmission) -> None:
+        s = self.state
+        if s.incubator is None:
+            s.incubator = admission
+            self.record(
+                EventType.INCUBATOR_ADMITTED, admission.model_dump(mode="json"), "incubator"
+            )
+        else:
+            reason = f"the company is already admitted to {s.incubator.incubator}"
+            self._refuse_incubator_event("incubator_admitted", admission, reason)
+
+    def _reach_milestone(self, milestone: IncubationMilestone) -> None:
+        self.state.incubation_milestones.append(milestone)
+        self.record(EventType.INCUBATION_MILESTONE, milestone.model_dump(mode="json"), "incubator")
+
+    def _exit(self, exit: IncubationExit) -> None:
+        s = self.state
+        if s.incubation_exit is None:
+            s.incubation_exit = exit
+            self.record(EventType.INCUBATION_EXITED, exit.model_dump(mode="json"), "incubator")
+        else:
+            reason = f"the company already exited ({s.incubation_exit.kind.value})"
+            self._refuse_incubator_event("incubation_exit", exit, reason)
 
     @workflow.signal(description="The incubator reports that the company was founded.")
     def company_founded(self, company: CompanyFounded) -> None:
         s = self.state
-        if self._incubating("company_founded") and self.first_delivery(company.event_id):
+        if self._incubating("company_founded", company) and self.first_delivery(company.event_id):
             if s.company is None:
                 s.company = company
                 self.record(EventType.COMPANY_FOUNDED, company.model_dump(mode="json"), "incubator")
+                self._apply_held_incubator_events()
+            else:
+                reason = f"the company {s.company.company_name} is already founded"
+                self._refuse_incubator_event("company_founded", company, reason)
 
     @workflow.signal(description="An incubator or science park admits the company.")
     def incubator_admitted(self, admission: IncubatorAdmission) -> None:
-        s = self.state
-        # Out of order (before the company exists): not marked seen, so a redelivery applies.
-        if self._incubating("incubator_admitted") and s.company is not None:
-            if self.first_delivery(admission.event_id) and s.incubator is None:
-                s.incubator = admission
-                self.record(
-                    EventType.INCUBATOR_ADMITTED, admission.model_dump(mode="json"), "incubator"
-                )
+        if not self._incubating("incubator_admitted", admission):
+            return
+        if self.state.company is None:
+            self._hold_incubator_event(admission)
+        elif self.first_delivery(admission.event_id):
+            self._admit(admission)
 
     @workflow.signal(description="The incubator reports a financing round, product or revenue.")
     def incubation_milestone(self, milestone: IncubationMilestone) -> None:
-        s = self.state
-        if self._incubating("incubation_milestone") and s.company is not None:
-            if self.first_delivery(milestone.event_id):
-                s.incubation_milestones.append(milestone)
-                self.record(
-                    EventType.INCUBATION_MILESTONE, milestone.model_dump(mode="json"), "incubator"
-                )
+        if not self._incubating("incubation_milestone", milestone):
+            return
+        if self.state.company is None:
+            self._hold_incubator_event(milestone)
+        elif self.first_delivery(milestone.event_id):
+            self._reach_milestone(milestone)
 
     @workflow.signal(description="The incubator reports the exit of the company.")
     def incubation_exit(self, exit: IncubationExit) -> None:
-        s = self.state
-        if self._incubating("incubation_exit") and s.company is not None:
-            if self.first_delivery(exit.event_id) and s.incubation_exit is None:
-                s.incubation_exit = exit
-                self.record(EventType.INCUBATION_EXITED, exit.model_dump(mode="json"), "incubator")
+        if not self._incubating("incubation_exit", exit):
+            return
+        if self.state.company is None:
+            self._hold_incubator_event(exit)
+        elif self.first_delivery(exit.event_id):
+            self._exit(exit)
+
+    @workflow.signal(
+        description="An outside event no other signal takes (a registry notice, a PoC-fund "
+        "report with no proof of concept running): recorded as refused, with the reason."
+    )
+    def external_event(self, event: ExternalEvent) -> None:
+        if self.first_delivery(event.event_id) and patches.external_events_refused():
+            reason = rules.external_event_refusal(self.state, event)
+            self.refuse(event.type, event.event_id, event.system, reason, event.details or None)
