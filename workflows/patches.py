@@ -68,6 +68,22 @@ EXCHANGE_OWNS_ITS_LISTINGS = Patch(
     old_path="events of one exchange applied to another exchange's listing",
     where="workflows/lifecycle/workflow.py on_another_exchange",
 )
+OWNERSHIP_SPLITS_INCOME = Patch(
+    id="ownership-splits-income",
+    shipped="this change (ownership and right of use share the income)",
+    # To be tests/histories/before-ownership-splits-income once recorded at merge.
+    histories=None,
+    old_path="every payment split as if the institution owned the achievement alone",
+    where="workflows/lifecycle/workflow.py exchange_payment",
+)
+EQUITY_FOLLOWS_OWNERSHIP = Patch(
+    id="equity-follows-ownership",
+    shipped="this change (the equity registration follows ownership)",
+    # To be tests/histories/before-equity-follows-ownership once recorded at merge.
+    histories=None,
+    old_path="technology equity registered as the institution's alone",
+    where="workflows/lifecycle/stages.py _incubation",
+)
 
 LEDGER = (
     PER_SYSTEM_TASK_QUEUES,
@@ -76,6 +92,8 @@ LEDGER = (
     LOCAL_PROJECTION,
     TEAM_SHARE_ROUNDS_UP,
     EXCHANGE_OWNS_ITS_LISTINGS,
+    OWNERSHIP_SPLITS_INCOME,
+    EQUITY_FOLLOWS_OWNERSHIP,
 )
 
 
@@ -101,3 +119,11 @@ def team_share_rounds_up() -> bool:
 
 def exchange_owns_its_listings() -> bool:
     return workflow.patched(EXCHANGE_OWNS_ITS_LISTINGS.id)
+
+
+def ownership_splits_income() -> bool:
+    return workflow.patched(OWNERSHIP_SPLITS_INCOME.id)
+
+
+def equity_follows_ownership() -> bool:
+    return workflow.patched(EQUITY_FOLLOWS_OWNERSHIP.id)
