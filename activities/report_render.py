@@ -133,6 +133,10 @@ def _section(r: InstitutionAnnualReport) -> str:
             (f"  funding: {k.replace('_', ' ')}", str(n), "")
             for k, n in r.achievements.by_funding_kind.items()
         ),
+        *(
+            (f"  ownership: {k.replace('_', ' ')}", str(n), "")
+            for k, n in r.achievements.by_ownership.items()
+        ),
         ("Transfers", str(r.deals.transfers.count), _cny(r.deals.transfers.amount)),
         ("Licences", str(r.deals.licences.count), _cny(r.deals.licences.amount)),
         (
@@ -145,6 +149,7 @@ def _section(r: InstitutionAnnualReport) -> str:
         ("Cash received", str(i.payments), _cny(i.cash_received)),
         ("  costs", "", _cny(i.costs)),
         ("  net income", "", _cny(i.net_income)),
+        ("  team as owner", "", _cny(i.team_owner_income)),
         ("  team reward", "", _cny(i.team_reward)),
         ("  TTO fund", "", _cny(i.tto_fund)),
         ("  institution", "", _cny(i.institution)),

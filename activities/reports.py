@@ -78,11 +78,15 @@ SELECT institution_code, type, {_MONTH} AS month, {_KEY} AS key, count(*) AS n,
         FILTER (WHERE type = 'payment_received') AS tto,
     sum((payload->'distribution'->>'institution')::numeric)
         FILTER (WHERE type = 'payment_received') AS inst,
+    sum((payload->'distribution'->>'team_owner_income')::numeric)
+        FILTER (WHERE type = 'payment_received') AS owned,
     count(*) FILTER (
         WHERE type = 'equity_registered' AND (payload->>'state_owned_equity')::boolean
     ) AS state_owned,
-    -- The value of the equity held, each registration rounded half up to the cent.
-    sum(round((payload->>'valuation')::numeric * (payload->>'equity_share')::numeric / 100, 2))
+    -- The value of the equity the institution holds (not the team's part, item 3), each
+    -- registration rounded half up to the cent.
+    sum(round((payload->>'valuation')::numeric * ((payload->>'equity_share')::numeric
+        - coalesce((payload->>'team_equity_share')::numeric, 0)) / 100, 2))
         FILTER (WHERE type = 'equity_registered') AS equity_held,
     -- With repeats. count(DISTINCT) here would rule out a parallel, partial aggregation.
     array_agg(achievement_id) FILTER (
@@ -107,6 +111,19 @@ WITH disclosed AS MATERIALIZED (
 SELECT d.institution_code, a.field, a.funding_kinds, count(*) AS n
 FROM disclosed d LEFT JOIN achievements a ON a.achievement_id = d.achievement_id
 GROUP BY 1, 2, 3
+"""
+
+# Disclosed achievements by their ownership, from their disclosed events ($1 as for _FIELDS).
+_OWNERSHIP = """
+WITH disclosed AS MATERIALIZED (
+    SELECT d.institution_code, e.achievement_id
+    FROM jsonb_each($1::text::jsonb) AS d(institution_code, ids),
+         jsonb_array_elements_text(d.ids) AS e(achievement_id)
+)
+SELECT d.institution_code, coalesce(e.payload->>'ownership', 'unknown') AS ownership, count(*) AS n
+FROM disclosed d
+JOIN lifecycle_events e ON e.achievement_id = d.achievement_id AND e.type = 'disclosed'
+GROUP BY 1, 2
 """
 
 # People rewarded: the inventors in the disclosed events of the achievements whose team got a
@@ -219,13 +236,15 @@ _Dims = dict[str, dict[str, int]]
 async def _fields(conn: _Conn, events: dict[str, _Events]) -> dict[str, _Dims]:
     """Disclosed achievements per institution, by field and by funding kind."""
     disclosed = {code: e.achievements(_DISCLOSED) for code, e in events.items()}
-    dims: dict[str, _Dims] = defaultdict(lambda: {"field": {}, "funding": {}})
+    dims: dict[str, _Dims] = defaultdict(lambda: {"field": {}, "funding": {}, "ownership": {}})
     for r in await conn.fetch(_FIELDS, json.dumps(disclosed)):
         d = dims[r["institution_code"]]
         field = r["field"] if r["field"] is not None else "unknown"
         d["field"][field] = d["field"].get(field, 0) + r["n"]
         for kind in r["funding_kinds"] or ():
             d["funding"][kind] = d["funding"].get(kind, 0) + r["n"]
+    for r in await conn.fetch(_OWNERSHIP, json.dumps(disclosed)):
+        dims[r["institution_code"]]["ownership"][r["ownership"]] = r["n"]
     return dims
 
 
@@ -264,6 +283,7 @@ def _report(
             disclosed=e.count(_DISCLOSED),
             by_field=dict(sorted(dims["field"].items())),
             by_funding_kind=dict(sorted(dims["funding"].items())),
+            by_ownership=dict(sorted(dims["ownership"].items())),
         ),
         deals=DealsPart(
             transfers=by_type["transfer"],
@@ -287,6 +307,7 @@ def _report(
             tto_fund=_money(e.total("tto")),
             institution=_money(e.total("inst")),
             by_month=by_month,
+            team_owner_income=_money(e.total("owned")),
         ),
         rewards=RewardsPart(
             rewards_paid=team,
@@ -381,6 +402,8 @@ def report_rows(report: InstitutionAnnualReport) -> list[dict[str, Any]]:
         add("achievements", f"field:{k}", n)
     for k, n in a.by_funding_kind.items():
         add("achievements", f"funding:{k}", n)
+    for k, n in a.by_ownership.items():
+        add("achievements", f"ownership:{k}", n)
     d = report.deals
     add("deals", "transfers", d.transfers.count, d.transfers.amount)
     add("deals", "licences", d.licences.count, d.licences.amount)
@@ -391,7 +414,14 @@ def report_rows(report: InstitutionAnnualReport) -> list[dict[str, Any]]:
     add("contracts", "verified_total", amount=report.contracts.verified_total)
     i = report.income
     add("income", "cash_received", i.payments, i.cash_received)
-    for name in ("costs", "net_income", "team_reward", "tto_fund", "institution"):
+    for name in (
+        "costs",
+        "net_income",
+        "team_owner_income",
+        "team_reward",
+        "tto_fund",
+        "institution",
+    ):
         add("income", name, amount=getattr(i, name))
     for month, cash in enumerate(i.by_month, start=1):
         add("income", f"month:{month:02d}", amount=cash)

@@ -227,8 +227,13 @@ def create_registry_app(dsn: str, faults: Faults | None = None) -> FastAPI:
         async def effect(conn: Connection) -> JSON:
             now = datetime.now(UTC)
             number = await _number(conn, "equity", now)
+            # Only what the institution holds is state-owned: the team's part is private.
+            team = req.team_equity_share or Decimal(0)
             body = EquityRegistrationResponse(
-                equity_certificate=number, state_owned_equity=req.state_owned, registered_at=now
+                equity_certificate=number,
+                state_owned_equity=req.state_owned and team < req.equity_share,
+                registered_at=now,
+                team_equity_share=req.team_equity_share,
             ).model_dump(mode="json")
             await _record(conn, "equity", number, req.achievement_id, req, body)
             return body

@@ -107,16 +107,48 @@ class FundingSource(BaseModel):
 
 
 class OwnershipKind(StrEnum):
+    """Who owns the achievement (item 3: the pilot granting researchers ownership or a
+    long-term right of use of job-related achievements)."""
+
     INSTITUTION = "institution"
-    RESEARCHER_OWNED = "researcher_owned"
-    LONG_TERM_USE = "long_term_use"
+    RESEARCHER_OWNED = "researcher_owned"  # the team owns it whole
+    JOINT = "joint"  # the institution and the team own it in shares
+    LONG_TERM_USE = "long_term_use"  # the institution owns it; the team holds a right of use
+
+
+HUNDRED = Decimal("100")
+
+
+def _add_years(day: date, years: int) -> date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February in a year that has none
+        return day.replace(year=day.year + years, day=28)
 
 
 class Ownership(BaseModel):
+    """Ownership decides who the net income and the technology equity belong to.
+
+    `institution_share` is the institution's part, in per cent: its ownership share (joint), or
+    the licence share of the net income the team owes it while it holds a long-term right of
+    use (none agreed: the income is the institution's, as if it held the achievement alone).
+    The rest is the team's own. Fields added after `kind` and `years` default, so disclosures
+    recorded before them still load.
+    """
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: OwnershipKind
     years: int | None = Field(default=None, ge=1, le=50)
+    institution_share: Percent | None = Field(
+        default=None,
+        description="Per cent of the net income and equity that is the institution's: its "
+        "share of a joint ownership, or the licence share owed during a long-term right of use",
+    )
+    granted_on: date | None = Field(
+        default=None,
+        description="When the long-term right of use was granted; none: from the disclosure",
+    )
 
     @model_validator(mode="after")
     def _years_only_for_right_of_use(self) -> Ownership:
@@ -124,7 +156,36 @@ class Ownership(BaseModel):
             raise ValueError("years is required for a long-term right of use")
         if self.kind is not OwnershipKind.LONG_TERM_USE and self.years is not None:
             raise ValueError("years applies only to a long-term right of use")
+        if self.kind is not OwnershipKind.LONG_TERM_USE and self.granted_on is not None:
+            raise ValueError("granted_on applies only to a long-term right of use")
+        if self.kind is OwnershipKind.JOINT and (
+            self.institution_share is None or self.institution_share >= HUNDRED
+        ):
+            raise ValueError("institution_share below 100 is required for a joint ownership")
+        if (
+            self.kind in (OwnershipKind.INSTITUTION, OwnershipKind.RESEARCHER_OWNED)
+            and self.institution_share is not None
+        ):
+            raise ValueError(f"institution_share does not apply to {self.kind.value} ownership")
         return self
+
+    def right_of_use_ends(self, disclosed_on: date) -> date | None:
+        """The first day the right of use no longer runs, or None without one."""
+        if self.kind is not OwnershipKind.LONG_TERM_USE or self.years is None:
+            return None
+        return _add_years(self.granted_on or disclosed_on, self.years)
+
+    def institution_part(self, on: date, disclosed_on: date) -> Decimal:
+        """The institution's part (0 to 1) of what the achievement earns on a day; the team's
+        own part is the rest. A right of use that has run out leaves it all to the owner."""
+        if self.kind is OwnershipKind.RESEARCHER_OWNED:
+            return Decimal(0)
+        if self.kind is OwnershipKind.JOINT and self.institution_share is not None:
+            return self.institution_share / HUNDRED
+        ends = self.right_of_use_ends(disclosed_on)
+        if ends is not None and on < ends and self.institution_share is not None:
+            return self.institution_share / HUNDRED
+        return Decimal(1)
 
 
 class Confidentiality(StrEnum):

@@ -28,6 +28,8 @@ class EquityRegistration(BaseModel):
     equity_certificate: Line
     state_owned_equity: bool
     registered_at: AwareDatetime
+    # The part of the equity share registered for the research team (item 3); None: none.
+    team_equity_share: Percent | None = None
 
 
 class IncubatorAdmission(BaseModel):

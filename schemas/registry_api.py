@@ -4,9 +4,10 @@ equity, proof-of-concept funding and reports). Shared by the client and the sand
 from __future__ import annotations
 
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from schemas.disclosure import IPAssetKind, TechnologyField
 from schemas.money import Money, Percent
@@ -58,12 +59,28 @@ class RegisterEquityRequest(_Request):
     equity_share: Percent
     valuation: Money
     state_owned: bool
+    # Item 3: the part of equity_share registered for the research team, which owns the
+    # achievement in whole or in part or holds a right of use; the rest is the institution's.
+    # None (as before ownership was modelled): the institution holds it all.
+    team_equity_share: Percent | None = None
+
+    @field_validator("team_equity_share")
+    @classmethod
+    def _team_part_within_the_share(
+        cls, value: Decimal | None, info: ValidationInfo
+    ) -> Decimal | None:
+        whole = info.data.get("equity_share")
+        if value is not None and whole is not None and value > whole:
+            raise ValueError(f"team_equity_share exceeds equity_share ({whole})")
+        return value
 
 
 class EquityRegistrationResponse(BaseModel):
     equity_certificate: Line
+    # Only the institution's part of a state-owned institution's equity is state-owned.
     state_owned_equity: bool
     registered_at: AwareDatetime
+    team_equity_share: Percent | None = None
 
 
 class PocApplicationRequest(_Request):

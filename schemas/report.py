@@ -48,6 +48,9 @@ class AchievementsPart(_Part):
     by_field: dict[str, int]
     # One achievement may have several funding kinds, so these counts may sum to more.
     by_funding_kind: dict[str, int]
+    # Who owns them (item 3): institution, researcher_owned, joint, long_term_use; "unknown"
+    # for a disclosed event recorded without it.
+    by_ownership: dict[str, int] = Field(default_factory=dict)
 
 
 class DealsPart(_Part):
@@ -80,6 +83,9 @@ class IncomePart(_Part):
     tto_fund: Money
     institution: Money
     by_month: list[Money] = Field(min_length=12, max_length=12)
+    # The team's own part as (co-)owner or holder of a right of use (item 3): not a reward, so
+    # net_income = team_owner_income + team_reward + tto_fund + institution.
+    team_owner_income: Money = ZERO
 
 
 class RewardsPart(_Part):
@@ -95,6 +101,7 @@ class CompaniesPart(_Part):
     companies_created: int = Field(ge=0)
     equity_registered: int = Field(ge=0)
     state_owned_equity: int = Field(ge=0, description="Under categorized management (item 2)")
+    # The institution's own part: equity registered for the research team (item 3) is not held.
     equity_held: Money
 
 

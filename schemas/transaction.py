@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from schemas.money import CENT, Money, to_cents
+from schemas.money import CENT, Money, Rate, to_cents
 from schemas.policy import Policy
 from schemas.text import Line
 
@@ -98,7 +98,13 @@ class Payment(BaseModel):
 
 
 class Distribution(BaseModel):
-    """How one payment's net income is split; the parts sum to the net to the cent."""
+    """How one payment's net income is split; the parts sum to the net to the cent.
+
+    net = team_owner_income + team_reward + tto_fund + institution. The team's own part (it owns
+    the achievement, in whole or in part, or holds a right of use) is the team's whole; the
+    institution's part is split by its policy. Fields after `policy_version` came with ownership
+    and default to an institution-owned achievement, so recorded distributions still load.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -107,28 +113,46 @@ class Distribution(BaseModel):
     tto_fund: Money
     institution: Money
     policy_version: Line
+    # The institution's part of the net (1: it owns the achievement alone; plan item 3).
+    institution_part: Rate = Decimal("1")
+    team_owner_income: Money = Decimal("0.00")
 
     @classmethod
-    def of(cls, payment: Payment, policy: Policy, *, team_rounds_up: bool = True) -> Distribution:
+    def of(
+        cls,
+        payment: Payment,
+        policy: Policy,
+        *,
+        team_rounds_up: bool = True,
+        institution_part: Decimal = Decimal(1),
+    ) -> Distribution:
         """The team's share rounds up to the cent, so it is never below rate x net; the cent comes
         out of the institution's remainder (or, when the rates leave it none, the TTO fund's).
+
+        With `institution_part` below 1 (ownership shared with the team, or a right of use), the
+        team's own part, net x (1 - part), also rounds up to the cent, and only the rest is
+        split by the policy: the team's reward is rate x that rest, rounded up.
 
         team_rounds_up=False is the former half-up rounding, kept only so that workflows replay
         the payments they recorded before the change (workflow.patched("team-share-rounds-up")).
         """
         net = payment.amount - payment.costs
+        owned = (net * (1 - institution_part)).quantize(CENT, rounding=ROUND_CEILING)
+        shared = net - owned
         if not team_rounds_up:
-            team = to_cents(net * policy.team_reward_rate)
-            tto = to_cents(net * policy.tto_fund_rate)
+            team = to_cents(shared * policy.team_reward_rate)
+            tto = to_cents(shared * policy.tto_fund_rate)
         else:
-            team = (net * policy.team_reward_rate).quantize(CENT, rounding=ROUND_CEILING)
-            tto = min(to_cents(net * policy.tto_fund_rate), net - team)
+            team = (shared * policy.team_reward_rate).quantize(CENT, rounding=ROUND_CEILING)
+            tto = min(to_cents(shared * policy.tto_fund_rate), shared - team)
         return cls(
             net_income=net,
             team_reward=team,
             tto_fund=tto,
-            institution=net - team - tto,
+            institution=shared - team - tto,
             policy_version=policy.version,
+            institution_part=institution_part,
+            team_owner_income=owned,
         )
 
 

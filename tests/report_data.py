@@ -22,6 +22,7 @@ from activities.projections import ProjectionActivities
 from schemas.disclosure import FundingKind, TechnologyField, TransformationMode
 from schemas.events import EventType, LifecycleEvent
 from schemas.incubation import CompanyFounded
+from schemas.money import CENT
 from schemas.policy import Policy
 from schemas.transaction import ContractRegistration, ContractType, Distribution, Payment
 from schemas.views import AchievementView
@@ -38,6 +39,15 @@ POLICIES = [
     ),
 ]
 CREDIT_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+# Ownership in turn (not drawn, so the other figures keep their seed): (kind in the disclosed
+# event, the institution's part). None: a disclosed event recorded before ownership was.
+OWNERSHIPS: list[tuple[str | None, Decimal]] = [
+    ("institution", Decimal(1)),
+    ("researcher_owned", Decimal(0)),
+    ("joint", Decimal("0.3")),
+    ("long_term_use", Decimal("0.25")),
+    (None, Decimal(1)),
+]
 
 
 @dataclass
@@ -107,6 +117,7 @@ def _lifecycle(
     )
     ds.achievements.append(a)
     policy = rng.choice(POLICIES)
+    ownership, owned_by_institution = OWNERSHIPS[len(ds.achievements) % len(OWNERSHIPS)]
     t = _moment(rng, year)
 
     def emit(type: EventType, payload: dict[str, Any], source: str = "workflow") -> None:
@@ -146,7 +157,8 @@ def _lifecycle(
     enter("disclosure")
     emit(
         EventType.DISCLOSED,
-        {"title": f"Generated achievement {aid}", "modes": a.modes},
+        {"title": f"Generated achievement {aid}", "modes": a.modes}
+        | ({"ownership": ownership} if ownership else {}),
         f"institution:{inst}",
     )
     t += timedelta(days=rng.randint(1, 20))
@@ -198,7 +210,7 @@ def _lifecycle(
             costs=min(part, _money(rng, 0, 5_000)),
             paid_at=t,
         )
-        distribution = Distribution.of(payment, policy)
+        distribution = Distribution.of(payment, policy, institution_part=owned_by_institution)
         emit(
             EventType.PAYMENT_RECEIVED,
             {
@@ -229,7 +241,16 @@ def _lifecycle(
                 "categorized_management": state_owned,
                 "equity_share": str(company.equity_share),
                 "valuation": str(company.valuation),
-            },
+            }
+            | (
+                {
+                    "team_equity_share": str(
+                        (company.equity_share * (1 - owned_by_institution)).quantize(CENT)
+                    )
+                }
+                if owned_by_institution != 1
+                else {}
+            ),
             "registry",
         )
     enter("reporting")

@@ -65,6 +65,10 @@ def _expected(ds: DataSet, inst: str, year: int) -> dict[str, object]:
         k: sum((_d(e.payload["distribution"][k]) for e in payments), Decimal(0))
         for k in ("net_income", "team_reward", "tto_fund", "institution")
     }
+    dist["team_owner_income"] = sum(
+        (_d(e.payload["distribution"].get("team_owner_income", "0")) for e in payments),
+        Decimal(0),
+    )
     disclosed = ds.of(inst, year, EventType.DISCLOSED)
     views = [ds.views[e.achievement_id] for e in disclosed]
     return {
@@ -76,9 +80,12 @@ def _expected(ds: DataSet, inst: str, year: int) -> dict[str, object]:
         "equity_count": len(equity),
         "equity_held": sum(
             (
-                (_d(e.payload["valuation"]) * _d(e.payload["equity_share"]) / 100).quantize(
-                    CENT, rounding=ROUND_HALF_UP
-                )
+                # The institution's part: the team's equity (item 3) is not the institution's.
+                (
+                    _d(e.payload["valuation"])
+                    * (_d(e.payload["equity_share"]) - _d(e.payload.get("team_equity_share", "0")))
+                    / 100
+                ).quantize(CENT, rounding=ROUND_HALF_UP)
                 for e in equity
             ),
             Decimal(0),
@@ -91,6 +98,7 @@ def _expected(ds: DataSet, inst: str, year: int) -> dict[str, object]:
         "disclosed": len(disclosed),
         "by_field": Counter(v.field for v in views),
         "by_funding": Counter(k for v in views for k in v.funding_kinds),
+        "by_ownership": Counter(e.payload.get("ownership", "unknown") for e in disclosed),
         "events": sum(
             1 for e in ds.events if e.institution_code == inst and e.occurred_at.year == year
         ),
@@ -115,8 +123,12 @@ async def test_report_figures_match_independent_sums(db: asyncpg.Pool, dataset: 
             assert r.income.by_month == x["months"]
             # The parts add up to the cent: cash = costs + net; net = reward + fund + institution.
             assert r.income.cash_received == r.income.costs + r.income.net_income
+            assert r.income.team_owner_income == dist["team_owner_income"]
             assert r.income.net_income == (
-                r.income.team_reward + r.income.tto_fund + r.income.institution
+                r.income.team_owner_income
+                + r.income.team_reward
+                + r.income.tto_fund
+                + r.income.institution
             )
             assert sum(r.income.by_month, Decimal(0)) == r.income.cash_received
             by_type = x["by_type"]
@@ -136,6 +148,7 @@ async def test_report_figures_match_independent_sums(db: asyncpg.Pool, dataset: 
             assert r.achievements.disclosed == x["disclosed"]
             assert r.achievements.by_field == dict(x["by_field"])  # type: ignore[call-overload]
             assert r.achievements.by_funding_kind == dict(x["by_funding"])  # type: ignore[call-overload]
+            assert r.achievements.by_ownership == dict(x["by_ownership"])  # type: ignore[call-overload]
             assert r.funnel["disclosure"] == x["disclosed"]
             checked_cash += r.income.cash_received
     # The data set must actually contain money, paid in more than one year.

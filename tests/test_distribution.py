@@ -76,6 +76,36 @@ def test_the_team_never_gets_less_than_its_rate_and_the_parts_sum_to_the_net(
         assert part == part.quantize(CENT)
 
 
+# The institution's part of an achievement (plan item 3): its own (1), researcher-owned (0), a
+# joint ownership or a licence share under a right of use (0.0001 to 0.9999, from per cent).
+institution_parts = st.one_of(
+    st.sampled_from([Decimal(1), Decimal(0)]),
+    st.integers(1, 9_999).map(lambda hundredths: Decimal(hundredths) / 10_000),
+)
+
+
+@given(payments_and_policies(), institution_parts)
+def test_ownership_gives_the_team_its_own_part_whole_and_the_floor_of_the_rest(
+    case: tuple[Payment, Policy], part: Decimal
+) -> None:
+    payment, policy = case
+    d = Distribution.of(payment, policy, institution_part=part)
+    net = payment.amount - payment.costs
+    shared = net - d.team_owner_income  # the institution's part, split by its policy
+    assert d.team_owner_income + d.team_reward + d.tto_fund + d.institution == net
+    # The team's own part rounds up in its favour, by less than a cent.
+    assert net * (1 - part) <= d.team_owner_income < net * (1 - part) + CENT
+    assert shared >= 0 and d.institution_part == part
+    owed = shared * policy.team_reward_rate
+    assert owed <= d.team_reward < owed + CENT
+    assert d.team_reward >= shared * policy.statute.team_reward_floor
+    assert d.tto_fund >= 0 and d.institution >= 0
+    for value in (d.team_owner_income, d.team_reward, d.tto_fund, d.institution):
+        assert value == value.quantize(CENT)
+    if part == 1:  # an institution-owned achievement is split exactly as before ownership
+        assert d == Distribution.of(payment, policy)
+
+
 def test_an_instalment_of_33_33_pays_the_team_23_34() -> None:
     d = Distribution.of(_payment(Decimal("33.33")), DEFAULT_POLICY)  # 70 / 10 / 20
     assert (d.team_reward, d.tto_fund, d.institution) == (

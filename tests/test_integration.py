@@ -206,9 +206,11 @@ async def check_projections(db: asyncpg.Pool, sc: Scenario) -> None:
         d = p["distribution"]
         net = Decimal(d["net_income"])
         assert net == Decimal(p["amount"]) - Decimal(p["costs"]), (aid, p)
+        # The team's own part as (co-)owner first (item 3), then the institution's split.
+        owned = Decimal(d.get("team_owner_income", "0.00"))
         parts = Decimal(d["team_reward"]) + Decimal(d["tto_fund"]) + Decimal(d["institution"])
-        assert parts == net, (aid, d)  # to the cent: exact decimals, nothing lost to rounding
-        for key in ("net_income", "team_reward", "tto_fund", "institution"):
+        assert owned + parts == net, (aid, d)  # to the cent: exact, nothing lost to rounding
+        for key in ("net_income", "team_owner_income", "team_reward", "tto_fund", "institution"):
             assert Decimal(d[key]) == Decimal(d[key]).quantize(Decimal("0.01")), (aid, d)
 
     # Who acted, from their tokens: the institution's officer, each expert as themselves.

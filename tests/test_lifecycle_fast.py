@@ -42,8 +42,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from cli.samples import Scenario
 from schemas.commands import Activation, MandatoryListingExemption, Withdrawal
-from schemas.disclosure import TransformationMode
+from schemas.disclosure import Ownership, OwnershipKind, TransformationMode
 from schemas.evaluation import OperatorDecision, Recommendation
+from schemas.incubation import CompanyFounded
 from schemas.lifecycle import LifecycleState, Stage
 from schemas.policy import DEFAULT_POLICY
 from schemas.proof_of_concept import GoNoGo, PocMilestone, PocMilestoneReport, PocResult
@@ -486,4 +487,67 @@ async def test_a_review_reminder_without_a_panel_counts_the_missing_reviews(
     [reminder] = systems.payloads("review_reminder")
     assert reminder == {"missing": [], "missing_reviews": DEFAULT_POLICY.reviewer_count - 1}
     assert st.waiting is not None and "2 remaining" in st.waiting.on
+
+
+async def test_a_researcher_owned_achievements_payment_is_the_teams_whole(
+    time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, systems: CannedSystems
+) -> None:
+    sc = scenarios.cooperative_development(await today(time_skipping_env))
+    owned = Ownership(kind=OwnershipKind.RESEARCHER_OWNED)
+    sc = dataclasses.replace(sc, disclosure=sc.disclosure.model_copy(update={"ownership": owned}))
+    handle = await start(time_skipping_env.client, worker.task_queue, sc, DEFAULT_POLICY)
+    [listing] = (await to_transaction(handle, sc)).listings
+    await time_skipping_env.sleep(AFTER_PUBLICITY)
+    won = deal(listing.listing_id, "sstec", instalments=1)
+    await handle.signal(AchievementLifecycle.exchange_deal, won)
+    await handle.signal(AchievementLifecycle.exchange_payment, payment(won, 1, "1200000.33"))
+    assert (await handle.result()).final_stage is Stage.COMPLETED
+
+    [paid] = systems.payloads("payment_received")
+    d = paid["distribution"]
+    assert d["institution_part"] == "0"
+    assert d["team_owner_income"] == d["net_income"] == "1200000.33"
+    assert (d["team_reward"], d["tto_fund"], d["institution"]) == ("0.00", "0.00", "0.00")
+    [disclosed] = systems.payloads("disclosed")
+    assert disclosed["ownership"] == "researcher_owned"
+
+
+async def test_a_joint_ownership_splits_income_and_registers_equity_by_its_shares(
+    time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, systems: CannedSystems
+) -> None:
+    sc = scenarios.transfer_then_company(await today(time_skipping_env))
+    joint = Ownership(kind=OwnershipKind.JOINT, institution_share=Decimal("30.00"))
+    sc = dataclasses.replace(sc, disclosure=sc.disclosure.model_copy(update={"ownership": joint}))
+    handle = await start(time_skipping_env.client, worker.task_queue, sc, DEFAULT_POLICY)
+    [listing] = (await to_transaction(handle, sc)).listings
+    await time_skipping_env.sleep(AFTER_PUBLICITY)
+    won = deal(listing.listing_id, "sstec", instalments=1)
+    await handle.signal(AchievementLifecycle.exchange_deal, won)
+    await handle.signal(AchievementLifecycle.exchange_payment, payment(won, 1, "1000000.00"))
+    await until(handle, lambda s: s.stage is Stage.INCUBATION)
+    [paid] = systems.payloads("payment_received")
+    d = paid["distribution"]
+    # The team's 70 % is its own; the institution's 30 % is split 70 / 10 / 20 by the policy.
+    assert (d["team_owner_income"], d["team_reward"], d["tto_fund"], d["institution"]) == (
+        "700000.00",
+        "210000.00",
+        "30000.00",
+        "60000.00",
+    )
+
+    await handle.signal(
+        AchievementLifecycle.company_founded,
+        CompanyFounded(
+            event_id="co-1",
+            company_name="Synthetic Spin-off Co (demo)",
+            credit_code="91310000MA1FL8XQ3X",
+            equity_share=Decimal("20.00"),
+            valuation=Decimal("8000000.00"),
+            founded_at=datetime.now(UTC),
+        ),
+    )
+    st = await until(handle, lambda s: s.equity is not None, what="the equity registration")
+    assert st.equity is not None and st.equity.team_equity_share == Decimal("14.00")
+    [equity] = systems.payloads("equity_registered")
+    assert (equity["team_equity_share"], equity["institution_equity_share"]) == ("14.00", "6.00")
     assert (await finish(handle)).final_stage is Stage.WITHDRAWN

@@ -177,6 +177,45 @@ async def test_money_with_fractions_of_a_cent_is_refused(
     assert response.json()["fields"] == ["asking_price"]
 
 
+def _equity(achievement_id: str, **changes: Any) -> dict[str, Any]:
+    return {
+        "achievement_id": achievement_id,
+        "company_name": "Synthetic Spin-off Co (demo)",
+        "credit_code": "91310000MA1FL8XQ3X",
+        "equity_share": "20.00",
+        "valuation": "8000000.00",
+        "state_owned": True,
+    } | changes
+
+
+async def test_the_equity_registration_follows_ownership(
+    sandbox_stack: SandboxStack, sandbox_http: httpx.AsyncClient
+) -> None:
+    url = f"{sandbox_stack.registry_url}/v1/equity"
+
+    async def register(**changes: Any) -> httpx.Response:
+        body = _equity(f"ach-{uuid.uuid4().hex[:12]}", **changes)
+        return await sandbox_http.post(url, json=body, headers={"Idempotency-Key": _key()})
+
+    # Before ownership was modelled: the institution's alone, state-owned as it is.
+    alone = await register()
+    assert alone.status_code == 201, alone.text
+    assert alone.json()["state_owned_equity"] is True
+    assert alone.json()["team_equity_share"] is None
+    # Jointly owned: the team's part is registered for it; the institution's stays state-owned.
+    joint = await register(team_equity_share="14.00")
+    assert joint.status_code == 201, joint.text
+    assert joint.json()["team_equity_share"] == "14.00"
+    assert joint.json()["state_owned_equity"] is True
+    # Researcher-owned: all the team's, so nothing is state-owned.
+    team = await register(team_equity_share="20.00")
+    assert team.json()["state_owned_equity"] is False
+    # More than the whole is refused, naming the field.
+    too_much = await register(team_equity_share="20.01")
+    assert too_much.status_code == 422
+    assert too_much.json()["fields"] == ["team_equity_share"]
+
+
 async def test_unknown_achievement_is_a_404_api_error(
     sandbox_stack: SandboxStack, sandbox_http: httpx.AsyncClient
 ) -> None:

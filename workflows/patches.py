@@ -110,6 +110,22 @@ INCUBATOR_EVENTS_HELD = Patch(
     old_path="incubator events before the company dropped (not marked seen)",
     where="workflows/lifecycle/workflow.py hold_incubator_event",
 )
+OWNERSHIP_SPLITS_INCOME = Patch(
+    id="ownership-splits-income",
+    shipped="this change (ownership and right of use share the income)",
+    # To be tests/histories/before-ownership-splits-income once recorded at merge.
+    histories=None,
+    old_path="every payment split as if the institution owned the achievement alone",
+    where="workflows/lifecycle/workflow.py exchange_payment",
+)
+EQUITY_FOLLOWS_OWNERSHIP = Patch(
+    id="equity-follows-ownership",
+    shipped="this change (the equity registration follows ownership)",
+    # To be tests/histories/before-equity-follows-ownership once recorded at merge.
+    histories=None,
+    old_path="technology equity registered as the institution's alone",
+    where="workflows/lifecycle/stages.py _incubation",
+)
 
 LEDGER = (
     PER_SYSTEM_TASK_QUEUES,
@@ -123,6 +139,8 @@ LEDGER = (
     EVALUATION_IN_PLAIN_WORDS,
     EXTERNAL_EVENTS_REFUSED,
     INCUBATOR_EVENTS_HELD,
+    OWNERSHIP_SPLITS_INCOME,
+    EQUITY_FOLLOWS_OWNERSHIP,
 )
 
 
@@ -168,3 +186,11 @@ def external_events_refused() -> bool:
 
 def incubator_events_held() -> bool:
     return workflow.patched(INCUBATOR_EVENTS_HELD.id)
+
+
+def ownership_splits_income() -> bool:
+    return workflow.patched(OWNERSHIP_SPLITS_INCOME.id)
+
+
+def equity_follows_ownership() -> bool:
+    return workflow.patched(EQUITY_FOLLOWS_OWNERSHIP.id)

@@ -6,8 +6,8 @@ them deterministically and unit tests can check them directly.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from datetime import UTC, date, datetime
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -126,8 +126,30 @@ def disclosed_payload(d: Disclosure) -> dict[str, Any]:
         # Reports count the people rewarded; shares say who gets what of the team reward.
         "inventors": [{"name": i.name, "share": str(i.share)} for i in d.inventors],
         "ownership": d.ownership.kind.value,
+        # Added with ownership shares; disclosed events recorded before lack them.
+        "ownership_terms": d.ownership.model_dump(mode="json", exclude={"kind"}, exclude_none=True),
         "synthetic": d.synthetic,
     }
+
+
+def disclosed_on(s: LifecycleState) -> date:
+    """The day the lifecycle began, from which a right of use without a grant date runs."""
+    return s.timeline[0].entered_at.date()
+
+
+def institution_part(s: LifecycleState, on: datetime) -> Decimal:
+    """The institution's part (0 to 1) of what the achievement earns at `on` (plan item 3)."""
+    return s.disclosure.ownership.institution_part(on.date(), disclosed_on(s))
+
+
+def equity_shares(
+    s: LifecycleState, equity_share: Decimal, on: datetime
+) -> tuple[Decimal, Decimal]:
+    """The company's equity contributed by the achievement, as (institution's, team's) per
+    cent: split by ownership as income is, the team's part rounded up to the hundredth."""
+    part = institution_part(s, on)
+    team = (equity_share * (1 - part)).quantize(Decimal("0.01"), rounding=ROUND_CEILING)
+    return equity_share - team, team
 
 
 def view(s: LifecycleState, now: datetime) -> AchievementView:

@@ -6,6 +6,7 @@ workflows/rules.py; how they wait and record is the engine's (engine.py).
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from temporalio import workflow
@@ -298,6 +299,11 @@ class LifecycleStages(LifecycleEngine):
         if s.equity is None:
             c = s.company
             state_owned = s.disclosure.institution.state_owned
+            # Item 3: the team's part of the equity follows ownership, as income does; gated
+            # only where ownership gives the team a part, so other lifecycles replay unchanged.
+            team_share: Decimal | None = None
+            if rules.institution_part(s, c.founded_at) != 1 and patches.equity_follows_ownership():
+                team_share = rules.equity_shares(s, c.equity_share, c.founded_at)[1]
             response = await self.call_system(
                 "registry",
                 RegistryActivities.register_equity,
@@ -310,6 +316,7 @@ class LifecycleStages(LifecycleEngine):
                         equity_share=c.equity_share,
                         valuation=c.valuation,
                         state_owned=state_owned,
+                        team_equity_share=team_share,
                     ),
                 ],
             )
@@ -317,19 +324,20 @@ class LifecycleStages(LifecycleEngine):
                 equity_certificate=response.equity_certificate,
                 state_owned_equity=response.state_owned_equity,
                 registered_at=response.registered_at,
+                team_equity_share=team_share,
             )
-            self.record(
-                EventType.EQUITY_REGISTERED,
-                {
-                    "equity_certificate": response.equity_certificate,
-                    # Item 2: state-owned equity from achievements is managed by category.
-                    "state_owned_equity": response.state_owned_equity,
-                    "categorized_management": response.state_owned_equity,
-                    "equity_share": str(c.equity_share),
-                    "valuation": str(c.valuation),
-                },
-                source="registry",
-            )
+            payload: dict[str, Any] = {
+                "equity_certificate": response.equity_certificate,
+                # Item 2: state-owned equity from achievements is managed by category.
+                "state_owned_equity": response.state_owned_equity,
+                "categorized_management": response.state_owned_equity,
+                "equity_share": str(c.equity_share),
+                "valuation": str(c.valuation),
+            }
+            if team_share is not None:
+                payload["team_equity_share"] = str(team_share)
+                payload["institution_equity_share"] = str(c.equity_share - team_share)
+            self.record(EventType.EQUITY_REGISTERED, payload, source="registry")
         if s.incubation_exit is None:
             self.show_waiting("incubation milestones and the exit")
             await self.wait_until(lambda: s.incubation_exit is not None)

@@ -294,7 +294,15 @@ class AchievementLifecycle(LifecycleStages):
             return
         # Payments recorded before the team's share rounded up replay with half-up rounding.
         rounds_up = patches.team_share_rounds_up()
-        distribution = Distribution.of(payment, s.policy, team_rounds_up=rounds_up)
+        part = rules.institution_part(s, payment.paid_at)
+        # Item 3: the team's own part is the team's; gated only where ownership changes the split,
+        # so payments recorded before it (and every institution-owned one) replay unchanged.
+        if part != 1 and patches.ownership_splits_income():
+            distribution = Distribution.of(
+                payment, s.policy, team_rounds_up=rounds_up, institution_part=part
+            )
+        else:
+            distribution = Distribution.of(payment, s.policy, team_rounds_up=rounds_up)
         s.payments.append(
             RecordedPayment(payment=payment, distribution=distribution, received_at=workflow.now())
         )
