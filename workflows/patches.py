@@ -68,6 +68,15 @@ EXCHANGE_OWNS_ITS_LISTINGS = Patch(
     old_path="events of one exchange applied to another exchange's listing",
     where="workflows/lifecycle/workflow.py on_another_exchange",
 )
+REPORT_YEAR_ON_JURISDICTION_CALENDAR = Patch(
+    id="report-year-on-jurisdiction-calendar",
+    shipped="this change (the annual report's default year on the jurisdiction's calendar)",
+    # To be tests/histories/before-report-year-on-jurisdiction-calendar once recorded; None
+    # for now: no committed history is an AnnualReport started in those hours.
+    histories=None,
+    old_path="the default year is the UTC year before the start (now.year - 1)",
+    where="workflows/annual_report.py _year_before",
+)
 
 LEDGER = (
     PER_SYSTEM_TASK_QUEUES,
@@ -76,6 +85,7 @@ LEDGER = (
     LOCAL_PROJECTION,
     TEAM_SHARE_ROUNDS_UP,
     EXCHANGE_OWNS_ITS_LISTINGS,
+    REPORT_YEAR_ON_JURISDICTION_CALENDAR,
 )
 
 
@@ -101,3 +111,7 @@ def team_share_rounds_up() -> bool:
 
 def exchange_owns_its_listings() -> bool:
     return workflow.patched(EXCHANGE_OWNS_ITS_LISTINGS.id)
+
+
+def report_year_on_jurisdiction_calendar() -> bool:
+    return workflow.patched(REPORT_YEAR_ON_JURISDICTION_CALENDAR.id)
