@@ -291,7 +291,7 @@ class _Ledger:
 
 async def _sql_cash(db: asyncpg.Pool, inst: str, year: int) -> Decimal:
     """An independent sum: payments paid in the year in Shanghai, delivered before 10 January."""
-    return await db.fetchval(
+    total: Decimal = await db.fetchval(
         """SELECT coalesce(sum((payload->>'amount')::numeric), 0) FROM lifecycle_events
         WHERE institution_code = $1 AND type = 'payment_received'
           AND extract(year FROM (payload->>'paid_at')::timestamptz AT TIME ZONE 'Asia/Shanghai')
@@ -300,6 +300,7 @@ async def _sql_cash(db: asyncpg.Pool, inst: str, year: int) -> Decimal:
         inst,
         year,
     )
+    return total
 
 
 async def test_a_31_december_payment_delivered_in_january_counts_in_december(
@@ -412,7 +413,10 @@ async def test_migration_backfills_the_business_date_of_existing_events(
         )
         await conn.execute(insert, "s", "stage_entered", '{"stage": "transaction"}')
         assert "0006_business_dates" in await migrate(dsn)
-        rows = dict(await conn.fetch("SELECT event_id, business_at FROM lifecycle_events"))
+        rows: dict[str, datetime] = {
+            r["event_id"]: r["business_at"]
+            for r in await conn.fetch("SELECT event_id, business_at FROM lifecycle_events")
+        }
         assert rows["p"] == datetime(2025, 12, 31, 7, tzinfo=UTC)
         assert rows["s"] == datetime(2026, 1, 2, 2, tzinfo=UTC)
     finally:
