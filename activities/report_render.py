@@ -119,6 +119,34 @@ def _table(rows: Sequence[tuple[str, str, str]]) -> str:
     return f"<table><tr><th></th><th>Count</th><th>Amount</th></tr>{body}</table>"
 
 
+def _closed(r: InstitutionAnnualReport) -> str:
+    if r.closes_at is None:
+        return ""
+    return f"; books close {escape(r.closes_at.isoformat())}"
+
+
+def _corrections(r: InstitutionAnnualReport) -> str:
+    """Earlier years' late events: that year's filed report stands, the difference is here."""
+    if not r.corrections:
+        return ""
+    rows: list[tuple[str, str, str]] = []
+    for c in r.corrections:
+        rows += [
+            (f"{c.year}: events recorded after its books closed", str(c.events), ""),
+            ("  achievements disclosed", str(c.disclosed), ""),
+            ("  contracts", str(c.contracts.count), _cny(c.contracts.amount)),
+            ("  cash received", str(c.payments), _cny(c.cash_received)),
+            ("    costs", "", _cny(c.costs)),
+            ("    net income", "", _cny(c.net_income)),
+            ("    team reward", "", _cny(c.team_reward)),
+            ("    TTO fund", "", _cny(c.tto_fund)),
+            ("    institution", "", _cny(c.institution)),
+            ("  companies created", str(c.companies_created), ""),
+            ("  equity registered", str(c.equity_registered), _cny(c.equity_held)),
+        ]
+    return f"<details open><summary>Corrections to earlier years</summary>{_table(rows)}</details>"
+
+
 def _section(r: InstitutionAnnualReport) -> str:
     contracts = r.contracts.by_type
     people = "not recorded" if r.rewards.people_rewarded is None else str(r.rewards.people_rewarded)
@@ -181,8 +209,10 @@ def _section(r: InstitutionAnnualReport) -> str:
 {_bars_svg("cash", MONTHS, i.by_month, "Cash received by month", width=1300)}</figure>
 </div>
 <details open><summary>All figures</summary>{_table(parts_rows)}</details>
-<p class="foot">{r.events_in_year} lifecycle events in {r.year}; generated
-{escape(r.generated_at.isoformat())}. Amounts in CNY, from recorded events only.</p>
+{_corrections(r)}
+<p class="foot">{r.events_in_year} lifecycle events in {r.year}, by business date in
+{escape(r.time_zone)}{_closed(r)}; generated {escape(r.generated_at.isoformat())}. Amounts in
+CNY, from recorded events only.</p>
 </section>"""
 
 

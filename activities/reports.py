@@ -9,6 +9,14 @@ pass sums the money figures per institution, type, month of a payment and contra
 stage, and returns the achievements disclosed, entering a stage or rewarded, whose distinct
 counts (funnel, teams) are taken here. Two small queries add the field and funding of the
 disclosed achievements and whether the inventors of the rewarded ones are known.
+
+Events count by their business date (`business_at`, migration 0006: a payment's paid_at, a
+contract's registered_at, a company's founded_at, otherwise when it occurred), in the
+jurisdiction's zone: the year runs on China Standard Time, not UTC. A year's books close on
+10 January of the next (schemas/report.py books_close): an event dated in the year counts in
+it if the lifecycle recorded it (occurred_at) before the close; one recorded later is a
+correction in the report of the year it was recorded in. So a closed year's report is the same
+every time it is built, `generated_at` aside.
 """
 
 from __future__ import annotations
@@ -16,7 +24,8 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import MAX_PREC, Decimal, localcontext
 from typing import Any
 
@@ -25,6 +34,7 @@ import structlog
 from asyncpg.pool import PoolConnectionProxy
 from temporalio import activity
 
+from schemas.jurisdiction import DEFAULT_JURISDICTION, JURISDICTIONS
 from schemas.money import CENT
 from schemas.report import (
     CONTRACT_TYPES,
@@ -32,11 +42,14 @@ from schemas.report import (
     AchievementsPart,
     CompaniesPart,
     ContractsPart,
+    Correction,
     CountAmount,
     DealsPart,
     IncomePart,
     InstitutionAnnualReport,
     RewardsPart,
+    books_close,
+    report_zone,
 )
 
 log = structlog.get_logger(__name__)
@@ -49,22 +62,35 @@ _DISCLOSED = "disclosed"
 _STAGE = "stage_entered"
 _EQUITY = "equity_registered"
 
-# The grouping keys besides institution and type. Migration 0004 keeps statistics on exactly
+# The grouping keys besides institution and type. Migration 0006 keeps statistics on exactly
 # these expressions: without them the planner expects a group per event and sorts the year.
+# $5 is the reporting zone: a payment's month is its month in that zone.
 _MONTH = (
     "CASE WHEN type = 'payment_received'"
-    " THEN date_part('month', occurred_at AT TIME ZONE 'UTC')::int END"
+    " THEN date_part('month', business_at AT TIME ZONE $5::text)::int END"
 )
 _KEY = (
     "CASE type WHEN 'contract_registered' THEN payload->>'contract_type'"
     " WHEN 'stage_entered' THEN payload->>'stage' END"
 )
 
-# $1 start of the year, $2 start of the next (UTC), [$3 institution]. Amounts are JSON strings
-# written by the workflow from Decimal, so numeric casts are exact. Each sum is filtered by
-# type: a key of the same name in another event's payload is never read.
+# The events of a report (see the module's docstring): $1 start of the year, $2 start of the next
+# (in the reporting zone), $3 the year's close, $4 the year before's close. Dated in the year and
+# recorded before its close; or dated earlier and recorded after the year before closed.
+_IN_YEAR = "business_at >= $1 AND business_at < $2 AND occurred_at < $3"
+_LATE = "business_at < $1 AND occurred_at >= $4 AND occurred_at < $3"
+_PERIOD = f"(({_IN_YEAR}) OR ({_LATE}))"
+# The year a late event belongs to; NULL for the report's own year.
+_LATE_YEAR = (
+    "CASE WHEN business_at < $1 THEN date_part('year', business_at AT TIME ZONE $5::text)::int END"
+)
+
+# $1-$5 as above, [$6 institution]. Amounts are JSON strings written by the workflow from
+# Decimal, so numeric casts are exact. Each sum is filtered by type: a key of the same name in
+# another event's payload is never read.
 _FIGURES = f"""
-SELECT institution_code, type, {_MONTH} AS month, {_KEY} AS key, count(*) AS n,
+SELECT institution_code, type, {_MONTH} AS month, {_KEY} AS key, {_LATE_YEAR} AS late_year,
+    count(*) AS n,
     sum((payload->>'amount')::numeric)
         FILTER (WHERE type IN ('payment_received', 'contract_registered')) AS amount,
     sum((payload->>'verified_amount')::numeric)
@@ -95,8 +121,8 @@ SELECT institution_code, type, {_MONTH} AS month, {_KEY} AS key, count(*) AS n,
                AND (payload->'distribution'->>'team_reward')::numeric > 0)
     ) AS achievements
 FROM lifecycle_events
-WHERE occurred_at >= $1 AND occurred_at < $2"""
-_FIGURES_GROUP = "\nGROUP BY 1, 2, 3, 4"
+WHERE {_PERIOD}"""
+_FIGURES_GROUP = "\nGROUP BY 1, 2, 3, 4, 5"
 
 # Disclosed events by the field and funding of their achievement, from the current-state row
 # kept in step with the events. $1: {institution: [achievement of each disclosed event]}, as
@@ -128,10 +154,12 @@ GROUP BY 1, 2
 
 # People rewarded: the inventors in the disclosed events of the achievements whose team got a
 # reward in the year. Unknown as soon as one of them has no disclosed event or one listing no
-# inventors: the first such payment ends the search. $1, $2 the year, $3 the institutions.
+# inventors: the first such payment ends the search. $1-$3 the year (the payments of its own
+# figures, not its corrections), $4 the institutions.
 _REWARDED = """
     SELECT p.achievement_id FROM lifecycle_events p
-    WHERE p.institution_code = {code} AND p.occurred_at >= $1 AND p.occurred_at < $2
+    WHERE p.institution_code = {code}
+      AND p.business_at >= $1 AND p.business_at < $2 AND p.occurred_at < $3
       AND p.type = 'payment_received'
       AND (p.payload->'distribution'->>'team_reward')::numeric > 0"""
 _INVENTORS_UNKNOWN = f"""
@@ -141,21 +169,21 @@ SELECT code, EXISTS ({_REWARDED.format(code="code")}
           FROM lifecycle_events d
           WHERE d.achievement_id = p.achievement_id AND d.type = 'disclosed'), false)
 ) AS unknown
-FROM unnest($3::text[]) AS code
+FROM unnest($4::text[]) AS code
 """
 # Asked only when every disclosed event of those achievements lists its inventors.
 _PEOPLE = f"""
 SELECT count(DISTINCT person->>'name')
 FROM lifecycle_events d, jsonb_array_elements(d.payload->'inventors') AS person
-WHERE d.type = 'disclosed' AND d.achievement_id IN ({_REWARDED.format(code="$3")})
+WHERE d.type = 'disclosed' AND d.achievement_id IN ({_REWARDED.format(code="$4")})
 """
 
-# Institutions with any event in the year: each files a report for it.
-_ACTIVE = """
+# Institutions with any event in the report (the year's or a correction): each files one.
+_ACTIVE = f"""
 SELECT i.institution_code FROM (SELECT DISTINCT institution_code FROM achievements) i
 WHERE EXISTS (
     SELECT 1 FROM lifecycle_events e WHERE e.institution_code = i.institution_code
-      AND e.occurred_at >= $1 AND e.occurred_at < $2)
+      AND {_PERIOD})
 ORDER BY 1
 """
 # The same for the institutions found with events in the year by _FIGURES ($1).
@@ -171,8 +199,35 @@ ORDER BY 1
 _SETTINGS = "SET LOCAL work_mem = '64MB'; SET LOCAL plan_cache_mode = force_custom_plan"
 
 
-def year_bounds(year: int) -> tuple[datetime, datetime]:
-    return datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)
+def year_bounds(year: int, jurisdiction: str = DEFAULT_JURISDICTION) -> tuple[datetime, datetime]:
+    """The year on the jurisdiction's calendar: midnight of 1 January there, to the next."""
+    zone = report_zone(jurisdiction)
+    return datetime(year, 1, 1, tzinfo=zone), datetime(year + 1, 1, 1, tzinfo=zone)
+
+
+@dataclass(frozen=True)
+class _Period:
+    """The bounds of one year's report, as SQL parameters $1-$5."""
+
+    year: int
+    jurisdiction: str
+
+    @property
+    def time_zone(self) -> str:
+        return JURISDICTIONS[self.jurisdiction].time_zone
+
+    @property
+    def closes_at(self) -> datetime:
+        return books_close(self.year, report_zone(self.jurisdiction))
+
+    def bounds(self) -> tuple[datetime, datetime, datetime, datetime]:
+        """$1-$4: the year, its close and the close of the year before."""
+        zone = report_zone(self.jurisdiction)
+        start, end = year_bounds(self.year, self.jurisdiction)
+        return start, end, books_close(self.year, zone), books_close(self.year - 1, zone)
+
+    def params(self) -> tuple[datetime, datetime, datetime, datetime, str]:
+        return (*self.bounds(), self.time_zone)
 
 
 def _money(value: Decimal | None) -> Decimal:
@@ -185,13 +240,15 @@ def _sum(values: Iterable[Decimal | None]) -> Decimal:
         return sum((v for v in values if v is not None), Decimal(0))
 
 
-async def active_institutions(pool: asyncpg.Pool, year: int) -> list[str]:
-    rows = await pool.fetch(_ACTIVE, *year_bounds(year))
+async def active_institutions(
+    pool: asyncpg.Pool, year: int, jurisdiction: str = DEFAULT_JURISDICTION
+) -> list[str]:
+    rows = await pool.fetch(_ACTIVE, *_Period(year, jurisdiction).bounds())
     return [r["institution_code"] for r in rows]
 
 
 class _Events:
-    """One institution's rows of _FIGURES: its year's events in (type, month, key) groups."""
+    """Rows of _FIGURES of one institution and year: its events in (type, month, key) groups."""
 
     def __init__(self, rows: Sequence[asyncpg.Record] = ()) -> None:
         self.rows = rows
@@ -218,16 +275,31 @@ class _Events:
         return {stage: len(entered[stage]) for stage in FUNNEL_STAGES}
 
 
-async def _figures(conn: _Conn, year: int, institution: str | None) -> dict[str, _Events]:
+@dataclass
+class _Figures:
+    """_FIGURES by institution: the report's own year, and the late events by their year."""
+
+    year: dict[str, _Events]
+    late: dict[str, dict[int, _Events]]
+
+
+async def _figures(conn: _Conn, period: _Period, institution: str | None) -> _Figures:
     if institution is None:
-        rows = await conn.fetch(_FIGURES + _FIGURES_GROUP, *year_bounds(year))
+        rows = await conn.fetch(_FIGURES + _FIGURES_GROUP, *period.params())
     else:
-        sql = _FIGURES + " AND institution_code = $3" + _FIGURES_GROUP
-        rows = await conn.fetch(sql, *year_bounds(year), institution)
-    by_institution: dict[str, list[asyncpg.Record]] = defaultdict(list)
+        sql = _FIGURES + " AND institution_code = $6" + _FIGURES_GROUP
+        rows = await conn.fetch(sql, *period.params(), institution)
+    own: dict[str, list[asyncpg.Record]] = defaultdict(list)
+    late: dict[str, dict[int, list[asyncpg.Record]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        by_institution[r["institution_code"]].append(r)
-    return {code: _Events(rs) for code, rs in by_institution.items()}
+        if r["late_year"] is None:
+            own[r["institution_code"]].append(r)
+        else:
+            late[r["institution_code"]][r["late_year"]].append(r)
+    return _Figures(
+        year={code: _Events(rs) for code, rs in own.items()},
+        late={code: {y: _Events(rs) for y, rs in years.items()} for code, years in late.items()},
+    )
 
 
 _Dims = dict[str, dict[str, int]]
@@ -248,21 +320,47 @@ async def _fields(conn: _Conn, events: dict[str, _Events]) -> dict[str, _Dims]:
     return dims
 
 
-async def _people(conn: _Conn, year: int, codes: list[str]) -> dict[str, int | None]:
+async def _people(conn: _Conn, period: _Period, codes: list[str]) -> dict[str, int | None]:
+    bounds = period.bounds()[:3]
     people: dict[str, int | None] = {}
-    for r in await conn.fetch(_INVENTORS_UNKNOWN, *year_bounds(year), codes):
+    for r in await conn.fetch(_INVENTORS_UNKNOWN, *bounds, codes):
         known = not r["unknown"]
-        people[r["code"]] = (
-            await conn.fetchval(_PEOPLE, *year_bounds(year), r["code"]) if known else None
-        )
+        people[r["code"]] = await conn.fetchval(_PEOPLE, *bounds, r["code"]) if known else None
     return people
+
+
+def _equity_held(e: _Events) -> Decimal:
+    return _money(e.total("equity_held", _EQUITY))
+
+
+def _correction(year: int, e: _Events) -> Correction:
+    contracts = e.of(_CONTRACT)
+    return Correction(
+        year=year,
+        events=sum(r["n"] for r in e.rows),
+        disclosed=e.count(_DISCLOSED),
+        contracts=CountAmount(
+            count=sum(r["n"] for r in contracts), amount=_money(e.total("amount", _CONTRACT))
+        ),
+        payments=e.count(_PAYMENT),
+        cash_received=_money(e.total("amount")),
+        costs=_money(e.total("costs")),
+        net_income=_money(e.total("net")),
+        team_reward=_money(e.total("team")),
+        tto_fund=_money(e.total("tto")),
+        institution=_money(e.total("inst")),
+        companies_created=e.count("company_founded"),
+        equity_registered=e.count(_EQUITY),
+        equity_held=_equity_held(e),
+    )
 
 
 def _report(
     institution: str,
-    year: int,
+    period: _Period,
     generated_at: datetime,
     e: _Events,
+    late: dict[int, _Events],
     dims: _Dims,
     people: int | None,
 ) -> InstitutionAnnualReport:
@@ -272,12 +370,14 @@ def _report(
     by_month = [Decimal("0.00")] * 12
     for r in e.of(_PAYMENT):
         by_month[r["month"] - 1] = _money(r["amount"])
-    equity_held = _money(e.total("equity_held", _EQUITY))
+    equity_held = _equity_held(e)
     team = _money(e.total("team"))
     return InstitutionAnnualReport(
         institution_code=institution,
-        year=year,
+        year=period.year,
         generated_at=generated_at,
+        time_zone=period.time_zone,
+        closes_at=period.closes_at,
         events_in_year=sum(r["n"] for r in e.rows),
         achievements=AchievementsPart(
             disclosed=e.count(_DISCLOSED),
@@ -321,55 +421,83 @@ def _report(
             equity_held=equity_held,
         ),
         funnel=e.funnel(),
+        corrections=[_correction(y, late[y]) for y in sorted(late)],
     )
 
 
 async def _build(
-    pool: asyncpg.Pool, year: int, institution: str | None, generated_at: datetime
+    pool: asyncpg.Pool, period: _Period, institution: str | None, generated_at: datetime
 ) -> list[InstitutionAnnualReport]:
     async with pool.acquire() as conn:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             await conn.execute(_SETTINGS)
-            events = await _figures(conn, year, institution)
+            figures = await _figures(conn, period, institution)
             if institution is None:
-                codes = [r["code"] for r in await conn.fetch(_KNOWN, sorted(events))]
+                found = sorted(figures.year.keys() | figures.late.keys())
+                codes = [r["code"] for r in await conn.fetch(_KNOWN, found)]
             else:
                 codes = [institution]
-            dims = await _fields(conn, events)
-            people = await _people(conn, year, codes)
+            dims = await _fields(conn, figures.year)
+            people = await _people(conn, period, codes)
     return [
-        _report(code, year, generated_at, events.get(code, _Events()), dims[code], people[code])
+        _report(
+            code,
+            period,
+            generated_at,
+            figures.year.get(code, _Events()),
+            figures.late.get(code, {}),
+            dims[code],
+            people[code],
+        )
         for code in codes
     ]
 
 
 async def build_institution_report(
-    pool: asyncpg.Pool, institution: str, year: int, generated_at: datetime
+    pool: asyncpg.Pool,
+    institution: str,
+    year: int,
+    generated_at: datetime,
+    jurisdiction: str = DEFAULT_JURISDICTION,
 ) -> InstitutionAnnualReport:
-    [report] = await _build(pool, year, institution, generated_at)
+    [report] = await _build(pool, _Period(year, jurisdiction), institution, generated_at)
     return report
 
 
 async def build_reports(
-    pool: asyncpg.Pool, year: int, institution: str | None, generated_at: datetime
+    pool: asyncpg.Pool,
+    year: int,
+    institution: str | None,
+    generated_at: datetime,
+    jurisdiction: str = DEFAULT_JURISDICTION,
 ) -> list[InstitutionAnnualReport]:
     """What `achievements report` prints: one report per institution (or just the one)."""
-    return await _build(pool, year, institution, generated_at)
+    return await _build(pool, _Period(year, jurisdiction), institution, generated_at)
 
 
 class ReportActivities:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
+    # The jurisdiction comes last, with a default: a run scheduled before it was passed still
+    # reports on the Shanghai calendar.
     @activity.defn(name="report.active_institutions")
-    async def active_institutions(self, year: int) -> list[str]:
-        return await active_institutions(self._pool, year)
+    async def active_institutions(
+        self, year: int, jurisdiction: str = DEFAULT_JURISDICTION
+    ) -> list[str]:
+        return await active_institutions(self._pool, year, jurisdiction)
 
     @activity.defn(name="report.build_institution_report")
     async def build_institution_report(
-        self, institution: str, year: int, generated_at: datetime
+        self,
+        institution: str,
+        year: int,
+        generated_at: datetime,
+        jurisdiction: str = DEFAULT_JURISDICTION,
     ) -> InstitutionAnnualReport:
-        report = await build_institution_report(self._pool, institution, year, generated_at)
+        report = await build_institution_report(
+            self._pool, institution, year, generated_at, jurisdiction
+        )
         log.info(
             "annual_report_built",
             institution_code=institution,
@@ -435,4 +563,15 @@ def report_rows(report: InstitutionAnnualReport) -> list[dict[str, Any]]:
     add("companies", "state_owned_equity", co.state_owned_equity)
     for stage, n in report.funnel.items():
         add("funnel", stage, n)
+    # Late events of earlier, closed years: one part per year they belong to.
+    for c in report.corrections:
+        part = f"correction:{c.year}"
+        add(part, "events", c.events)
+        add(part, "disclosed", c.disclosed)
+        add(part, "contracts", c.contracts.count, c.contracts.amount)
+        add(part, "cash_received", c.payments, c.cash_received)
+        for name in ("costs", "net_income", "team_reward", "tto_fund", "institution"):
+            add(part, name, amount=getattr(c, name))
+        add(part, "companies_created", c.companies_created)
+        add(part, "equity_registered", c.equity_registered, c.equity_held)
     return rows

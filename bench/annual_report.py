@@ -49,13 +49,14 @@ SELECT institution_code,
            FILTER (WHERE type = 'payment_received') AS inst,
        sum((payload->>'amount')::numeric) FILTER (WHERE type = 'contract_registered') AS value,
        count(*) FILTER (WHERE type = 'company_founded') AS companies
-FROM lifecycle_events WHERE occurred_at >= $1 AND occurred_at < $2
+FROM lifecycle_events WHERE business_at >= $1 AND business_at < $2
 GROUP BY institution_code
 """
 
 # Every figure the report has, as one would write it by hand: one grouped query per part, in
 # one snapshot. The same work as the report, so the ratio to it is the cost of the code path.
-_YEAR = "occurred_at >= $1 AND occurred_at < $2"
+# By business date, on Shanghai's calendar (year_bounds), as the report counts.
+_YEAR = "business_at >= $1 AND business_at < $2"
 _PAY = "type = 'payment_received'"
 _TEAM = "(payload->'distribution'->>'team_reward')::numeric"
 BASELINE_FULL = (
@@ -84,7 +85,7 @@ SELECT institution_code, payload->>'contract_type' AS contract_type, count(*) AS
        sum((payload->>'verified_amount')::numeric) AS verified
 FROM lifecycle_events WHERE {_YEAR} AND type = 'contract_registered' GROUP BY 1, 2""",
     f"""
-SELECT institution_code, extract(month FROM occurred_at AT TIME ZONE 'UTC') AS month,
+SELECT institution_code, extract(month FROM business_at AT TIME ZONE 'Asia/Shanghai') AS month,
        sum((payload->>'amount')::numeric) AS cash
 FROM lifecycle_events WHERE {_YEAR} AND {_PAY} GROUP BY 1, 2""",
     f"""
@@ -95,7 +96,7 @@ FROM lifecycle_events WHERE {_YEAR} AND type IN ('disclosed', 'stage_entered') G
     """
 SELECT e.institution_code, a.field, a.funding_kinds, count(*) AS n
 FROM lifecycle_events e LEFT JOIN achievements a USING (achievement_id)
-WHERE e.occurred_at >= $1 AND e.occurred_at < $2 AND e.type = 'disclosed'
+WHERE e.business_at >= $1 AND e.business_at < $2 AND e.type = 'disclosed'
 GROUP BY 1, 2, 3""",
     f"""
 SELECT r.institution_code, count(*) FILTER (WHERE jsonb_typeof(d.payload->'inventors')

@@ -8,10 +8,13 @@ events only, so it can be checked against the sums of the underlying payloads to
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from schemas.jurisdiction import DEFAULT_JURISDICTION, JURISDICTIONS
 from schemas.money import Money
 
 # The years a report can be built for: one range for the workflow, the gateway and the CLI.
@@ -30,6 +33,27 @@ FUNNEL_STAGES = (
     "completed",
 )
 CONTRACT_TYPES = ("development", "transfer", "licence", "consulting", "service")
+
+# A year's books close on 10 January of the next year, at midnight in the jurisdiction's zone;
+# the Schedule files the report two hours later. An event dated in the year and recorded before
+# the close counts in the year's report; one recorded later is a correction in the report of the
+# year it was recorded in, so a filed year never changes (docs/architecture.md).
+BOOKS_CLOSE_MONTH, BOOKS_CLOSE_DAY = 1, 10
+
+
+def report_zone(jurisdiction: str = DEFAULT_JURISDICTION) -> ZoneInfo:
+    """The zone of the jurisdiction's reporting years (China Standard Time for CN, CN-SH)."""
+    return ZoneInfo(JURISDICTIONS[jurisdiction].time_zone)
+
+
+def books_close(year: int, zone: ZoneInfo) -> datetime:
+    """When the year's figures are final: later events dated in it are next year's corrections."""
+    return datetime(year + 1, BOOKS_CLOSE_MONTH, BOOKS_CLOSE_DAY, tzinfo=zone)
+
+
+def previous_year(now: datetime, zone: ZoneInfo) -> int:
+    """The year before `now` on the jurisdiction's calendar (not UTC's)."""
+    return now.astimezone(zone).year - 1
 
 
 class _Part(BaseModel):
@@ -105,10 +129,44 @@ class CompaniesPart(_Part):
     equity_held: Money
 
 
+class Correction(_Part):
+    """Events dated in an earlier year but recorded after that year's books closed.
+
+    That year's report stays as filed; what arrived late is reported here, in the report of the
+    year it was recorded in, with the year it belongs to.
+    """
+
+    year: int = Field(ge=FIRST_YEAR, le=LAST_YEAR, description="The year the events belong to")
+    events: int = Field(ge=0)
+    disclosed: int = Field(ge=0)
+    contracts: CountAmount
+    payments: int = Field(ge=0)
+    cash_received: Money
+    costs: Money
+    net_income: Money
+    team_reward: Money
+    tto_fund: Money
+    institution: Money
+    companies_created: int = Field(ge=0)
+    equity_registered: int = Field(ge=0)
+    equity_held: Money
+
+
 class InstitutionAnnualReport(_Part):
+    """Every figure but `generated_at` is a function of the recorded events: rebuilding a closed
+    year's report gives the same report, `generated_at` aside."""
+
     institution_code: str
     year: int = Field(ge=FIRST_YEAR, le=LAST_YEAR)
     generated_at: AwareDatetime
+    time_zone: str = Field(
+        default="Asia/Shanghai", description="The zone of the year's bounds and its months"
+    )
+    closes_at: AwareDatetime | None = Field(
+        default=None,
+        description="Events dated in the year and recorded from then on are corrections in "
+        "the next year's report",
+    )
     events_in_year: int = Field(ge=0)
     achievements: AchievementsPart
     deals: DealsPart
@@ -117,13 +175,30 @@ class InstitutionAnnualReport(_Part):
     rewards: RewardsPart
     companies: CompaniesPart
     funnel: dict[str, int] = Field(description="Achievements entering each stage in the year")
+    corrections: list[Correction] = Field(
+        default_factory=list,
+        description="Earlier years' events recorded after those years closed, by year",
+    )
 
 
 class AnnualReportInput(_Part):
     year: int | None = Field(
-        default=None, ge=2000, le=2100, description="None: the year before the start time"
+        default=None,
+        ge=2000,
+        le=2100,
+        description="None: the year before the start time, on the jurisdiction's calendar",
     )
     institution_code: str | None = Field(default=None, description="None: every institution")
+    jurisdiction: str = Field(
+        default=DEFAULT_JURISDICTION, description="Whose calendar the year runs on"
+    )
+
+    @field_validator("jurisdiction")
+    @classmethod
+    def _known_jurisdiction(cls, value: str) -> str:
+        if value not in JURISDICTIONS:
+            raise ValueError(f"unknown jurisdiction {value!r}; known: {', '.join(JURISDICTIONS)}")
+        return value
 
 
 class SubmittedReport(_Part):

@@ -2,7 +2,8 @@
 emits (workflows/lifecycle.py), recorded through the real projection activity.
 
 The generator keeps every event in memory, so tests can compute the expected figures
-independently of the SQL under test.
+independently of the SQL under test: which report an event belongs to is worked out here from
+the payload, in Python, not with the code under test.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 from temporalio.testing import ActivityEnvironment
@@ -49,6 +51,38 @@ OWNERSHIPS: list[tuple[str | None, Decimal]] = [
     (None, Decimal(1)),
 ]
 
+# Shanghai's reporting calendar: China Standard Time, books closing on 10 January.
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+_BUSINESS_DATE = {
+    EventType.PAYMENT_RECEIVED: "paid_at",
+    EventType.CONTRACT_REGISTERED: "registered_at",
+    EventType.COMPANY_FOUNDED: "founded_at",
+}
+
+
+def business_at(e: LifecycleEvent) -> datetime:
+    """When it happened in business terms, on Shanghai's calendar."""
+    key = _BUSINESS_DATE.get(e.type)
+    at = datetime.fromisoformat(e.payload[key]) if key else e.occurred_at
+    return at.astimezone(SHANGHAI)
+
+
+def closes(year: int) -> datetime:
+    return datetime(year + 1, 1, 10, tzinfo=SHANGHAI)
+
+
+def in_year(e: LifecycleEvent, year: int) -> bool:
+    """In the year's own figures: dated in it, recorded before its books closed."""
+    return business_at(e).year == year and e.occurred_at < closes(year)
+
+
+def late_in(e: LifecycleEvent, year: int) -> int | None:
+    """The earlier year whose correction this event is in the year's report, if any."""
+    dated = business_at(e).year
+    if dated < year and closes(year - 1) <= e.occurred_at < closes(year):
+        return dated
+    return None
+
 
 @dataclass
 class Achievement:
@@ -70,12 +104,26 @@ class DataSet:
     events: list[LifecycleEvent] = field(default_factory=list)
     views: dict[str, AchievementView] = field(default_factory=dict)
 
-    def of(self, institution: str, year: int, type: EventType) -> list[LifecycleEvent]:
+    def of(
+        self, institution: str, year: int, type: EventType | None = None
+    ) -> list[LifecycleEvent]:
+        """The events of the year's own figures (type None: of every type)."""
         return [
             e
             for e in self.events
-            if e.institution_code == institution and e.occurred_at.year == year and e.type is type
+            if e.institution_code == institution
+            and in_year(e, year)
+            and (type is None or e.type is type)
         ]
+
+    def late(self, institution: str, year: int) -> dict[int, list[LifecycleEvent]]:
+        """The corrections of the year's report: late events by the year they belong to."""
+        by_year: dict[int, list[LifecycleEvent]] = {}
+        for e in self.events:
+            dated = late_in(e, year) if e.institution_code == institution else None
+            if dated is not None:
+                by_year.setdefault(dated, []).append(e)
+        return by_year
 
 
 def _moment(rng: random.Random, year: int) -> datetime:
@@ -120,7 +168,12 @@ def _lifecycle(
     ownership, owned_by_institution = OWNERSHIPS[len(ds.achievements) % len(OWNERSHIPS)]
     t = _moment(rng, year)
 
-    def emit(type: EventType, payload: dict[str, Any], source: str = "workflow") -> None:
+    def emit(
+        type: EventType,
+        payload: dict[str, Any],
+        source: str = "workflow",
+        delivered: datetime | None = None,
+    ) -> None:
         ds.events.append(
             LifecycleEvent(
                 event_id=str(uuid.uuid4()),
@@ -129,7 +182,7 @@ def _lifecycle(
                 institution_code=inst,
                 type=type,
                 stage=a.stage,
-                occurred_at=t,
+                occurred_at=delivered or t,
                 source=source,
                 payload=payload,
             )
@@ -211,6 +264,8 @@ def _lifecycle(
             paid_at=t,
         )
         distribution = Distribution.of(payment, policy, institution_part=owned_by_institution)
+        # Delivered when paid, or days or weeks later: across a year end, and its close.
+        delay = timedelta(days=rng.choice([0, 0, 0, 2, 9, 45, 120]), hours=rng.randrange(24))
         emit(
             EventType.PAYMENT_RECEIVED,
             {
@@ -218,6 +273,7 @@ def _lifecycle(
                 "distribution": distribution.model_dump(mode="json"),
             },
             "exchange:sstec",
+            delivered=t + delay,
         )
     if {"equity_investment", "self_implementation"} & set(a.modes):
         enter("incubation")

@@ -13,23 +13,37 @@ import uuid
 import zlib
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
 import pytest_asyncio
 from conftest import Stack
-from report_data import DataSet, generate, record
+from report_data import DataSet, business_at, generate, record
 from temporalio.client import ScheduleActionExecutionStartWorkflow
 from temporalio.testing import WorkflowEnvironment
 
 from activities.report_render import to_csv, to_html, to_json
 from activities.reports import build_institution_report, build_reports
-from schemas.events import EventType
-from schemas.report import AnnualReportInput, InstitutionAnnualReport
-from workers.schedules import ensure_annual_report_schedule
+from activities.store import _migrations, migrate
+from schemas.events import EventType, LifecycleEvent
+from schemas.policy import DEFAULT_POLICY
+from schemas.report import (
+    AnnualReportInput,
+    CountAmount,
+    InstitutionAnnualReport,
+    books_close,
+    previous_year,
+    report_zone,
+)
+from schemas.transaction import Distribution, Payment
+from schemas.views import AchievementView
+from workers.schedules import annual_report_schedule, ensure_annual_report_schedule
 from workers.worker import build_worker
 from workflows.annual_report import AnnualReport
 
@@ -60,7 +74,7 @@ def _expected(ds: DataSet, inst: str, year: int) -> dict[str, object]:
         by_type[e.payload["contract_type"]] = (n + 1, amount + _d(e.payload["amount"]))
     months = [Decimal(0)] * 12
     for e in payments:
-        months[e.occurred_at.month - 1] += _d(e.payload["amount"])
+        months[business_at(e).month - 1] += _d(e.payload["amount"])
     dist = {
         k: sum((_d(e.payload["distribution"][k]) for e in payments), Decimal(0))
         for k in ("net_income", "team_reward", "tto_fund", "institution")
@@ -99,14 +113,32 @@ def _expected(ds: DataSet, inst: str, year: int) -> dict[str, object]:
         "by_field": Counter(v.field for v in views),
         "by_funding": Counter(k for v in views for k in v.funding_kinds),
         "by_ownership": Counter(e.payload.get("ownership", "unknown") for e in disclosed),
-        "events": sum(
-            1 for e in ds.events if e.institution_code == inst and e.occurred_at.year == year
-        ),
+        "events": len(ds.of(inst, year)),
     }
 
 
+def _expected_corrections(ds: DataSet, inst: str, year: int) -> list[dict[str, object]]:
+    """Each earlier year's late events in the year's report, summed in Python."""
+    out: list[dict[str, object]] = []
+    for dated, events in sorted(ds.late(inst, year).items()):
+        payments = [e for e in events if e.type is EventType.PAYMENT_RECEIVED]
+        out.append(
+            {
+                "year": dated,
+                "events": len(events),
+                "payments": len(payments),
+                "cash_received": sum((_d(e.payload["amount"]) for e in payments), Decimal(0)),
+                "costs": sum((_d(e.payload["costs"]) for e in payments), Decimal(0)),
+                "team_reward": sum(
+                    (_d(e.payload["distribution"]["team_reward"]) for e in payments), Decimal(0)
+                ),
+            }
+        )
+    return out
+
+
 async def test_report_figures_match_independent_sums(db: asyncpg.Pool, dataset: DataSet) -> None:
-    checked_cash = Decimal(0)
+    checked_cash, checked_late = Decimal(0), 0
     for inst in dataset.institutions:
         for year in YEARS:
             r = await build_institution_report(db, inst, year, datetime.now(UTC))
@@ -150,11 +182,20 @@ async def test_report_figures_match_independent_sums(db: asyncpg.Pool, dataset: 
             assert r.achievements.by_funding_kind == dict(x["by_funding"])  # type: ignore[call-overload]
             assert r.achievements.by_ownership == dict(x["by_ownership"])  # type: ignore[call-overload]
             assert r.funnel["disclosure"] == x["disclosed"]
+            corrections = [
+                c.model_dump(include={"year", "events", "payments", "cash_received", "costs"})
+                | {"team_reward": c.team_reward}
+                for c in r.corrections
+            ]
+            assert corrections == _expected_corrections(dataset, inst, year)
             checked_cash += r.income.cash_received
+            checked_late += sum(c.payments for c in r.corrections)
     # The data set must actually contain money, paid in more than one year.
     assert checked_cash > 0
-    paid = {e.occurred_at.year for e in dataset.events if e.type is EventType.PAYMENT_RECEIVED}
+    paid = {business_at(e).year for e in dataset.events if e.type is EventType.PAYMENT_RECEIVED}
     assert len(paid & set(YEARS)) >= 2
+    # And payments delivered after their year closed, shown as corrections the year after.
+    assert checked_late > 0
 
 
 async def test_json_and_csv_carry_the_same_figures(
@@ -171,6 +212,255 @@ async def test_json_and_csv_carry_the_same_figures(
     assert int(cash["count"]) == parsed.income.payments
     months = [Decimal(r["amount"]) for r in rows if r["item"].startswith("month:")]
     assert months == parsed.income.by_month
+
+
+# ---------------------------------------------------------------------------- business dates
+
+CST = ZoneInfo("Asia/Shanghai")
+
+
+class _Ledger:
+    """One fresh institution's hand-written events, recorded through the real projection."""
+
+    def __init__(self) -> None:
+        self.inst = f"B{uuid.uuid4().hex[:6].upper()}"
+        self.ds = DataSet(institutions=[self.inst], years=[])
+
+    def _emit(
+        self, type: EventType, payload: dict[str, Any], occurred_at: datetime, n: int
+    ) -> None:
+        aid = f"{self.inst}-{n:03d}"
+        self.ds.events.append(
+            LifecycleEvent(
+                event_id=str(uuid.uuid4()),
+                achievement_id=aid,
+                workflow_id=f"achievement-{aid}",
+                institution_code=self.inst,
+                type=type,
+                stage="transaction",
+                occurred_at=occurred_at,
+                source="test",
+                payload=payload,
+            )
+        )
+        self.ds.views[aid] = AchievementView(
+            achievement_id=aid,
+            workflow_id=f"achievement-{aid}",
+            institution_code=self.inst,
+            title=f"Dated achievement {aid}",
+            field="biomedicine",
+            stage="transaction",
+            modes=["licence"],
+            funding_kinds=[],
+            mandatory_listing_due=None,
+            waiting_on=None,
+            waiting_until=None,
+            synthetic=True,
+            updated_at=occurred_at,
+        )
+
+    def pay(self, amount: str, paid_at: datetime, delivered: datetime) -> None:
+        n = len(self.ds.events)
+        payment = Payment(
+            event_id=f"pay-{self.inst}-{n}",
+            exchange="sstec",
+            listing_id=f"L-{self.inst}-{n}",
+            instalment=1,
+            amount=Decimal(amount),
+            costs=Decimal("10.00"),
+            paid_at=paid_at,
+        )
+        distribution = Distribution.of(payment, DEFAULT_POLICY, team_rounds_up=True)
+        payload = {
+            **payment.model_dump(mode="json"),
+            "distribution": distribution.model_dump(mode="json"),
+        }
+        self._emit(EventType.PAYMENT_RECEIVED, payload, delivered, n)
+
+    def contract(self, amount: str, registered_at: datetime, delivered: datetime) -> None:
+        payload = {
+            "certificate_number": "TC-1",
+            "verified_amount": amount,
+            "tax_preference_eligible": True,
+            "registered_at": registered_at.isoformat(),
+            "contract_type": "licence",
+            "amount": amount,
+        }
+        self._emit(EventType.CONTRACT_REGISTERED, payload, delivered, len(self.ds.events))
+
+    def company(self, founded_at: datetime, delivered: datetime) -> None:
+        payload = {"company_name": "Spin-off", "founded_at": founded_at.isoformat()}
+        self._emit(EventType.COMPANY_FOUNDED, payload, delivered, len(self.ds.events))
+
+    def disclose(self, disclosed_at: datetime) -> None:
+        self._emit(EventType.DISCLOSED, {"title": "x"}, disclosed_at, len(self.ds.events))
+
+    async def record(self, db: asyncpg.Pool) -> None:
+        await record(db, self.ds.events, self.ds)
+
+    async def report(self, db: asyncpg.Pool, year: int) -> InstitutionAnnualReport:
+        return await build_institution_report(db, self.inst, year, datetime.now(UTC))
+
+
+async def _sql_cash(db: asyncpg.Pool, inst: str, year: int) -> Decimal:
+    """An independent sum: payments paid in the year in Shanghai, delivered before 10 January."""
+    total: Decimal = await db.fetchval(
+        """SELECT coalesce(sum((payload->>'amount')::numeric), 0) FROM lifecycle_events
+        WHERE institution_code = $1 AND type = 'payment_received'
+          AND extract(year FROM (payload->>'paid_at')::timestamptz AT TIME ZONE 'Asia/Shanghai')
+              = $2::int
+          AND occurred_at < make_timestamptz($2::int + 1, 1, 10, 0, 0, 0, 'Asia/Shanghai')""",
+        inst,
+        year,
+    )
+    return total
+
+
+async def test_a_31_december_payment_delivered_in_january_counts_in_december(
+    db: asyncpg.Pool,
+) -> None:
+    y = THIS_YEAR - 2
+    ledger = _Ledger()
+    ledger.pay(
+        "1000.00", datetime(y, 12, 31, 15, tzinfo=CST), datetime(y + 1, 1, 2, 10, tzinfo=CST)
+    )
+    await ledger.record(db)
+    december, january = await ledger.report(db, y), await ledger.report(db, y + 1)
+    assert (december.income.payments, december.income.cash_received) == (1, Decimal("1000.00"))
+    assert december.income.by_month[11] == Decimal("1000.00")
+    assert december.income.cash_received == await _sql_cash(db, ledger.inst, y)
+    assert (january.income.payments, january.corrections) == (0, [])
+
+
+async def test_the_year_turns_at_shanghai_midnight_not_utc(db: asyncpg.Pool) -> None:
+    y = THIS_YEAR - 2
+    before = datetime(y, 12, 31, 23, 30, tzinfo=CST)  # 15:30 UTC: the same day in UTC
+    after = datetime(y + 1, 1, 1, 0, 30, tzinfo=CST)  # 16:30 UTC on 31 December, in UTC
+    ledger = _Ledger()
+    for at, amount in ((before, "100.00"), (after, "200.00")):
+        ledger.pay(amount, at, at)
+        ledger.contract(amount, at, at)
+        ledger.company(at, at)
+        ledger.disclose(at)
+    await ledger.record(db)
+    old, new = await ledger.report(db, y), await ledger.report(db, y + 1)
+    for report, amount, month in ((old, "100.00", 11), (new, "200.00", 0)):
+        assert report.income.cash_received == Decimal(amount)
+        assert report.income.by_month[month] == Decimal(amount)
+        assert report.contracts.total == CountAmount(count=1, amount=Decimal(amount))
+        assert report.companies.companies_created == 1
+        assert report.achievements.disclosed == 1
+        assert report.events_in_year == 4
+        assert report.time_zone == "Asia/Shanghai"
+        assert report.income.cash_received == await _sql_cash(db, ledger.inst, report.year)
+
+
+async def test_a_payment_for_a_closed_year_is_a_correction_in_the_next_report(
+    db: asyncpg.Pool,
+) -> None:
+    y = THIS_YEAR - 2
+    ledger = _Ledger()
+    ledger.pay("500.00", datetime(y, 6, 1, tzinfo=CST), datetime(y, 6, 1, tzinfo=CST))
+    await ledger.record(db)
+    filed = await ledger.report(db, y)
+    # Paid on 20 December, delivered after the books closed on 10 January.
+    ledger.ds.events.clear()
+    ledger.pay("300.00", datetime(y, 12, 20, tzinfo=CST), datetime(y + 1, 1, 10, tzinfo=CST))
+    await ledger.record(db)
+    again, next_year = await ledger.report(db, y), await ledger.report(db, y + 1)
+    assert filed.closes_at == datetime(y + 1, 1, 10, tzinfo=CST)
+    assert again.income.cash_received == filed.income.cash_received == Decimal("500.00")
+    assert next_year.income.cash_received == Decimal("0.00")
+    [correction] = next_year.corrections
+    assert (correction.year, correction.payments, correction.events) == (y, 1, 1)
+    assert correction.cash_received == Decimal("300.00")
+    assert correction.costs + correction.net_income == correction.cash_received
+    assert correction.net_income == (
+        correction.team_reward + correction.tto_fund + correction.institution
+    )
+    assert correction.team_reward == Decimal("203.00")  # 70 % of 290.00
+    rows = list(csv.DictReader(io.StringIO(to_csv([next_year]))))
+    cash = next(r for r in rows if (r["part"], r["item"]) == (f"correction:{y}", "cash_received"))
+    assert Decimal(cash["amount"]) == Decimal("300.00")
+    assert "Corrections to earlier years" in to_html([next_year], y + 1)
+
+
+async def test_rebuilding_a_year_gives_the_same_report_but_generated_at(
+    db: asyncpg.Pool, dataset: DataSet
+) -> None:
+    inst, year = dataset.institutions[1], YEARS[1]
+    first = await build_institution_report(db, inst, year, datetime(2030, 1, 1, tzinfo=UTC))
+    second = await build_institution_report(db, inst, year, datetime(2031, 6, 1, tzinfo=UTC))
+    assert first.generated_at != second.generated_at
+    assert first.model_dump(exclude={"generated_at"}) == second.model_dump(exclude={"generated_at"})
+    assert first.income.cash_received > 0 or first.corrections
+
+
+async def test_migration_backfills_the_business_date_of_existing_events(
+    postgres_dsn: str,
+) -> None:
+    """Rows written before migration 0006 get their business date from the migration."""
+    name = f"backfill_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(postgres_dsn)
+    try:
+        await admin.execute(f"CREATE DATABASE {name}")
+    finally:
+        await admin.close()
+    dsn = urlsplit(postgres_dsn)._replace(path=f"/{name}").geturl()
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "CREATE TABLE schema_migrations (version TEXT PRIMARY KEY,"
+            " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        for version, sql in _migrations():
+            if version >= "0006":
+                break
+            await conn.execute(sql)
+            await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+        insert = """INSERT INTO lifecycle_events (event_id, achievement_id, workflow_id,
+            institution_code, type, stage, occurred_at, source, payload)
+            VALUES ($1, 'A', 'W', 'I', $2, 's', '2026-01-02T02:00:00Z', 'x', $3::jsonb)"""
+        await conn.execute(
+            insert, "p", "payment_received", '{"paid_at": "2025-12-31T15:00:00+08:00"}'
+        )
+        await conn.execute(insert, "s", "stage_entered", '{"stage": "transaction"}')
+        assert "0006_business_dates" in await migrate(dsn)
+        rows: dict[str, datetime] = {
+            r["event_id"]: r["business_at"]
+            for r in await conn.fetch("SELECT event_id, business_at FROM lifecycle_events")
+        }
+        assert rows["p"] == datetime(2025, 12, 31, 7, tzinfo=UTC)
+        assert rows["s"] == datetime(2026, 1, 2, 2, tzinfo=UTC)
+    finally:
+        await conn.close()
+        admin = await asyncpg.connect(postgres_dsn)
+        try:
+            await admin.execute(f"DROP DATABASE {name}")
+        finally:
+            await admin.close()
+
+
+def test_the_report_year_before_is_on_the_jurisdictions_calendar() -> None:
+    # 00:30 on 1 January in Shanghai is still 31 December in UTC.
+    now = datetime(THIS_YEAR, 12, 31, 16, 30, tzinfo=UTC)
+    assert previous_year(now, report_zone("CN-SH")) == THIS_YEAR
+    assert previous_year(now - timedelta(hours=1), report_zone("CN-SH")) == THIS_YEAR - 1
+
+
+def test_the_annual_report_schedule_fires_on_the_jurisdictions_calendar() -> None:
+    spec = annual_report_schedule("q").spec
+    assert spec.time_zone_name == "Asia/Shanghai"
+    [calendar] = spec.calendars
+    fires = datetime(
+        THIS_YEAR + 1,
+        calendar.month[0].start,
+        calendar.day_of_month[0].start,
+        calendar.hour[0].start,
+        tzinfo=CST,
+    )
+    # After the year's books close, so the filed report is the one any rebuild gives.
+    assert books_close(THIS_YEAR, CST) < fires
 
 
 # ---------------------------------------------------------------------------- HTML in Chromium
@@ -302,6 +592,7 @@ async def test_schedule_is_idempotent_and_fires_for_every_institution(
         calendar = described.schedule.spec.calendars[0]
         assert [r.start for r in calendar.month] == [1]
         assert [r.start for r in calendar.day_of_month] == [10]
+        assert described.schedule.spec.time_zone_name == "Asia/Shanghai"
         assert described.schedule.state.paused, "re-applying the schedule must keep its state"
         await again.unpause()
         async with build_worker(client, stack.deps, task_queue, stack.settings):

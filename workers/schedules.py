@@ -1,7 +1,9 @@
 """The `annual-report` Temporal Schedule, created or updated idempotently.
 
-Each year on 10 January, 02:00 UTC, it starts AnnualReport for the year before (the workflow
-derives the year from its start time), for every institution with events that year.
+Each year on 10 January, 02:00 on the jurisdiction's calendar (China Standard Time for
+Shanghai, not UTC), two hours after the year's books close (schemas/report.py books_close), it
+starts AnnualReport for the year before (the workflow derives the year from its start time, on
+the same calendar), for every institution with events in that report.
 """
 
 from __future__ import annotations
@@ -25,30 +27,34 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
-from schemas.report import AnnualReportInput
+from schemas.jurisdiction import DEFAULT_JURISDICTION, JURISDICTIONS
+from schemas.report import BOOKS_CLOSE_DAY, BOOKS_CLOSE_MONTH, AnnualReportInput
 from workflows.annual_report import AnnualReport
 
 log = structlog.get_logger(__name__)
 
 ANNUAL_REPORT_SCHEDULE_ID = "annual-report"
+# After the close at midnight: the projection has had two hours for the last events before it.
+FILING_HOUR = 2
 
 
-def annual_report_schedule(task_queue: str) -> Schedule:
+def annual_report_schedule(task_queue: str, jurisdiction: str = DEFAULT_JURISDICTION) -> Schedule:
     return Schedule(
         action=ScheduleActionStartWorkflow(
             AnnualReport.run,
-            AnnualReportInput(),
+            AnnualReportInput(jurisdiction=jurisdiction),
             id="annual-report",  # the schedule appends the scheduled time
             task_queue=task_queue,
         ),
         spec=ScheduleSpec(
             calendars=[
                 ScheduleCalendarSpec(
-                    month=[ScheduleRange(1)],
-                    day_of_month=[ScheduleRange(10)],
-                    hour=[ScheduleRange(2)],
+                    month=[ScheduleRange(BOOKS_CLOSE_MONTH)],
+                    day_of_month=[ScheduleRange(BOOKS_CLOSE_DAY)],
+                    hour=[ScheduleRange(FILING_HOUR)],
                 )
-            ]
+            ],
+            time_zone_name=JURISDICTIONS[jurisdiction].time_zone,
         ),
         # A server down over 10 January still reports once it is back, within the month.
         policy=SchedulePolicy(

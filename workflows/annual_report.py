@@ -1,13 +1,14 @@
 """AnnualReport: each institution's annual report, built from recorded events and submitted.
 
 Started each January by the `annual-report` Schedule (workers/schedules.py) for the year
-before, or on demand for a given year and institution.
+before, or on demand for a given year and institution. Years run on the jurisdiction's calendar
+(China Standard Time for Shanghai), as do the report's figures (activities/reports.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -21,7 +22,10 @@ with workflow.unsafe.imports_passed_through():
         AnnualReportResult,
         InstitutionAnnualReport,
         SubmittedReport,
+        previous_year,
+        report_zone,
     )
+    from workflows import patches
     from workflows.options import call_system
 
 # A year of events of one institution is a few aggregates over an index: seconds, but let a
@@ -41,27 +45,29 @@ class AnnualReport:
     @workflow.run
     async def run(self, input: AnnualReportInput) -> AnnualReportResult:
         now = workflow.now()
-        year = input.year if input.year is not None else now.year - 1
+        year = input.year if input.year is not None else _year_before(now, input.jurisdiction)
         if input.institution_code is not None:
             codes = [input.institution_code]
         else:
             codes = await workflow.execute_activity_method(
                 ReportActivities.active_institutions,
-                year,
+                args=[year, input.jurisdiction],
                 start_to_close_timeout=REPORT_TIMEOUT,
                 retry_policy=REPORT_RETRY,
             )
         submitted: list[SubmittedReport] = []
         for start in range(0, len(codes), BATCH):
             batch = codes[start : start + BATCH]
-            submitted += await asyncio.gather(*(self._report(code, year) for code in batch))
+            submitted += await asyncio.gather(
+                *(self._report(code, year, input.jurisdiction) for code in batch)
+            )
         workflow.logger.info("Annual reports %s submitted: %d", year, len(submitted))
         return AnnualReportResult(year=year, submitted=submitted)
 
-    async def _report(self, institution: str, year: int) -> SubmittedReport:
+    async def _report(self, institution: str, year: int, jurisdiction: str) -> SubmittedReport:
         report: InstitutionAnnualReport = await workflow.execute_activity_method(
             ReportActivities.build_institution_report,
-            args=[institution, year, workflow.now()],
+            args=[institution, year, workflow.now(), jurisdiction],
             start_to_close_timeout=REPORT_TIMEOUT,
             retry_policy=REPORT_RETRY,
         )
@@ -84,3 +90,12 @@ class AnnualReport:
             receipt_number=receipt.receipt_number,
             cash_received=report.income.cash_received,
         )
+
+
+def _year_before(now: datetime, jurisdiction: str) -> int:
+    """The year before the start, on the jurisdiction's calendar. It differs from UTC's only in
+    the hours between midnight there and midnight UTC on 1 January: gated only there."""
+    local = previous_year(now, report_zone(jurisdiction))
+    if local != now.year - 1 and patches.report_year_on_jurisdiction_calendar():
+        return local
+    return now.year - 1

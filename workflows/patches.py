@@ -126,6 +126,15 @@ EQUITY_FOLLOWS_OWNERSHIP = Patch(
     old_path="technology equity registered as the institution's alone",
     where="workflows/lifecycle/stages.py _incubation",
 )
+REPORT_YEAR_ON_JURISDICTION_CALENDAR = Patch(
+    id="report-year-on-jurisdiction-calendar",
+    shipped="this change (the annual report's default year on the jurisdiction's calendar)",
+    # To be tests/histories/before-report-year-on-jurisdiction-calendar once recorded; None
+    # for now: no committed history is an AnnualReport started in those hours.
+    histories=None,
+    old_path="the default year is the UTC year before the start (now.year - 1)",
+    where="workflows/annual_report.py _year_before",
+)
 
 LEDGER = (
     PER_SYSTEM_TASK_QUEUES,
@@ -141,6 +150,7 @@ LEDGER = (
     INCUBATOR_EVENTS_HELD,
     OWNERSHIP_SPLITS_INCOME,
     EQUITY_FOLLOWS_OWNERSHIP,
+    REPORT_YEAR_ON_JURISDICTION_CALENDAR,
 )
 
 
@@ -194,3 +204,7 @@ def ownership_splits_income() -> bool:
 
 def equity_follows_ownership() -> bool:
     return workflow.patched(EQUITY_FOLLOWS_OWNERSHIP.id)
+
+
+def report_year_on_jurisdiction_calendar() -> bool:
+    return workflow.patched(REPORT_YEAR_ON_JURISDICTION_CALENDAR.id)
