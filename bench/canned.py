@@ -1,5 +1,9 @@
 """In-process activities under the engine's own names that return canned results: no HTTP and
-no PostgreSQL, to separate the cost of the external calls from the cost of orchestration."""
+no PostgreSQL, to separate the cost of the external calls from the cost of orchestration.
+
+The fast workflow tests answer with them too (tests/helpers/canned_systems.py), so a canned
+answer that changes here changes what those tests see.
+"""
 
 from __future__ import annotations
 

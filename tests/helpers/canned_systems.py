@@ -10,7 +10,8 @@ time-skipping server in a fraction of a second.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from temporalio import activity
@@ -19,17 +20,26 @@ from temporalio.worker import Interceptor, Worker
 
 from bench import canned
 from helpers.eventually import assert_eventually
+from helpers.lifecycle import end_if_open
 from schemas.events import LifecycleEvent
 from schemas.exchange_api import ListingResponse, WithdrawListingRequest
-from schemas.registry_api import PocCancellationRequest, PocCancellationResponse
+from schemas.registry_api import (
+    AchievementRegistration,
+    PocCancellationRequest,
+    PocCancellationResponse,
+    RegisterAchievementRequest,
+)
 from schemas.views import AchievementView
 from workers.worker import WORKFLOWS, WorkerGroup, cache_workflow_bytecode
+from workflows.lifecycle import AchievementLifecycle
 
 
 class CannedSystems:
     """Canned registry and exchange, and a projection that remembers; one per test."""
 
     def __init__(self) -> None:
+        # Every lifecycle that registered: each does first, so none is missed at the end.
+        self.lifecycles: set[str] = set()
         self.events: list[LifecycleEvent] = []
         self._event_ids: set[str] = set()
         # (exchange, listing id) -> calls: the exchange must be asked once, not once per event.
@@ -38,6 +48,15 @@ class CannedSystems:
         self.poc_cancellations: Counter[tuple[str, str]] = Counter()
 
     # Under the real names, so the workflows schedule them exactly as in production.
+
+    @activity.defn(name="registry.register_achievement")
+    async def register_achievement(
+        self, key: str, request: RegisterAchievementRequest
+    ) -> AchievementRegistration:
+        workflow_id = activity.info().workflow_id
+        assert workflow_id is not None  # a workflow's activity, never a standalone one
+        self.lifecycles.add(workflow_id)
+        return await canned.register_achievement(key, request)
 
     @activity.defn(name="projection.record_events")
     async def record_events(self, events: list[LifecycleEvent], view: AchievementView) -> int:
@@ -99,8 +118,13 @@ class CannedSystems:
         external system."""
         cache_workflow_bytecode()  # the sandbox re-imports the workflow modules for every run
         registry: list[Callable[..., Any]] = [
-            self.cancel_poc_application if a is canned.cancel_poc_application else a
-            for a in canned.REGISTRY
+            self.register_achievement,
+            self.cancel_poc_application,
+            *(
+                a
+                for a in canned.REGISTRY
+                if a not in (canned.register_achievement, canned.cancel_poc_application)
+            ),
         ]
         exchange: list[Callable[..., Any]] = [
             canned.search,
@@ -124,3 +148,23 @@ class CannedSystems:
             Worker(client, task_queue=f"{task_queue}-registry", activities=registry),
             Worker(client, task_queue=f"{task_queue}-exchange", activities=exchange),
         )
+
+    @asynccontextmanager
+    async def serving(
+        self, client: Client, task_queue: str, interceptors: Sequence[Interceptor] = ()
+    ) -> AsyncIterator[WorkerGroup]:
+        """The worker, running until every lifecycle of the test is closed.
+
+        A test that fails midway leaves its lifecycle open. Once the worker is gone, the
+        lifecycle's next timer gives the shared time-skipping server a workflow task nobody
+        takes, and the server stops skipping time for every test after it: one failure would
+        fail them all.
+        """
+        async with self.worker(client, task_queue, interceptors) as group:
+            try:
+                yield group
+            finally:
+                for workflow_id in sorted(self.lifecycles):
+                    await end_if_open(
+                        client.get_workflow_handle_for(AchievementLifecycle.run, workflow_id)
+                    )

@@ -7,6 +7,7 @@ state matches and every event so far has been handed to the projection.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import Awaitable, Callable
@@ -15,7 +16,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
@@ -119,6 +125,26 @@ async def finish(handle: Handle) -> LifecycleResult:
         AchievementLifecycle.withdraw, Withdrawal(reason="test over", requested_by="test")
     )
     return await handle.result()
+
+
+async def end_if_open(handle: Handle, within: float = 10.0) -> None:
+    """After a test, however it went: withdraw the lifecycle if it is still open and wait for
+    its end, or, if it cannot end (stuck, failing), terminate it.
+
+    Withdrawing first because terminating a lifecycle with an activity in flight leaves the
+    time-skipping server counting that activity for good, and it stops skipping time.
+    """
+    try:
+        async with asyncio.timeout(within):
+            try:
+                await finish(handle)
+            except WorkflowUpdateFailedError:  # already ending: let it
+                await handle.result()
+    except RPCError as err:
+        if err.status is not RPCStatusCode.NOT_FOUND:  # not closed already
+            raise
+    except (TimeoutError, WorkflowFailureError):
+        await handle.terminate("test over: it could not end by itself")
 
 
 async def today(env: WorkflowEnvironment) -> date:
