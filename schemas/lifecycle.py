@@ -31,6 +31,7 @@ from schemas.proof_of_concept import PocResult
 from schemas.transaction import (
     ContractRegistration,
     Deal,
+    DealRejection,
     Listing,
     PricingMethod,
     RecordedPayment,
@@ -128,6 +129,13 @@ class LifecycleState(BaseModel):
     mandatory_listing_exempted: bool = False
     mandatory_listing_triggered: bool = False
     overdue_instalments: list[int] = Field(default_factory=list)
+    # Deals refused here that the exchange has still to be told of (the stage tells it).
+    deals_to_reject: list[DealRejection] = Field(default_factory=list)
+    # Listings of this round are the current ones; re-listings so far in this transaction.
+    listing_round: int = 0
+    relisted: int = 0
+    # When every listing of the round had closed without a deal (expired), if it has.
+    listings_lapsed_at: AwareDatetime | None = None
     # External event ids already applied: a redelivered webhook has no second effect.
     seen_event_ids: list[str] = Field(default_factory=list)
     # Events decided but not yet appended to PostgreSQL; carried across continue-as-new.
