@@ -276,6 +276,7 @@ async def test_expired_listings_are_relisted_per_policy_then_held_as_a_resource(
     await handle.signal(AchievementLifecycle.listing_expired, _expire(*_ids(first[1])))
     st = await until(handle, lambda s: s.listings_lapsed_at is not None)
     assert st.waiting is not None and "re-listing 1 of 1" in st.waiting.on
+    assert st.listings_lapsed_at is not None
     assert st.waiting.until == st.listings_lapsed_at + timedelta(days=10)
 
     await time_skipping_env.sleep(timedelta(days=11))

@@ -163,14 +163,15 @@ class LifecycleStages(LifecycleEngine):
 
     async def _transaction(self) -> None:
         s = self.state
+        await self._list_on_exchanges(mandatory=s.mandatory_listing_triggered)
         while s.deal is None:
-            await self._list_on_exchanges(mandatory=s.mandatory_listing_triggered)
             await self._reject_refused_deals()
             if s.deal is not None:
                 break
             if s.listings_lapsed_at is not None:
                 if not await self._relist_when_due():
                     return  # held as a resource
+                await self._list_on_exchanges(mandatory=s.mandatory_listing_triggered)
                 continue
             self.show_waiting(
                 "a deal on the exchange (publicity period first)",
