@@ -1,4 +1,4 @@
-"""Exchange activities: technology search, listings and their withdrawal."""
+"""Exchange activities: technology search, listings, their withdrawal and refused deals."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from schemas.evaluation import TechnologySearchResult
 from schemas.exchange_api import (
     CreateListingRequest,
     ListingResponse,
+    RejectDealRequest,
     SearchRequest,
     WithdrawListingRequest,
 )
@@ -33,3 +34,9 @@ class ExchangeActivities:
         self, key: str, exchange: str, listing_id: str, request: WithdrawListingRequest
     ) -> ListingResponse:
         return await self._client.withdraw_listing(exchange, listing_id, request, key)
+
+    @activity.defn(name="exchange.reject_deal")
+    async def reject_deal(
+        self, key: str, exchange: str, listing_id: str, deal_id: str, request: RejectDealRequest
+    ) -> ListingResponse:
+        return await self._client.reject_deal(exchange, listing_id, deal_id, request, key)

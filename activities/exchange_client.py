@@ -12,6 +12,7 @@ from schemas.evaluation import TechnologySearchResult
 from schemas.exchange_api import (
     CreateListingRequest,
     ListingResponse,
+    RejectDealRequest,
     SearchRequest,
     WithdrawListingRequest,
 )
@@ -62,6 +63,24 @@ class ExchangeClient:
         """Withdrawing twice is a no-op; a dealt listing gives a non-retryable 'listing_dealt'."""
         response = await self._http.post(
             f"/v1/exchanges/{_seg(exchange)}/listings/{_seg(listing_id)}/withdraw",
+            req,
+            headers={IDEMPOTENCY_HEADER: idempotency_key},
+        )
+        return checked(SYSTEM, response, ListingResponse)
+
+    async def reject_deal(
+        self,
+        exchange: str,
+        listing_id: str,
+        deal_id: str,
+        req: RejectDealRequest,
+        idempotency_key: str,
+    ) -> ListingResponse:
+        """Refuse a deal the exchange took; the answer is the listing as the exchange now has
+        it (open again, or as it was when that deal does not stand on it)."""
+        response = await self._http.post(
+            f"/v1/exchanges/{_seg(exchange)}/listings/{_seg(listing_id)}"
+            f"/deals/{_seg(deal_id)}/reject",
             req,
             headers={IDEMPOTENCY_HEADER: idempotency_key},
         )

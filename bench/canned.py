@@ -8,7 +8,7 @@ answer that changes here changes what those tests see.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -19,6 +19,7 @@ from schemas.events import LifecycleEvent
 from schemas.exchange_api import (
     CreateListingRequest,
     ListingResponse,
+    RejectDealRequest,
     SearchRequest,
     WithdrawListingRequest,
 )
@@ -125,13 +126,17 @@ async def search(exchange: str, request: SearchRequest) -> TechnologySearchResul
 @activity.defn(name="exchange.create_listing")
 async def create_listing(key: str, exchange: str, request: CreateListingRequest) -> ListingResponse:
     now = _now()
+    # As the exchange: the seller's exact end, or the older whole days from now.
+    ends = request.publicity_ends_at or now + timedelta(days=request.publicity_days or 0)
+    # A re-listing (key ".../listing/<exchange>/round-<n>") is a listing of its own.
+    round_suffix = key.rsplit("/", 1)[-1] if "/round-" in key else ""
     return ListingResponse(
         exchange=exchange,
-        listing_id=f"L-{request.achievement_id}-{exchange}",
+        listing_id="-".join(filter(None, ["L", request.achievement_id, exchange, round_suffix])),
         achievement_id=request.achievement_id,
         status=ListingStatus.OPEN,
         listed_at=now,
-        publicity_ends_at=now,
+        publicity_ends_at=ends,
     )
 
 
@@ -145,6 +150,21 @@ async def withdraw_listing(
         listing_id=listing_id,
         achievement_id=listing_id,
         status=ListingStatus.WITHDRAWN,
+        listed_at=now,
+        publicity_ends_at=now,
+    )
+
+
+@activity.defn(name="exchange.reject_deal")
+async def reject_deal(
+    key: str, exchange: str, listing_id: str, deal_id: str, request: RejectDealRequest
+) -> ListingResponse:
+    now = _now()
+    return ListingResponse(
+        exchange=exchange,
+        listing_id=listing_id,
+        achievement_id=listing_id,
+        status=ListingStatus.OPEN,
         listed_at=now,
         publicity_ends_at=now,
     )
@@ -169,5 +189,5 @@ REGISTRY: list[Callable[..., Any]] = [
     submit_lifecycle_report,
     submit_annual_report,
 ]
-EXCHANGE: list[Callable[..., Any]] = [search, create_listing, withdraw_listing]
+EXCHANGE: list[Callable[..., Any]] = [search, create_listing, withdraw_listing, reject_deal]
 MAIN: list[Callable[..., Any]] = [*REGISTRY, *EXCHANGE, record_event, record_events]

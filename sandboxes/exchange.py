@@ -39,6 +39,7 @@ from schemas.exchange_api import (
     Faults,
     ListingResponse,
     PaymentData,
+    RejectDealRequest,
     SearchRequest,
     SimulatedBid,
     SimulatedDeal,
@@ -143,8 +144,8 @@ def create_exchange_app(
 
     app = FastAPI(
         title="Technology exchange API (sandbox)",
-        description="Search, listings and withdrawals; every mutating call takes an "
-        "Idempotency-Key header. The exchange reports bids, deals, payments and expiries as "
+        description="Search, listings, withdrawals and rejected deals; every mutating call takes "
+        "an Idempotency-Key header. The exchange reports bids, deals, payments and expiries as "
         "signed webhooks (see `webhooks`). /sandbox routes are test mode only.",
         lifespan=lifespan,
     )
@@ -191,6 +192,11 @@ def create_exchange_app(
         async def effect(conn: Connection) -> JSON:
             seq = await conn.fetchval(f"SELECT nextval('{SCHEMA}.listing_seq')")
             now = datetime.now(UTC)
+            # The seller's exact end (never before the listing itself), or the older whole days.
+            if req.publicity_ends_at is not None:
+                publicity_ends_at = max(req.publicity_ends_at, now)
+            else:
+                publicity_ends_at = now + timedelta(days=req.publicity_days or 0)
             row = await conn.fetchrow(
                 f"INSERT INTO {SCHEMA}.listings (listing_id, exchange, achievement_id, title,"
                 " field, status, request, listed_at, publicity_ends_at)"
@@ -203,7 +209,7 @@ def create_exchange_app(
                 ListingStatus.OPEN.value,
                 req.model_dump(mode="json"),
                 now,
-                now + timedelta(days=req.publicity_days),
+                publicity_ends_at,
             )
             assert row is not None
             return _listing(row).model_dump(mode="json")
@@ -265,6 +271,53 @@ def create_exchange_app(
 
         return await idempotent(pool(), SCHEMA, key, scope(request), req, effect, 200)
 
+    @app.post(
+        "/v1/exchanges/{exchange}/listings/{listing_id}/deals/{deal_id}/reject",
+        response_model=ListingResponse,
+    )
+    async def reject_deal(
+        exchange: str,
+        listing_id: str,
+        deal_id: str,
+        req: RejectDealRequest,
+        request: Request,
+        key: IdempotencyKey = None,
+    ) -> JSONResponse:
+        """The seller refuses a deal: the exchange drops it and the listing is open again.
+        `deal_id` is the event_id of the deal's webhook. A deal that does not stand on the
+        listing (already rejected, or never there) changes nothing: the answer is the listing
+        as it is, so the seller always learns its status."""
+        _check_exchange(exchange)
+
+        async def effect(conn: Connection) -> JSON:
+            row = await _locked_listing(conn, exchange, listing_id)
+            deal = row["deal"]
+            if row["status"] != ListingStatus.DEALT or deal is None or deal["deal_id"] != deal_id:
+                return _listing(row).model_dump(mode="json")
+            now = datetime.now(UTC)
+            updated = await conn.fetchrow(
+                f"UPDATE {SCHEMA}.listings SET status = $2, deal = NULL, closed_at = NULL"
+                " WHERE listing_id = $1 RETURNING *",
+                listing_id,
+                ListingStatus.OPEN.value,
+            )
+            assert updated is not None
+            await conn.execute(
+                f"INSERT INTO {SCHEMA}.deal_rejections"
+                " (exchange, listing_id, achievement_id, deal_id, deal, reason, rejected_at)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                exchange,
+                listing_id,
+                updated["achievement_id"],
+                deal_id,
+                deal,
+                req.reason,
+                now,
+            )
+            return _listing(updated).model_dump(mode="json")
+
+        return await idempotent(pool(), SCHEMA, key, scope(request), req, effect, 200)
+
     # --- test-mode triggers: the demo and the tests act as buyers through these ---
 
     base = "/sandbox/exchanges/{exchange}/listings/{listing_id}"
@@ -315,15 +368,16 @@ def create_exchange_app(
                 amount=req.amount,
                 instalments=req.instalments,
             )
+            event = _event(row, WebhookType.DEAL, deal=deal)
+            # The deal's id is its webhook's event id: the seller rejects a deal by it.
             await conn.execute(
                 f"UPDATE {SCHEMA}.listings SET status = $2, deal = $3, closed_at = $4"
                 " WHERE listing_id = $1",
                 listing_id,
                 ListingStatus.DEALT.value,
-                deal.model_dump(mode="json"),
+                {**deal.model_dump(mode="json"), "deal_id": event.event_id},
                 datetime.now(UTC),
             )
-            event = _event(row, WebhookType.DEAL, deal=deal)
             await enqueue(conn, event)
             return {"event_id": event.event_id}
 

@@ -29,6 +29,8 @@ class EventType(StrEnum):
     LISTED = "listed"
     BID_RECEIVED = "bid_received"
     DEAL_CLOSED = "deal_closed"
+    DEAL_REJECTED = "deal_rejected"
+    LISTING_EXPIRED = "listing_expired"
     LISTING_WITHDRAWN = "listing_withdrawn"
     CONTRACT_REGISTERED = "contract_registered"
     PAYMENT_RECEIVED = "payment_received"

@@ -6,7 +6,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from schemas.disclosure import TechnologyField
 from schemas.money import Money
@@ -33,8 +33,22 @@ class CreateListingRequest(_Request):
     seller_institution: Line = Field(min_length=2, max_length=32)
     asking_price: Money
     pricing: PricingMethod
-    publicity_days: int = Field(ge=0, le=365)
+    # The exact end of publicity: one clock with the workflow, whatever the period (a sub-day
+    # one included). The rounded publicity_days is the older form, still accepted.
+    publicity_ends_at: AwareDatetime | None = Field(
+        default=None,
+        description="When publicity ends (never before the listing); wins over publicity_days",
+    )
+    publicity_days: int | None = Field(
+        default=None, ge=0, le=365, description="Older form: whole days of publicity"
+    )
     mandatory: bool = False
+
+    @model_validator(mode="after")
+    def _publicity_is_given(self) -> CreateListingRequest:
+        if self.publicity_ends_at is None and self.publicity_days is None:
+            raise ValueError("publicity_ends_at (or the older publicity_days) is required")
+        return self
 
 
 class ListingResponse(BaseModel):
@@ -47,6 +61,13 @@ class ListingResponse(BaseModel):
 
 
 class WithdrawListingRequest(_Request):
+    reason: Text = Field(min_length=3, max_length=500)
+
+
+class RejectDealRequest(_Request):
+    """The seller refuses a deal the exchange took (publicity not over, another deal first, a
+    listing not of that exchange): the exchange drops it and the listing is open again."""
+
     reason: Text = Field(min_length=3, max_length=500)
 
 

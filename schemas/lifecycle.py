@@ -32,6 +32,7 @@ from schemas.refusals import HeldIncubatorEvent, RefusedEvent
 from schemas.transaction import (
     ContractRegistration,
     Deal,
+    DealRejection,
     Listing,
     PricingMethod,
     RecordedPayment,
@@ -135,6 +136,13 @@ class LifecycleState(BaseModel):
     poc_application_number: str | None = None
     poc_granted_amount: Money | None = None
     poc_recorded: list[str] = Field(default_factory=list)
+    # Deals refused here that the exchange has still to be told of (the stage tells it).
+    deals_to_reject: list[DealRejection] = Field(default_factory=list)
+    # Listings of this round are the current ones; re-listings so far in this transaction.
+    listing_round: int = 0
+    relisted: int = 0
+    # When every listing of the round had closed without a deal (expired), if it has.
+    listings_lapsed_at: AwareDatetime | None = None
     # External event ids already applied: a redelivered webhook has no second effect.
     seen_event_ids: list[str] = Field(default_factory=list)
     # The last external events not applied, with their reasons (each is also an event).

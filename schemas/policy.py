@@ -65,6 +65,10 @@ class Policy(BaseModel):
     # Transaction.
     publicity_period: timedelta = timedelta(days=15)
     payment_grace: timedelta = timedelta(days=30)
+    # When every listing expired without a deal: list again this many times, each this long
+    # after the expiry; after that the achievement is held as a resource.
+    relist_times: int = Field(default=1, ge=0, le=10)
+    relist_after: timedelta = Field(default=timedelta(days=30), ge=timedelta(0))
     # Item 8: the mandatory listing falls due at this time of day (UTC) on the transformation
     # deadline; by default once the whole day has passed.
     mandatory_listing_due_time: UtcTimeOfDay = time.max

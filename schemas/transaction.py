@@ -44,6 +44,8 @@ class Listing(BaseModel):
     listed_at: AwareDatetime
     publicity_ends_at: AwareDatetime
     mandatory: bool = False
+    # 0 for the first listings; each re-listing after every listing expired is a new round.
+    listing_round: int = 0
 
 
 class Bid(BaseModel):
@@ -68,6 +70,15 @@ class Deal(BaseModel):
     amount: Money
     instalments: int = Field(default=1, ge=1, le=60)
     closed_at: AwareDatetime
+
+
+class DealRejection(BaseModel):
+    """A deal the workflow refused, still to be refused on the exchange that took it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    deal: Deal
+    reason: str
 
 
 class ContractRegistration(BaseModel):

@@ -212,3 +212,46 @@ def test_a_reminder_counts_the_missing_reviews_with_or_without_a_panel() -> None
         "missing": [],
         "missing_reviews": 3,
     }
+
+
+def _closed(s: LifecycleState, status: ListingStatus = ListingStatus.EXPIRED) -> LifecycleState:
+    return s.model_copy(
+        update={"listings": [x.model_copy(update={"status": status}) for x in s.listings]}
+    )
+
+
+def test_listings_lapse_when_every_current_listing_closed_without_a_deal() -> None:
+    s = _in_transaction()
+    assert not rules.listings_lapsed(s)
+    one_open = s.model_copy(update={"listings": [_closed(s).listings[0], s.listings[1]]})
+    assert not rules.listings_lapsed(one_open)
+    assert rules.listings_lapsed(_closed(s))
+    assert not rules.listings_lapsed(_closed(s).model_copy(update={"deal": _deal("S-1")}))
+    # A new round without listings yet has nothing to lapse; its listings are the current ones.
+    assert not rules.listings_lapsed(_closed(s).model_copy(update={"listing_round": 1}))
+    relisted = _closed(s).model_copy(
+        update={
+            "listing_round": 1,
+            "listings": [
+                *_closed(s).listings,
+                s.listings[0].model_copy(update={"listing_round": 1}),
+            ],
+        }
+    )
+    assert rules.current_listings(relisted) == [relisted.listings[-1]]
+    assert not rules.listings_lapsed(relisted)
+
+
+def test_the_mandatory_clock_stays_armed_while_no_listing_is_open() -> None:
+    s = _in_transaction()  # municipal money: its deadline is the scenario's
+    assert s.disclosure.municipal_deadline is not None
+    assert rules.mandatory_due_at(s) is None  # on the market
+    lapsed = _closed(s).model_copy(update={"listings_lapsed_at": NOW})
+    due = rules.mandatory_due_at(lapsed)
+    assert due is not None and due.date() == s.disclosure.municipal_deadline
+    # Disarmed again by a deal, a contract's way there, or the mandatory listing itself.
+    assert rules.mandatory_due_at(lapsed.model_copy(update={"deal": _deal("S-1")})) is None
+    triggered = lapsed.model_copy(update={"mandatory_listing_triggered": True})
+    assert rules.mandatory_due_at(triggered) is None
+    held = _closed(s).model_copy(update={"stage": Stage.RESOURCE, "listing_round": 1})
+    assert rules.mandatory_due_at(held) is not None

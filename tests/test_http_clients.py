@@ -24,6 +24,7 @@ from schemas.disclosure import IPAssetKind, TechnologyField
 from schemas.exchange_api import (
     CreateListingRequest,
     ListingResponse,
+    RejectDealRequest,
     SearchRequest,
     WithdrawListingRequest,
 )
@@ -373,6 +374,29 @@ async def test_withdrawing_a_dealt_listing_is_rejected_for_good(
     assert info.value.type == "ExchangeRejected"
     assert info.value.non_retryable
     assert info.value.details[0]["type"] == "listing_dealt"
+
+
+async def test_rejecting_a_deal_opens_the_listing_and_a_foreign_listing_is_rejected_for_good(
+    exchange: ExchangeClient, sandbox_stack: SandboxStack, sandbox_http: httpx.AsyncClient
+) -> None:
+    listing = await exchange.create_listing("jstec", _listing(_achievement_id()), _key())
+    deal = await sandbox_http.post(
+        f"{sandbox_stack.exchange_url}/sandbox/exchanges/jstec/listings/{listing.listing_id}/deal",
+        json={"buyer": "CATL", "contract_type": "transfer", "amount": "1100000.00"},
+        headers={"Idempotency-Key": _key()},
+    )
+    deal_id = deal.json()["event_id"]
+    reason = RejectDealRequest(reason="another deal closed first")
+    key = _key()
+
+    reopened = await exchange.reject_deal("jstec", listing.listing_id, deal_id, reason, key)
+    again = await exchange.reject_deal("jstec", listing.listing_id, deal_id, reason, key)
+
+    assert reopened.status is ListingStatus.OPEN and again == reopened
+    with pytest.raises(ApplicationError) as info:
+        await exchange.reject_deal("sstec", listing.listing_id, deal_id, reason, _key())
+    assert info.value.type == "ExchangeRejected" and info.value.non_retryable
+    assert info.value.details[0]["type"] == "listing_not_found"
 
 
 async def test_exchange_outage_is_retryable(

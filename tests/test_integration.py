@@ -15,7 +15,7 @@ import asyncio
 import time
 import uuid
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -23,14 +23,18 @@ import asyncpg
 import httpx
 import pytest
 from helpers import scenarios
+from helpers.lifecycle import start, to_transaction, until
+from pydantic import BaseModel
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
 from cli.demo import Parties, Tracked, drive
 from cli.samples import Scenario, scenario
+from core.policy_book import DEMO_POLICY
 from schemas.disclosure import TransformationMode
-from schemas.exchange_api import Faults
+from schemas.exchange_api import Faults, SimulatedDeal, SimulatedPayment
 from schemas.lifecycle import Stage
+from schemas.transaction import Listing
 from workers.worker import build_worker
 from workflows.ids import workflow_id
 
@@ -309,3 +313,73 @@ async def test_twenty_lifecycles_survive_faulty_external_systems(
         check_external_records(t, registry, exchange)
         await check_projections(db, t.scenario)
     assert sum(contracted(t.scenario) for t in tracked) >= FAULT_RUN_COUNT // 2  # not vacuous
+
+
+async def test_a_sub_day_publicity_period_ends_with_a_deal_accepted_on_both_sides(
+    dev_env: WorkflowEnvironment, stack: Stack, db: asyncpg.Pool, task_queue: str
+) -> None:
+    """Issue 12's one-minute publicity, shortened to two seconds: rounded to whole days it was
+    none, the exchange dealt at once and the workflow refused the deal and waited for ever.
+    Deals go through the exchange sandbox and its signed webhooks, as a buyer would."""
+    sc = scenarios.cooperative_development(datetime.now(UTC).date(), exchanges=["sstec", "jstec"])
+    aid = sc.disclosure.achievement_id
+    policy = DEMO_POLICY.model_copy(update={"publicity_period": timedelta(seconds=2)})
+    exchange_url = stack.settings.exchange_url
+    deal = SimulatedDeal(
+        buyer="Synthetic Buyer Ltd", contract_type=sc.contract_type, amount=sc.deal_amount
+    )
+
+    async def at_exchange(http: httpx.AsyncClient, x: Listing) -> dict[str, Any]:
+        response = await http.get(
+            f"{exchange_url}/v1/exchanges/{x.exchange}/listings", params={"achievement_id": aid}
+        )
+        [listing] = [r for r in response.json() if r["listing_id"] == x.listing_id]
+        return dict(listing)
+
+    async def buy(http: httpx.AsyncClient, x: Listing, what: str, body: BaseModel) -> int:
+        response = await http.post(
+            f"{exchange_url}/sandbox/exchanges/{x.exchange}/listings/{x.listing_id}/{what}",
+            content=body.model_dump_json(),
+            headers={"Idempotency-Key": str(uuid.uuid4()), "Content-Type": "application/json"},
+        )
+        return response.status_code
+
+    worker = build_worker(dev_env.client, stack.deps, task_queue, stack.settings)
+    async with worker, httpx.AsyncClient(timeout=30.0) as http:
+        handle = await start(dev_env.client, task_queue, sc, policy)
+        sstec, jstec = (await to_transaction(handle, sc)).listings
+        for x in (sstec, jstec):  # one clock: the listing's own is the exchange's
+            theirs = await at_exchange(http, x)
+            assert datetime.fromisoformat(theirs["publicity_ends_at"]) == x.publicity_ends_at
+            assert x.publicity_ends_at - x.listed_at >= timedelta(seconds=1)
+        assert await buy(http, jstec, "deal", deal) == 409  # not before the end, there either
+
+        await asyncio.sleep((jstec.publicity_ends_at - datetime.now(UTC)).total_seconds() + 0.1)
+        # Both exchanges take a deal before either webhook is out: the workflow takes the first
+        # and refuses the other, which its exchange is then told of.
+        await put_faults(http, stack, Faults(webhook_delay_ms=500))
+        try:
+            assert await buy(http, jstec, "deal", deal) == 202
+            assert await buy(http, sstec, "deal", deal) == 202
+        finally:
+            await put_faults(http, stack, NO_FAULTS)
+        st = await until(handle, lambda s: s.contract is not None, what="the contract")
+        assert st.deal is not None and st.deal.listing_id == jstec.listing_id
+        amount = SimulatedPayment(instalment=1, amount=sc.deal_amount)
+        assert await buy(http, jstec, "payments", amount) == 202
+        result = await handle.result()
+        after = {x.exchange: (await at_exchange(http, x))["status"] for x in (sstec, jstec)}
+
+    assert result.final_stage is Stage.COMPLETED
+    assert after == {"jstec": "dealt", "sstec": "withdrawn"}  # open again, then withdrawn
+    rows = await db.fetch(
+        "SELECT type, payload FROM lifecycle_events WHERE achievement_id = $1 ORDER BY seq", aid
+    )
+    deals = [r["payload"] for r in rows if r["type"] == "deal_closed"]
+    assert [(d["listing_id"], d["accepted"]) for d in deals] == [
+        (jstec.listing_id, True),
+        (sstec.listing_id, False),
+    ]
+    [rejected] = [r["payload"] for r in rows if r["type"] == "deal_rejected"]
+    assert rejected["listing_id"] == sstec.listing_id and rejected["rejected"] is True
+    assert rejected["reason"] == "another deal closed first"

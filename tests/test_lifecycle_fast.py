@@ -41,15 +41,16 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from cli.samples import Scenario
-from schemas.commands import Activation, MandatoryListingExemption, Withdrawal
+from schemas.commands import Activation, ListingExpired, MandatoryListingExemption, Withdrawal
 from schemas.disclosure import Ownership, OwnershipKind, TransformationMode
 from schemas.evaluation import OperatorDecision, Recommendation
 from schemas.incubation import CompanyFounded
 from schemas.lifecycle import LifecycleState, Stage
 from schemas.policy import DEFAULT_POLICY
 from schemas.proof_of_concept import GoNoGo, PocMilestone, PocMilestoneReport, PocResult
-from schemas.transaction import ListingStatus
+from schemas.transaction import Listing, ListingStatus
 from workers.worker import WorkerGroup
+from workflows import rules
 from workflows.ids import poc_child_id
 from workflows.lifecycle import AchievementLifecycle
 from workflows.proof_of_concept import ProofOfConcept
@@ -162,6 +163,10 @@ async def test_first_deal_wins_and_the_other_listing_is_withdrawn_once(
     assert (await handle.result()).final_stage is Stage.COMPLETED
 
     assert systems.withdrawals == {("sstec", f"L-{aid}-sstec"): 1}
+    # The exchange that took the later deal is told it was refused, once.
+    assert systems.rejections == {("sstec", f"L-{aid}-sstec", "deal-sstec"): 1}
+    [rejected] = systems.payloads("deal_rejected")
+    assert rejected["reason"] == "another deal closed first" and rejected["rejected"] is True
     accepted, refused = systems.payloads("deal_closed")  # the redelivery recorded nothing
     assert accepted["event_id"] == "deal-jstec" and accepted["accepted"] is True
     assert refused["event_id"] == "deal-sstec" and refused["accepted"] is False
@@ -189,6 +194,170 @@ async def test_a_deal_during_the_publicity_period_is_refused(
     st = await until(handle, lambda s: s.contract is not None, what="the contract")
     assert st.deal is not None and st.deal.event_id == "deal-later"
     assert [p["accepted"] for p in systems.payloads("deal_closed")] == [False, True]
+    assert (await finish(handle)).final_stage is Stage.WITHDRAWN
+
+
+async def test_the_exchange_is_told_the_exact_publicity_end_and_its_answer_is_the_clock(
+    time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, systems: CannedSystems
+) -> None:
+    sc = scenarios.cooperative_development(await today(time_skipping_env))
+    # One minute: rounded to whole days it was 0, and the exchange dealt at once.
+    policy = DEFAULT_POLICY.model_copy(update={"publicity_period": timedelta(minutes=1)})
+    handle = await start(time_skipping_env.client, worker.task_queue, sc, policy)
+    st = await to_transaction(handle, sc)
+    [listing] = st.listings
+    [(key, request, answer)] = systems.listing_calls
+    assert key.endswith("/listing/sstec") and request.publicity_days is None
+    entered = st.timeline[-1].entered_at
+    assert request.publicity_ends_at == entered + timedelta(minutes=1)
+    # The listing's clock is the exchange's answer (the canned exchange answers listed_at on
+    # the wall clock, which this server's clock is not).
+    assert (listing.listed_at, listing.publicity_ends_at) == (
+        answer.listed_at,
+        answer.publicity_ends_at,
+    )
+
+    await handle.signal(
+        AchievementLifecycle.exchange_deal, deal(listing.listing_id, "sstec", 1, "deal-early")
+    )
+    [refused] = await systems.recorded("deal_closed")
+    assert refused["reason"] == "publicity period not over"
+    await time_skipping_env.sleep(timedelta(minutes=1))
+    await handle.signal(
+        AchievementLifecycle.exchange_deal, deal(listing.listing_id, "sstec", 1, "deal-on-time")
+    )
+    st = await until(handle, lambda s: s.contract is not None, what="the contract")
+    assert st.deal is not None and st.deal.event_id == "deal-on-time"
+    assert (await finish(handle)).final_stage is Stage.WITHDRAWN
+
+
+async def test_a_deal_the_workflow_refuses_is_rejected_on_the_exchange(
+    time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, systems: CannedSystems
+) -> None:
+    sc = scenarios.cooperative_development(await today(time_skipping_env))
+    handle = await start(time_skipping_env.client, worker.task_queue, sc, DEFAULT_POLICY)
+    [listing] = (await to_transaction(handle, sc)).listings
+    early = deal(listing.listing_id, "sstec", instalments=1, event_id="deal-early")
+    await handle.signal(AchievementLifecycle.exchange_deal, early)
+    await handle.signal(AchievementLifecycle.exchange_deal, early)  # redelivered
+    [rejected] = await systems.recorded("deal_rejected")
+    assert rejected == {
+        "exchange": "sstec",
+        "listing_id": listing.listing_id,
+        "deal_id": "deal-early",
+        "reason": "publicity period not over",
+        "rejected": True,
+        "listing_status": "open",
+    }
+    assert systems.rejections == {("sstec", listing.listing_id, "deal-early"): 1}
+    st = await state(handle)
+    assert st.deal is None and not st.deals_to_reject
+    assert [x.status for x in st.listings] == [ListingStatus.OPEN]  # open on both sides
+
+    # Open again on the exchange: the next deal after publicity stands.
+    await time_skipping_env.sleep(AFTER_PUBLICITY)
+    later = early.model_copy(update={"event_id": "deal-later"})
+    await handle.signal(AchievementLifecycle.exchange_deal, later)
+    st = await until(handle, lambda s: s.contract is not None, what="the contract")
+    assert st.deal is not None and st.deal.event_id == "deal-later"
+    assert len(systems.rejections) == 1
+    assert (await finish(handle)).final_stage is Stage.WITHDRAWN
+
+
+def _expire(listing_id: str, exchange: str) -> ListingExpired:
+    return ListingExpired(
+        event_id=f"expired-{listing_id}", exchange=exchange, listing_id=listing_id
+    )
+
+
+async def test_expired_listings_are_relisted_per_policy_then_held_as_a_resource(
+    time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, systems: CannedSystems
+) -> None:
+    # National and enterprise money: no mandatory-listing clock in the way.
+    sc = scenarios.cooperative_development(
+        await today(time_skipping_env), exchanges=["sstec", "jstec"]
+    )
+    aid = sc.disclosure.achievement_id
+    policy = DEFAULT_POLICY.model_copy(
+        update={"relist_times": 1, "relist_after": timedelta(days=10)}
+    )
+    handle = await start(time_skipping_env.client, worker.task_queue, sc, policy)
+    first = (await to_transaction(handle, sc)).listings
+    await handle.signal(AchievementLifecycle.listing_expired, _expire(*_ids(first[0])))
+    st = await until(handle, lambda s: s.listings[0].status is ListingStatus.EXPIRED)
+    assert st.listings_lapsed_at is None  # jstec is still open
+    await handle.signal(AchievementLifecycle.listing_expired, _expire(*_ids(first[1])))
+    await handle.signal(AchievementLifecycle.listing_expired, _expire(*_ids(first[1])))
+    st = await until(handle, lambda s: s.listings_lapsed_at is not None)
+    assert st.waiting is not None and "re-listing 1 of 1" in st.waiting.on
+    assert st.listings_lapsed_at is not None
+    assert st.waiting.until == st.listings_lapsed_at + timedelta(days=10)
+
+    await time_skipping_env.sleep(timedelta(days=11))
+    st = await until(handle, lambda s: len(s.listings) == 4, what="the re-listing")
+    again = st.listings[2:]
+    assert [(x.listing_id, x.listing_round, x.status) for x in again] == [
+        (f"L-{aid}-sstec-round-1", 1, ListingStatus.OPEN),
+        (f"L-{aid}-jstec-round-1", 1, ListingStatus.OPEN),
+    ]
+    assert [k.rsplit("/", 2)[-2:] for k, _, _ in systems.listing_calls[2:]] == [
+        ["sstec", "round-1"],
+        ["jstec", "round-1"],
+    ]
+
+    for listing in again:
+        await handle.signal(AchievementLifecycle.listing_expired, _expire(*_ids(listing)))
+    st = await until(handle, lambda s: s.stage is Stage.RESOURCE, what="held as a resource")
+    [held] = systems.payloads("held_as_resource")
+    assert held["reason"] == "every listing expired without a deal (2 round(s) of listings)"
+    types = systems.types()
+    assert types.count("listing_expired") == 4 and types.count("listed") == 4
+    assert (await finish(handle)).final_stage is Stage.WITHDRAWN
+
+
+def _ids(listing: Listing) -> tuple[str, str]:
+    return listing.listing_id, listing.exchange
+
+
+@pytest.mark.parametrize(
+    ("relist_times", "waits_in"),
+    [(0, "resource"), (1, "transaction")],  # held at once; or waiting years to re-list
+)
+async def test_after_expired_listings_the_deadline_brings_one_mandatory_listing_per_exchange(
+    time_skipping_env: WorkflowEnvironment,
+    worker: WorkerGroup,
+    systems: CannedSystems,
+    relist_times: int,
+    waits_in: str,
+) -> None:
+    sc = scenarios.municipal_transfer(await today(time_skipping_env))
+    deadline = sc.disclosure.municipal_deadline
+    assert deadline is not None
+    policy = DEFAULT_POLICY.model_copy(
+        update={"relist_times": relist_times, "relist_after": 5 * YEAR}
+    )
+    handle = await start(time_skipping_env.client, worker.task_queue, sc, policy)
+    voluntary = (await to_transaction(handle, sc)).listings
+    for listing in voluntary:
+        await handle.signal(AchievementLifecycle.listing_expired, _expire(*_ids(listing)))
+    st = await until(
+        handle, lambda s: s.listings_lapsed_at is not None or s.stage is Stage.RESOURCE
+    )
+    assert st.stage.value == waits_in
+    due = rules.mandatory_due_at(st)  # the clock is armed while nothing is on the market
+    assert due is not None and due.date() == deadline
+
+    await time_skipping_env.sleep(4 * YEAR)  # a year past the deadline
+    st = await until(handle, lambda s: len(s.listings) == 4, what="the mandatory listings")
+    await time_skipping_env.sleep(YEAR)
+    st = await until(handle, lambda s: s.stage is Stage.TRANSACTION)
+    assert st.mandatory_listing_triggered and len(st.listings) == 4
+    assert [(x.exchange, x.mandatory, x.status) for x in st.listings[2:]] == [
+        ("sstec", True, ListingStatus.OPEN),
+        ("jstec", True, ListingStatus.OPEN),
+    ]
+    [triggered] = systems.payloads("mandatory_listing_triggered")
+    assert triggered == {"deadline": str(deadline), "from_stage": waits_in}
     assert (await finish(handle)).final_stage is Stage.WITHDRAWN
 
 

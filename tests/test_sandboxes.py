@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -500,3 +501,80 @@ async def test_no_deal_during_the_publicity_period(
     )
     assert response.status_code == 409
     assert response.json()["type"] == "publicity_period"
+
+
+async def test_publicity_ends_at_the_instant_the_seller_gives(
+    sandbox_stack: SandboxStack, sandbox_http: httpx.AsyncClient
+) -> None:
+    url = f"{sandbox_stack.exchange_url}/v1/exchanges/sstec/listings"
+    body = _listing(f"ach-{uuid.uuid4().hex[:12]}")
+    del body["publicity_days"]
+    neither = await sandbox_http.post(url, json=body, headers={"Idempotency-Key": _key()})
+    assert neither.status_code == 422
+
+    ends = datetime.now(UTC) + timedelta(seconds=1)
+    response = await sandbox_http.post(
+        url,
+        json=body | {"publicity_ends_at": ends.isoformat()},
+        headers={"Idempotency-Key": _key()},
+    )
+    assert response.status_code == 201, response.text
+    listing = response.json()
+    # Exact, not rounded to whole days (which made a sub-day period no publicity at all).
+    assert datetime.fromisoformat(listing["publicity_ends_at"]) == ends
+    deal = {"buyer": "SAIC", "contract_type": "transfer", "amount": "1.00"}
+    early = await sandbox_http.post(
+        _trigger_url(sandbox_stack, listing, "deal"), json=deal, headers={"Idempotency-Key": _key()}
+    )
+    assert early.status_code == 409 and early.json()["type"] == "publicity_period"
+    await asyncio.sleep((ends - datetime.now(UTC)).total_seconds() + 0.05)
+    await _trigger(sandbox_http, sandbox_stack, listing, "deal", deal)
+
+    # An end already past (a call retried after an outage) never precedes the listing itself.
+    past = datetime.now(UTC) - timedelta(hours=1)
+    late = await sandbox_http.post(
+        url,
+        json=body | {"publicity_ends_at": past.isoformat()},
+        headers={"Idempotency-Key": _key()},
+    )
+    assert late.json()["publicity_ends_at"] == late.json()["listed_at"]
+
+
+async def test_a_rejected_deal_opens_the_listing_again(
+    sandbox_stack: SandboxStack, sandbox_http: httpx.AsyncClient
+) -> None:
+    listing = await _create_listing(sandbox_http, sandbox_stack)
+    deal = {"buyer": "Baosteel", "contract_type": "licence", "amount": "280000.00"}
+    deal_id = await _trigger(sandbox_http, sandbox_stack, listing, "deal", deal)
+    base = f"{sandbox_stack.exchange_url}/v1/exchanges/sstec/listings/{listing['listing_id']}"
+    reason = {"reason": "publicity period not over"}
+    headers = {"Idempotency-Key": _key()}
+    rejected = await sandbox_http.post(
+        f"{base}/deals/{deal_id}/reject", json=reason, headers=headers
+    )
+    assert rejected.status_code == 200, rejected.text
+    assert rejected.json()["status"] == "open"
+    again = await sandbox_http.post(f"{base}/deals/{deal_id}/reject", json=reason, headers=headers)
+    assert again.json() == rejected.json() and again.headers["Idempotent-Replayed"] == "true"
+    # A deal that does not stand (already rejected) changes nothing: the answer is the listing.
+    other_key = await sandbox_http.post(
+        f"{base}/deals/{deal_id}/reject", json=reason, headers={"Idempotency-Key": _key()}
+    )
+    assert other_key.status_code == 200 and other_key.json()["status"] == "open"
+
+    # Open again: the next deal is taken, and a rejection of the old one leaves it dealt.
+    second = await _trigger(sandbox_http, sandbox_stack, listing, "deal", deal)
+    stale = await sandbox_http.post(
+        f"{base}/deals/{deal_id}/reject", json=reason, headers={"Idempotency-Key": _key()}
+    )
+    assert stale.json()["status"] == "dealt"
+    assert second != deal_id
+    elsewhere = await sandbox_http.post(
+        f"{sandbox_stack.exchange_url}/v1/exchanges/jstec/listings/{listing['listing_id']}"
+        f"/deals/{second}/reject",
+        json=reason,
+        headers={"Idempotency-Key": _key()},
+    )
+    assert elsewhere.status_code == 404 and elsewhere.json()["type"] == "listing_not_found"
+    missing_key = await sandbox_http.post(f"{base}/deals/{second}/reject", json=reason)
+    assert missing_key.status_code == 400

@@ -143,6 +143,7 @@ def build_worker(
         exchange.search,
         exchange.create_listing,
         exchange.withdraw_listing,
+        exchange.reject_deal,
     ]
 
     options = worker_options(settings)

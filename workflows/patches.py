@@ -135,6 +135,33 @@ REPORT_YEAR_ON_JURISDICTION_CALENDAR = Patch(
     old_path="the default year is the UTC year before the start (now.year - 1)",
     where="workflows/annual_report.py _year_before",
 )
+EXCHANGE_PUBLICITY_CLOCK = Patch(
+    id="exchange-publicity-clock",
+    shipped="this change (one publicity clock with the exchange)",
+    # Meant: "tests/histories/before-exchange-publicity-clock", recorded by the lead at merge.
+    histories=None,
+    old_path="publicity_days rounded to whole days; listed_at and publicity_ends_at from the"
+    " workflow's own clock when the listing activity completed",
+    where="workflows/lifecycle/stages.py list_on_exchanges",
+)
+DEALS_REFUSED_ON_EXCHANGE = Patch(
+    id="deals-refused-on-exchange",
+    shipped="this change (a deal the workflow refuses is rejected on the exchange)",
+    # Meant: "tests/histories/before-deals-refused-on-exchange", recorded by the lead at merge.
+    histories=None,
+    old_path="a refused deal only recorded as deal_closed with accepted false; the exchange"
+    " keeps it",
+    where="workflows/lifecycle/workflow.py refuse_deal",
+)
+EXPIRED_LISTINGS = Patch(
+    id="expired-listings",
+    shipped="this change (re-listing after every listing expired, then a resource)",
+    # Meant: "tests/histories/before-expired-listings", recorded by the lead at merge.
+    histories=None,
+    old_path="an expiry only marks the listing expired; the lifecycle waits for a deal for ever"
+    " and the mandatory-listing clock stays disarmed in transaction",
+    where="workflows/lifecycle/workflow.py listing_expired",
+)
 
 LEDGER = (
     PER_SYSTEM_TASK_QUEUES,
@@ -151,6 +178,9 @@ LEDGER = (
     OWNERSHIP_SPLITS_INCOME,
     EQUITY_FOLLOWS_OWNERSHIP,
     REPORT_YEAR_ON_JURISDICTION_CALENDAR,
+    EXCHANGE_PUBLICITY_CLOCK,
+    DEALS_REFUSED_ON_EXCHANGE,
+    EXPIRED_LISTINGS,
 )
 
 
@@ -208,3 +238,15 @@ def equity_follows_ownership() -> bool:
 
 def report_year_on_jurisdiction_calendar() -> bool:
     return workflow.patched(REPORT_YEAR_ON_JURISDICTION_CALENDAR.id)
+
+
+def exchange_publicity_clock() -> bool:
+    return workflow.patched(EXCHANGE_PUBLICITY_CLOCK.id)
+
+
+def deals_refused_on_exchange() -> bool:
+    return workflow.patched(DEALS_REFUSED_ON_EXCHANGE.id)
+
+
+def expired_listings() -> bool:
+    return workflow.patched(EXPIRED_LISTINGS.id)

@@ -97,7 +97,12 @@ def missing_reviews(s: LifecycleState) -> dict[str, Any]:
 
 
 def mandatory_due_at(s: LifecycleState) -> datetime | None:
-    """When the mandatory listing of item 8 fires, or None when it cannot (any more)."""
+    """When the mandatory listing of item 8 fires, or None when it cannot (any more).
+
+    Armed until a contract or equity registration exists, except while the achievement is on
+    the market: in transaction it stays armed once every listing lapsed (expired) without a
+    deal, for an expired voluntary listing is no transformation.
+    """
     deadline = s.disclosure.municipal_deadline
     if (
         deadline is None
@@ -105,7 +110,9 @@ def mandatory_due_at(s: LifecycleState) -> datetime | None:
         or s.mandatory_listing_triggered
         or s.contract is not None
         or s.equity is not None
-        or s.stage in (Stage.TRANSACTION, Stage.REPORTING)
+        or s.deal is not None
+        or (s.stage is Stage.TRANSACTION and s.listings_lapsed_at is None)
+        or s.stage is Stage.REPORTING
         or s.stage.is_final
     ):
         return None
@@ -225,6 +232,21 @@ def listing_of(s: LifecycleState, listing_id: str) -> Listing | None:
 def on_another_exchange(listing: Listing | None, exchange: str) -> bool:
     """An event about one of our listings, sent by an exchange the listing is not on."""
     return listing is not None and listing.exchange != exchange
+
+
+def current_listings(s: LifecycleState) -> list[Listing]:
+    """The listings of the current round (earlier rounds expired)."""
+    return [x for x in s.listings if x.listing_round == s.listing_round]
+
+
+def listings_lapsed(s: LifecycleState) -> bool:
+    """Every listing of the current round closed without a deal: nothing left to wait on."""
+    current = current_listings(s)
+    return (
+        s.deal is None
+        and bool(current)
+        and all(x.status is not ListingStatus.OPEN for x in current)
+    )
 
 
 def deal_ignored(s: LifecycleState, listing: Listing | None) -> bool:

@@ -69,6 +69,18 @@ CREATE TABLE IF NOT EXISTS exchange_sandbox.withdrawals (
     withdrawn_at    timestamptz NOT NULL
 );
 
+-- Deals the seller refused: the listing was opened again.
+CREATE TABLE IF NOT EXISTS exchange_sandbox.deal_rejections (
+    id              bigserial PRIMARY KEY,
+    exchange        text NOT NULL,
+    listing_id      text NOT NULL REFERENCES exchange_sandbox.listings (listing_id),
+    achievement_id  text NOT NULL,
+    deal_id         text NOT NULL,
+    deal            jsonb NOT NULL,
+    reason          text NOT NULL,
+    rejected_at     timestamptz NOT NULL
+);
+
 -- Webhook outbox: body is the exact text that is signed and sent.
 CREATE TABLE IF NOT EXISTS exchange_sandbox.webhook_outbox (
     event_id        text PRIMARY KEY,

@@ -3,8 +3,9 @@
 The registry and exchange answer from bench/canned.py (the same canned activities the
 benchmarks measure orchestration with), under the real activity names and on the real task
 queues; the projection keeps in memory the events each lifecycle hands it, and the exchange
-counts the withdrawals it is asked for. No HTTP, no PostgreSQL: a lifecycle's rules run on the
-time-skipping server in a fraction of a second.
+counts the withdrawals and deal rejections it is asked for and keeps each listing call's request
+and answer. No HTTP, no PostgreSQL: a lifecycle's rules run on the time-skipping server in a
+fraction of a second.
 """
 
 from __future__ import annotations
@@ -22,13 +23,19 @@ from bench import canned
 from helpers.eventually import assert_eventually
 from helpers.lifecycle import end_if_open
 from schemas.events import LifecycleEvent
-from schemas.exchange_api import ListingResponse, WithdrawListingRequest
+from schemas.exchange_api import (
+    CreateListingRequest,
+    ListingResponse,
+    RejectDealRequest,
+    WithdrawListingRequest,
+)
 from schemas.registry_api import (
     AchievementRegistration,
     PocCancellationRequest,
     PocCancellationResponse,
     RegisterAchievementRequest,
 )
+from schemas.transaction import ListingStatus
 from schemas.views import AchievementView
 from workers.worker import WORKFLOWS, WorkerGroup, cache_workflow_bytecode
 from workflows.lifecycle import AchievementLifecycle
@@ -46,6 +53,10 @@ class CannedSystems:
         self.withdrawals: Counter[tuple[str, str]] = Counter()
         # (idempotency key, application number) -> calls: what the fund was told, and how often.
         self.poc_cancellations: Counter[tuple[str, str]] = Counter()
+        # (exchange, listing id, deal id) -> calls.
+        self.rejections: Counter[tuple[str, str, str]] = Counter()
+        # Each listing call: (idempotency key, request, answer).
+        self.listing_calls: list[tuple[str, CreateListingRequest, ListingResponse]] = []
 
     # Under the real names, so the workflows schedule them exactly as in production.
 
@@ -86,6 +97,25 @@ class CannedSystems:
     ) -> PocCancellationResponse:
         self.poc_cancellations[(key, application_number)] += 1
         return await canned.cancel_poc_application(key, application_number, request)
+
+    @activity.defn(name="exchange.create_listing")
+    async def create_listing(
+        self, key: str, exchange: str, request: CreateListingRequest
+    ) -> ListingResponse:
+        answer = await canned.create_listing(key, exchange, request)
+        self.listing_calls.append((key, request, answer))
+        return answer
+
+    @activity.defn(name="exchange.reject_deal")
+    async def reject_deal(
+        self, key: str, exchange: str, listing_id: str, deal_id: str, request: RejectDealRequest
+    ) -> ListingResponse:
+        """Open again, unless the lifecycle withdrew the listing here (as a real exchange)."""
+        self.rejections[(exchange, listing_id, deal_id)] += 1
+        answer = await canned.reject_deal(key, exchange, listing_id, deal_id, request)
+        if self.withdrawals[(exchange, listing_id)]:
+            return answer.model_copy(update={"status": ListingStatus.WITHDRAWN})
+        return answer
 
     # What the lifecycle tried to record.
 
@@ -128,8 +158,9 @@ class CannedSystems:
         ]
         exchange: list[Callable[..., Any]] = [
             canned.search,
-            canned.create_listing,
+            self.create_listing,
             self.withdraw_listing,
+            self.reject_deal,
         ]
         main: list[Callable[..., Any]] = [
             *registry,

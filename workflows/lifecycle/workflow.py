@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from schemas.transaction import (
         Bid,
         Deal,
+        DealRejection,
         Distribution,
         Listing,
         ListingStatus,
@@ -274,6 +275,11 @@ class AchievementLifecycle(LifecycleStages):
             {**deal.model_dump(mode="json"), "accepted": False, "reason": reason},
             f"exchange:{deal.exchange}",
         )
+        # The exchange took the deal and closed the listing: it must hear of the refusal, or
+        # the listing stays closed there while this lifecycle waits on it. No I/O here: the
+        # transaction stage makes the call.
+        if patches.deals_refused_on_exchange():
+            self.state.deals_to_reject.append(DealRejection(deal=deal, reason=reason))
 
     @workflow.signal(description="The exchange reports an instalment paid by the buyer.")
     def exchange_payment(self, payment: Payment) -> None:
@@ -372,7 +378,16 @@ class AchievementLifecycle(LifecycleStages):
             return
         for i, item in enumerate(s.listings):
             if item.listing_id == expired.listing_id and item.status is ListingStatus.OPEN:
+                if self._on_another_exchange(item, expired.exchange):
+                    return
                 s.listings[i] = item.model_copy(update={"status": ListingStatus.EXPIRED})
+                if patches.expired_listings():
+                    self.record(
+                        EventType.LISTING_EXPIRED,
+                        {"exchange": item.exchange, "listing_id": item.listing_id},
+                        f"exchange:{expired.exchange}",
+                    )
+                    self.note_if_lapsed()
 
     def _incubating(self, what: str, event: CompanyFounded | HeldIncubatorEvent) -> bool:
         """Whether incubator events count now; one that does not is refused (gated: lifecycles
