@@ -78,7 +78,7 @@ class DealRejection(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     deal: Deal
-    reason: str
+    reason: Line
 
 
 class ContractRegistration(BaseModel):

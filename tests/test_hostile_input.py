@@ -48,6 +48,7 @@ OUTSIDE = {
     "proof_of_concept",
     "registry_api",
     "transaction",
+    "webhooks",
 }
 # Built by our own code from validated input, or operators' configuration. The workflow's own
 # state (lifecycle) copies free text of both kinds, so a stricter type there could only refuse
@@ -59,6 +60,8 @@ INTERNAL = {
     "money",
     "policy",
     "read_models",
+    # What the lifecycle declines to apply, wrapped by the workflow around validated events.
+    "refusals",
     "report",
     "text",
     "views",
