@@ -26,6 +26,9 @@ class Patch:
     where: str
 
 
+# The patches of issue 12 shipped together: the histories recorded before all of them.
+ISSUE_12_HISTORIES = "tests/histories/before-issue-12-edges"
+
 PER_SYSTEM_TASK_QUEUES = Patch(
     id="per-system-task-queues",
     shipped="54aa638 (registry and exchange calls on their own task queues)",
@@ -68,12 +71,10 @@ EXCHANGE_OWNS_ITS_LISTINGS = Patch(
     old_path="events of one exchange applied to another exchange's listing",
     where="workflows/lifecycle/workflow.py on_another_exchange",
 )
-# The three below: the lead records tests/histories/before-<id> at merge (issue 12); until the
-# folder exists the entry names no histories.
 POC_CHILD_REPORTS_PROGRESS = Patch(
     id="poc-child-reports-progress",
     shipped="this change (proof of concept as it happens, issue 12 item 6)",
-    histories=None,  # to be "tests/histories/before-poc-child-reports-progress"
+    histories=ISSUE_12_HISTORIES,
     old_path="the child applies without the policy's milestone schedule, tells its parent "
     "nothing until it ends, and waits by the end of each milestone's due day",
     where="workflows/proof_of_concept.py ProofOfConcept.run",
@@ -81,7 +82,7 @@ POC_CHILD_REPORTS_PROGRESS = Patch(
 POC_PROGRESS_RECORDED = Patch(
     id="poc-progress-recorded",
     shipped="this change (proof of concept as it happens, issue 12 item 6)",
-    histories=None,  # to be "tests/histories/before-poc-progress-recorded"
+    histories=ISSUE_12_HISTORIES,
     old_path="the lifecycle ignores the child's poc_progress signal, and cancels a running "
     "proof of concept without waiting for it, recording nothing and telling the fund nothing",
     where="workflows/lifecycle/workflow.py poc_progress; stages.py _proof_of_concept",
@@ -89,7 +90,7 @@ POC_PROGRESS_RECORDED = Patch(
 EVALUATION_IN_PLAIN_WORDS = Patch(
     id="evaluation-in-plain-words",
     shipped="this change (small ones seen on the way, issue 12 item 8)",
-    histories=None,  # to be "tests/histories/before-evaluation-in-plain-words"
+    histories=ISSUE_12_HISTORIES,
     old_path="the mean score with every digit, the operator's overridden abandon answered "
     "'abandon', review reminders that name no count of missing reviews",
     where="workflows/lifecycle/stages.py _route, _evaluation; workflow.py decide",
@@ -97,41 +98,35 @@ EVALUATION_IN_PLAIN_WORDS = Patch(
 EXTERNAL_EVENTS_REFUSED = Patch(
     id="external-events-refused",
     shipped="this change (every external event not applied is recorded as refused)",
-    # To be tests/histories/before-external-events-refused once the lead records it at merge.
-    histories=None,
+    histories=ISSUE_12_HISTORIES,
     old_path="events of unknown listings, wrong stages or no deal only logged or ignored",
     where="workflows/lifecycle/workflow.py signal handlers (refuse_* helpers)",
 )
 INCUBATOR_EVENTS_HELD = Patch(
     id="incubator-events-held",
     shipped="this change (incubator events before the company are held, then applied)",
-    # To be tests/histories/before-incubator-events-held once the lead records it at merge.
-    histories=None,
+    histories=ISSUE_12_HISTORIES,
     old_path="incubator events before the company dropped (not marked seen)",
     where="workflows/lifecycle/workflow.py hold_incubator_event",
 )
 OWNERSHIP_SPLITS_INCOME = Patch(
     id="ownership-splits-income",
     shipped="this change (ownership and right of use share the income)",
-    # To be tests/histories/before-ownership-splits-income once recorded at merge.
-    histories=None,
+    histories=ISSUE_12_HISTORIES,
     old_path="every payment split as if the institution owned the achievement alone",
     where="workflows/lifecycle/workflow.py exchange_payment",
 )
 EQUITY_FOLLOWS_OWNERSHIP = Patch(
     id="equity-follows-ownership",
     shipped="this change (the equity registration follows ownership)",
-    # To be tests/histories/before-equity-follows-ownership once recorded at merge.
-    histories=None,
+    histories=ISSUE_12_HISTORIES,
     old_path="technology equity registered as the institution's alone",
     where="workflows/lifecycle/stages.py _incubation",
 )
 REPORT_YEAR_ON_JURISDICTION_CALENDAR = Patch(
     id="report-year-on-jurisdiction-calendar",
     shipped="this change (the annual report's default year on the jurisdiction's calendar)",
-    # To be tests/histories/before-report-year-on-jurisdiction-calendar once recorded; None
-    # for now: no committed history is an AnnualReport started in those hours.
-    histories=None,
+    histories=ISSUE_12_HISTORIES,
     old_path="the default year is the UTC year before the start (now.year - 1)",
     where="workflows/annual_report.py _year_before",
 )
@@ -139,7 +134,7 @@ EXCHANGE_PUBLICITY_CLOCK = Patch(
     id="exchange-publicity-clock",
     shipped="this change (one publicity clock with the exchange)",
     # Meant: "tests/histories/before-exchange-publicity-clock", recorded by the lead at merge.
-    histories=None,
+    histories=ISSUE_12_HISTORIES,
     old_path="publicity_days rounded to whole days; listed_at and publicity_ends_at from the"
     " workflow's own clock when the listing activity completed",
     where="workflows/lifecycle/stages.py list_on_exchanges",
@@ -148,7 +143,7 @@ DEALS_REFUSED_ON_EXCHANGE = Patch(
     id="deals-refused-on-exchange",
     shipped="this change (a deal the workflow refuses is rejected on the exchange)",
     # Meant: "tests/histories/before-deals-refused-on-exchange", recorded by the lead at merge.
-    histories=None,
+    histories=ISSUE_12_HISTORIES,
     old_path="a refused deal only recorded as deal_closed with accepted false; the exchange"
     " keeps it",
     where="workflows/lifecycle/workflow.py refuse_deal",
@@ -157,7 +152,7 @@ EXPIRED_LISTINGS = Patch(
     id="expired-listings",
     shipped="this change (re-listing after every listing expired, then a resource)",
     # Meant: "tests/histories/before-expired-listings", recorded by the lead at merge.
-    histories=None,
+    histories=ISSUE_12_HISTORIES,
     old_path="an expiry only marks the listing expired; the lifecycle waits for a deal for ever"
     " and the mandatory-listing clock stays disarmed in transaction",
     where="workflows/lifecycle/workflow.py listing_expired",
