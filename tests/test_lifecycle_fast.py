@@ -48,7 +48,7 @@ from schemas.incubation import CompanyFounded
 from schemas.lifecycle import LifecycleState, Stage
 from schemas.policy import DEFAULT_POLICY
 from schemas.proof_of_concept import GoNoGo, PocMilestone, PocMilestoneReport, PocResult
-from schemas.transaction import Listing, ListingStatus
+from schemas.transaction import Bid, Listing, ListingStatus
 from workers.worker import WorkerGroup
 from workflows import rules
 from workflows.ids import poc_child_id
@@ -490,6 +490,52 @@ async def test_continue_as_new_mid_payments_keeps_the_state(
     types = systems.types()
     assert types.count("payment_received") == INSTALMENTS  # nothing lost, nothing twice
     assert types.count("disclosed") == 1 and types[-1] == "completed"
+
+
+async def test_an_overdue_instalment_is_still_awaited_after_continue_as_new(
+    time_skipping_env: WorkflowEnvironment, systems: CannedSystems, task_queue: str
+) -> None:
+    client = time_skipping_env.client
+    sc = scenarios.cooperative_development(await today(time_skipping_env))
+    policy = DEFAULT_POLICY.model_copy(update={"payment_grace": timedelta(days=10)})
+    suggest = SuggestContinueAsNew(after_events=SUGGEST_AFTER_EVENTS)
+    async with systems.serving(client, task_queue, interceptors=[suggest]):
+        handle = await start(client, task_queue, sc, policy)
+        first_run = handle.result_run_id
+        listing = (await to_transaction(handle, sc)).listings[0]
+        await time_skipping_env.sleep(AFTER_PUBLICITY)
+        the_deal = deal(listing.listing_id, listing.exchange, instalments=1, amount="1000.00")
+        await handle.signal(AchievementLifecycle.exchange_deal, the_deal)
+        await until(handle, lambda s: s.contract is not None, what="the contract")
+        await time_skipping_env.sleep(timedelta(days=11))
+        await until(handle, lambda s: s.overdue_instalments == [1], what="the overdue")
+        # Bids grow the history until the server suggests continue-as-new mid-overdue-wait.
+        first = client.get_workflow_handle(handle.id, run_id=first_run)
+        for n in range(SUGGEST_AFTER_EVENTS // 2):
+            bid = Bid(
+                event_id=f"bid-{n}",
+                exchange=listing.exchange,
+                listing_id=listing.listing_id,
+                bidder="Late Bidder",
+                amount=Decimal("1.00"),
+                placed_at=datetime.now(UTC),
+            )
+            await handle.signal(AchievementLifecycle.exchange_bid, bid)
+
+        async def continued() -> None:
+            # (Its history rather than describe(): the test server's search attributes fail.)
+            last = (await first.fetch_history()).events[-1].event_type
+            assert last is EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW, last
+
+        await assert_eventually(continued, within=20, what="continue-as-new mid-overdue-wait")
+        # The new run waits for the overdue instalment (it used to spin on the passed deadline).
+        await until(
+            handle, lambda s: s.waiting is not None and "overdue" in s.waiting.on, what="waiting"
+        )
+        await handle.signal(AchievementLifecycle.exchange_payment, payment(the_deal, 1, "1000.00"))
+        result = await handle.result()
+    assert result.final_stage is Stage.COMPLETED and result.total_received == "1000.00"
+    assert systems.types().count("payment_overdue") == 1
 
 
 # ---------------------------------------------------------------------- proof of concept (item 6)

@@ -302,14 +302,19 @@ class LifecycleStages(LifecycleEngine):
             def paid_up(n: int = instalment) -> bool:
                 return len(s.payments) >= n
 
-            paid = await self._transaction_wait(paid_up, until=due)
-            if not paid and instalment not in s.overdue_instalments:
+            if await self._transaction_wait(paid_up, until=due):
+                continue
+            if instalment not in s.overdue_instalments:
                 s.overdue_instalments.append(instalment)
                 self.record(
                     EventType.PAYMENT_OVERDUE, {"instalment": instalment, "due": due.isoformat()}
                 )
-                self.show_waiting(f"overdue instalment {instalment} of {deal.instalments}")
-                await self._transaction_wait(paid_up)
+            # Overdue now, or already before a continue-as-new: wait without a deadline. (It
+            # used to wait only when it had just recorded the overdue, so a run continued while
+            # waiting looped on the passed deadline without yielding. No history holds that path:
+            # the loop never completed a workflow task, so no gate is needed.)
+            self.show_waiting(f"overdue instalment {instalment} of {deal.instalments}")
+            await self._transaction_wait(paid_up)
 
     async def _transaction_wait(
         self, condition: Callable[[], bool], until: datetime | None = None
