@@ -30,7 +30,7 @@ from cli.samples import Scenario, scenario
 from core.policy_book import DEMO_POLICY
 from schemas.disclosure import FundingKind, FundingSource, TransformationMode
 from schemas.evaluation import Review
-from schemas.lifecycle import LifecycleInput, LifecycleResult, LifecycleState, Stage
+from schemas.lifecycle import LifecycleResult, LifecycleState, Stage
 from schemas.policy import Policy
 from schemas.transaction import ContractType, Deal, Payment
 from workflows.lifecycle import AchievementLifecycle
@@ -111,19 +111,7 @@ def parked(index: int, tag: str, today: date, deadline: date) -> Scenario:
 
 
 async def start(client: Client, task_queue: str, sc: Scenario, policy: Policy) -> Lifecycle:
-    return await start_lifecycle(
-        client,
-        LifecycleInput(
-            disclosure=sc.disclosure,
-            policy=policy,
-            disclosed_at=datetime.now(UTC),
-            reviewers=sc.reviewers,
-            exchanges=sc.exchanges,
-            asking_price=sc.asking_price,
-            pricing=sc.pricing,
-        ),
-        task_queue,
-    )
+    return await start_lifecycle(client, sc.lifecycle_input(policy), task_queue)
 
 
 async def state(handle: Lifecycle) -> LifecycleState:

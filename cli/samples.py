@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from schemas.disclosure import (
@@ -28,6 +28,8 @@ from schemas.disclosure import (
     TransformationMode,
 )
 from schemas.evaluation import Recommendation, Review
+from schemas.lifecycle import LifecycleInput
+from schemas.policy import Policy
 from schemas.transaction import ContractType, PricingMethod
 
 # The synthetic experts of the demo's identity provider (sandboxes/identity_directory.py): a
@@ -103,6 +105,19 @@ class Scenario:
     deal_amount: Decimal = Decimal("0")
     contract_type: ContractType = ContractType.TRANSFER
     instalments: int = 1
+
+    def lifecycle_input(self, policy: Policy) -> LifecycleInput:
+        """How this achievement starts when the tests and benchmarks start it directly (the
+        gateway builds the same input from a disclosure request and the caller's token)."""
+        return LifecycleInput(
+            disclosure=self.disclosure,
+            policy=policy,
+            disclosed_at=datetime.now(UTC),
+            reviewers=self.reviewers,
+            exchanges=self.exchanges,
+            asking_price=self.asking_price,
+            pricing=self.pricing,
+        )
 
     def reviews(self) -> list[Review]:
         # Mean >= 3.5 routes a TRL>=6 achievement to the market; 2.5-3.5 to proof of concept.

@@ -97,19 +97,7 @@ class ProofOfConcept:
                 workflow.logger.info("PoC milestone overdue: %s", milestone.milestone_id)
         workflow.set_current_details("Waiting for the go/no-go decision (technical and market)")
         await workflow.wait_condition(lambda: self._decision is not None)
-        assert self._decision is not None
-        achieved = sum(1 for r in self._reports.values() if r.achieved)
-        return PocResult(
-            application_number=application.application_number,
-            granted_amount=application.granted_amount,
-            milestones_achieved=achieved,
-            milestones_overdue=overdue,
-            go=self._decision.go,
-            reason=self._decision.reason
-            or ("technically and commercially feasible" if self._decision.go else "not feasible"),
-            decided_by=self._decision.decided_by,
-            actor=self._decision.actor,
-        )
+        return self._result(application, overdue)
 
     async def _run_reporting_progress(self, application: PocApplicationResponse) -> PocResult:
         """The run as it happens: each overdue milestone is told at its due time."""

@@ -28,7 +28,7 @@ from temporalio.testing import WorkflowEnvironment
 from cli.samples import Scenario
 from helpers.eventually import WITHIN_SECONDS, assert_eventually
 from schemas.commands import Withdrawal
-from schemas.lifecycle import LifecycleInput, LifecycleResult, LifecycleState, Stage
+from schemas.lifecycle import LifecycleResult, LifecycleState, Stage
 from schemas.policy import Policy
 from schemas.transaction import ContractType, Deal, Payment
 from workflows.lifecycle import AchievementLifecycle
@@ -42,19 +42,7 @@ HISTORIES = Path(__file__).resolve().parent.parent / "histories"
 
 async def start(client: Client, task_queue: str, sc: Scenario, policy: Policy) -> Handle:
     """Start the scenario's lifecycle the way the gateway does (workflows.start)."""
-    return await start_lifecycle(
-        client,
-        LifecycleInput(
-            disclosure=sc.disclosure,
-            policy=policy,
-            disclosed_at=datetime.now(UTC),
-            reviewers=sc.reviewers,
-            exchanges=sc.exchanges,
-            asking_price=sc.asking_price,
-            pricing=sc.pricing,
-        ),
-        task_queue,
-    )
+    return await start_lifecycle(client, sc.lifecycle_input(policy), task_queue)
 
 
 # A query is answered in milliseconds; one that is not within this will never be (below).
