@@ -48,7 +48,7 @@ NO_LISTING_AFTER_DEAL = Patch(
     shipped="e8d2675 (no listing after a deal)",
     histories=None,  # no committed history took the old path
     old_path="listing on every exchange even after a deal closed on an earlier one",
-    where="workflows/lifecycle/stages.py list_on_exchanges",
+    where="workflows/lifecycle/transaction.py _list_on_exchanges",
 )
 LOCAL_PROJECTION = Patch(
     id="local-projection",
@@ -137,7 +137,7 @@ EXCHANGE_PUBLICITY_CLOCK = Patch(
     histories=ISSUE_12_HISTORIES,
     old_path="publicity_days rounded to whole days; listed_at and publicity_ends_at from the"
     " workflow's own clock when the listing activity completed",
-    where="workflows/lifecycle/stages.py list_on_exchanges",
+    where="workflows/lifecycle/transaction.py _list_on_exchanges",
 )
 DEALS_REFUSED_ON_EXCHANGE = Patch(
     id="deals-refused-on-exchange",
