@@ -49,7 +49,7 @@ def create_gateway_app(
         max_body=MAX_BODY,
         per_path={"/webhooks/": MAX_WEBHOOK_BODY, "/codec/": MAX_CODEC_BODY},
         max_depth=MAX_JSON_DEPTH,
-        always_json=("/webhooks/",),
+        always_json=("/webhooks/", "/codec/"),
     )
     app.state.gateway = GatewayContext(
         settings=settings,

@@ -74,7 +74,9 @@ def unauthorized(reason: str, *, invalid: bool = True) -> HTTPException:
     """401 with the RFC 6750 challenge; `invalid` adds error="invalid_token" (a token was sent)."""
     challenge = 'Bearer realm="achievements"'
     if invalid:
-        challenge += f', error="invalid_token", error_description="{reason}"'
+        # RFC 6750 3: printable ASCII but '"' and '\\' (and never anything a caller wrote).
+        described = "".join(c for c in reason if " " <= c <= "~" and c not in '"\\')
+        challenge += f', error="invalid_token", error_description="{described}"'
     return HTTPException(401, reason, headers={"WWW-Authenticate": challenge})
 
 

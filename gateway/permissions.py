@@ -75,11 +75,13 @@ SEES_SUMMARY = frozenset({Scope.OWN, Scope.PANEL, Scope.ANY})
 
 @dataclass(frozen=True)
 class Grant:
-    """The role a caller acts in for one operation, and how far that role reaches."""
+    """The role a caller acts in for one operation, how far that role reaches, and the caller's
+    other roles for the same operation (a person may be an officer and an expert elsewhere)."""
 
     principal: Principal
     role: Role
     scope: Scope
+    others: tuple[tuple[Role, Scope], ...] = ()
 
     @property
     def actor(self) -> Actor:
@@ -97,17 +99,32 @@ class Grant:
         """The institution a scoped read is limited to; None for the regulator's reach."""
         return None if self.scope is Scope.ANY else self.principal.institution
 
+    def on(
+        self, institution: str, panel: list[str] | None = None, in_poc: bool = False
+    ) -> Grant | None:
+        """The first of the caller's roles that reaches this achievement (widest first), as
+        the grant to act and be recorded in; None: the achievement does not exist for them."""
+        for role, scope in ((self.role, self.scope), *self.others):
+            if _reaches(self.principal, scope, institution, panel or [], in_poc):
+                return Grant(self.principal, role, scope)
+        return None
+
     def reaches(
         self, institution: str, panel: list[str] | None = None, in_poc: bool = False
     ) -> bool:
-        """Whether this grant covers one achievement (of `institution`, with `panel`)."""
-        if self.scope is Scope.ANY:
-            return True
-        if self.scope is Scope.OWN:
-            return self.principal.institution == institution
-        if self.scope is Scope.PANEL:
-            return self.principal.subject in (panel or [])
-        return in_poc
+        return self.on(institution, panel, in_poc) is not None
+
+
+def _reaches(
+    principal: Principal, scope: Scope, institution: str, panel: list[str], in_poc: bool
+) -> bool:
+    if scope is Scope.ANY:
+        return True
+    if scope is Scope.OWN:
+        return principal.institution == institution
+    if scope is Scope.PANEL:
+        return principal.subject in panel
+    return in_poc
 
 
 def grant(principal: Principal, operation: Operation) -> Grant:
@@ -118,10 +135,13 @@ def grant(principal: Principal, operation: Operation) -> Grant:
         roles = " or ".join(r.value for r in allowed)
         raise HTTPException(403, f"{operation.value} requires the role {roles}")
     widest = [Scope.ANY, Scope.OWN, Scope.POC, Scope.PANEL]
-    role, scope = min(held, key=lambda rs: widest.index(rs[1]))
+    held.sort(key=lambda rs: widest.index(rs[1]))
+    if not principal.institution:
+        held = [(r, sc) for r, sc in held if sc is not Scope.OWN] or held
+    (role, scope), *others = held
     if scope is Scope.OWN and not principal.institution:
         raise HTTPException(403, f"the {role.value} role needs an institution claim in the token")
-    return Grant(principal, role, scope)
+    return Grant(principal, role, scope, tuple(others))
 
 
 def markdown_table() -> str:

@@ -44,6 +44,10 @@ def verify(
         raise SignatureError("timestamp outside the replay window")
     # During a rotation two secrets are valid: the new one first, the old until senders move.
     secrets = [secret] if isinstance(secret, str) else secret
-    matches = [hmac.compare_digest(sign(s, body, ts)[SIGNATURE_HEADER], signature) for s in secrets]
+    # As bytes: a header with a non-ASCII character must be a mismatch, not a TypeError.
+    given = signature.encode("utf-8", "surrogateescape")
+    matches = [
+        hmac.compare_digest(sign(s, body, ts)[SIGNATURE_HEADER].encode(), given) for s in secrets
+    ]
     if not any(matches):
         raise SignatureError("signature does not match")

@@ -28,6 +28,7 @@ ASYMMETRIC_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 )
 REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub"]
+MAX_SUBJECT = 100
 
 
 class InvalidToken(Exception):
@@ -76,7 +77,9 @@ def principal_from_claims(
         raw_roles = raw_roles.split()  # some providers send a space-separated string
     known = {r.value: r for r in Role}
     roles = frozenset(
-        known[r] for r in (raw_roles if isinstance(raw_roles, list) else []) if r in known
+        known[r]
+        for r in (raw_roles if isinstance(raw_roles, list) else [])
+        if isinstance(r, str) and r in known
     )
     institution = claim_at(claims, institution_claim)
     name = claims.get("name") or claims.get("preferred_username")
@@ -87,6 +90,9 @@ def principal_from_claims(
         name=str(name)[:200] if isinstance(name, str) else None,
         client_id=str(claims["client_id"]) if isinstance(claims.get("client_id"), str) else None,
     )
+    if len(principal.subject) > MAX_SUBJECT:
+        # The commands' identity fields (decided_by, approved_by, ...) hold 100 characters.
+        raise InvalidToken(f"the token's subject is longer than {MAX_SUBJECT} characters")
     try:
         # What every event will record of the caller must be recordable: refuse it here (401)
         # rather than fail later when a command is built (500).
@@ -202,14 +208,15 @@ class TokenVerifier:
         except jwt.PyJWTError:
             raise InvalidToken("the token is not a JWT") from None
         alg, kid = header.get("alg"), header.get("kid")
-        if alg not in ASYMMETRIC_ALGORITHMS:
-            raise InvalidToken(f"algorithm {alg!r} is not accepted")
+        # Never echo what the caller wrote: it would go into a header (and a log).
+        if not isinstance(alg, str) or alg not in ASYMMETRIC_ALGORITHMS:
+            raise InvalidToken("the token's algorithm is not accepted")
         if not isinstance(kid, str) or not kid:
             raise InvalidToken("the token names no signing key (kid)")
         key = await self._key_for(kid)
         if key.algorithm_name not in self._algorithms or alg != key.algorithm_name:
             # The key decides the algorithm: a token cannot pick another one for it.
-            raise InvalidToken(f"algorithm {alg!r} does not match the issuer's key")
+            raise InvalidToken("the token's algorithm does not match the issuer's key")
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,

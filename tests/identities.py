@@ -20,6 +20,7 @@ from schemas.identity import Role
 # The institution of tests/gateway_requests.py and another one whose ids must not leak.
 OWN, OTHER = "SYN-UNI", "SYN-OTHER"
 PANEL = ["expert-a", "expert-b", "expert-c"]
+OFFICER_AND_EXPERT = "both.syn-other"
 
 
 def _user(username: str, role: Role, institution: str | None = None) -> User:
@@ -42,6 +43,15 @@ def test_directory() -> Directory:
         _user("officer.syn-other", Role.TTO_OFFICER, OTHER),
         _user("approver.syn-other", Role.APPROVER, OTHER),
         *(_user(e, Role.EXPERT) for e in [*PANEL, "expert-x"]),
+        # An officer of SYN-OTHER who also reviews for others (two roles, two reaches).
+        User(
+            username=OFFICER_AND_EXPERT,
+            password=SecretStr(DEMO_PASSWORD),
+            subject=OFFICER_AND_EXPERT,
+            name="Officer and expert (synthetic)",
+            roles=[Role.TTO_OFFICER, Role.EXPERT],
+            institution=OTHER,
+        ),
     ]
     return Directory(users=[*demo.users, *users], clients=demo.clients)
 

@@ -282,3 +282,44 @@ async def test_the_documented_table_is_the_code(world: World) -> None:
     from gateway.permissions import markdown_table
 
     assert markdown_table() in DOC.read_text(encoding="utf-8")
+
+
+@pytest.mark.integration
+async def test_a_person_with_two_roles_reaches_with_either(world: World) -> None:
+    """An officer of SYN-OTHER on a SYN-UNI panel: the expert's reach there, the officer's at
+    home; the review is recorded as the expert's."""
+    from identities import OFFICER_AND_EXPERT
+
+    stack, http = world.stack, world.http
+    aid = f"AZ-TWO-{uuid.uuid4().hex[:8].upper()}"
+    body = disclosure_request(aid)
+    body["reviewers"] = [OFFICER_AND_EXPERT, *PANEL[1:]]
+    officer = await stack.headers("officer.syn-uni")
+    assert (await http.post("/achievements", json=body, headers=officer)).status_code == 201
+    both = await stack.headers(OFFICER_AND_EXPERT)
+
+    async def readable() -> bool:
+        response = await http.get(f"/achievements/{aid}", headers=both)
+        return response.status_code == 200 and response.json().get("stage") == "evaluation"
+
+    await _until(readable)
+    brief = (await http.get(f"/achievements/{aid}", headers=both)).json()
+    assert "summary" in brief and "disclosure" not in brief  # the expert's brief, not the state
+    review = {**BODIES["reviews"], "comment": "as an expert"}
+    response = await http.post(f"/achievements/{aid}/reviews", json=review, headers=both)
+    assert response.status_code == 200, response.text
+    # The officer's own institution is still theirs; another institution's withdraw is not.
+    assert (await http.get(f"/achievements/{world.other}", headers=both)).status_code == 200
+    withdrawal = {"reason": "not mine to withdraw"}
+    response = await http.post(f"/achievements/{aid}/withdraw", json=withdrawal, headers=both)
+    assert response.status_code == 404
+
+    async def recorded() -> bool:
+        actor = await stack.deps.pool.fetchval(
+            "SELECT actor FROM lifecycle_events"
+            " WHERE achievement_id = $1 AND type = 'review_submitted'",
+            aid,
+        )
+        return actor is not None and actor["role"] == "expert"
+
+    await _until(recorded)

@@ -127,7 +127,7 @@ async def test_alg_none_is_401(stack: Stack) -> None:
     kid = stack.issuer_keys.current.kid
     header = _b64(json.dumps({"alg": "none", "kid": kid, "typ": "JWT"}).encode())
     payload = _b64(json.dumps(claims(stack)).encode())
-    await assert_refused(stack, f"{header}.{payload}.", "'none'")
+    await assert_refused(stack, f"{header}.{payload}.", "algorithm is not accepted")
 
 
 async def test_hs256_signed_with_the_issuers_public_key_is_401(stack: Stack) -> None:
@@ -141,7 +141,7 @@ async def test_hs256_signed_with_the_issuers_public_key_is_401(stack: Stack) -> 
     header = _b64(json.dumps({"alg": "HS256", "kid": kid, "typ": "JWT"}).encode())
     payload = _b64(json.dumps(claims(stack)).encode())
     mac = hmac.new(pem, f"{header}.{payload}".encode(), hashlib.sha256).digest()
-    await assert_refused(stack, f"{header}.{payload}.{_b64(mac)}", "'HS256'")
+    await assert_refused(stack, f"{header}.{payload}.{_b64(mac)}", "algorithm is not accepted")
 
 
 async def test_a_tampered_payload_is_401(stack: Stack) -> None:
@@ -254,3 +254,37 @@ async def test_the_token_is_checked_before_the_body_or_the_query(stack: Stack) -
     assert response.json()["detail"] == [
         {"field": "query.stagee", "message": "not a parameter of this operation"}
     ]
+
+
+async def test_hostile_headers_and_claims_are_401_never_500(stack: Stack) -> None:
+    """Found in review: an `alg` that is a list or not latin-1, roles that are objects, a
+    subject longer than a command's identity field. Each is a 401, and nothing the caller
+    wrote is echoed into the challenge header."""
+    kid = stack.issuer_keys.current.kid
+    payload = _b64(json.dumps(claims(stack)).encode())
+    hostile: list[object] = [[], "中", 'RS256", error="x']
+    for alg in hostile:
+        header = _b64(json.dumps({"alg": alg, "kid": kid}).encode())
+        response = await answer(stack, f"{header}.{payload}.c2ln")
+        assert response.status_code == 401, (alg, response.text)
+        assert "中" not in response.headers["www-authenticate"]
+        # Three quoted values (realm, error, description): the caller's quote broke out of none.
+        assert response.headers["www-authenticate"].count('"') == 6
+    odd_roles = claims(stack, roles=[{"name": "tto-officer"}, "tto-officer"])
+    response = await answer(stack, stack.issuer_keys.sign({}, odd_roles))
+    assert response.status_code == 200 and response.json()["roles"] == ["tto-officer"]
+    long_subject = stack.issuer_keys.sign({}, claims(stack, sub="s" * 101))
+    await assert_refused(stack, long_subject, "longer than 100")
+
+
+async def test_a_webhook_signature_that_is_not_ascii_is_401(stack: Stack) -> None:
+    body = b'{"event_id": "x"}'
+    headers = {
+        b"Content-Type": b"application/json",
+        b"X-Webhook-Timestamp": str(int(time.time())).encode(),
+        b"X-Webhook-Signature": b"v1=\xe9",  # one latin-1 byte, as a raw client can send
+    }
+    response = await stack.http.post(
+        f"{stack.gateway_url}/webhooks/registry", content=body, headers=headers
+    )
+    assert response.status_code == 401, response.text

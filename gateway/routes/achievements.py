@@ -137,8 +137,10 @@ async def get_state(
     institution = state.disclosure.institution.code
     # The fund reaches a running proof of concept, and one that has ended (its outcome).
     in_poc = state.stage is Stage.PROOF_OF_CONCEPT or state.poc is not None
-    if not access.reaches(institution, state.reviewers, in_poc=in_poc):
+    reached = access.on(institution, state.reviewers, in_poc=in_poc)
+    if reached is None:
         raise HTTPException(404, NOT_FOUND)
+    access = reached
     if access.scope in (Scope.OWN, Scope.ANY):
         return state
     d = state.disclosure

@@ -49,12 +49,15 @@ async def _update(
     access: Grant,
     achievement_id: str,
     name: str,
-    fn: Callable[[Any], Awaitable[Any]],
+    fn: Callable[[Any, Grant], Awaitable[Any]],
 ) -> UpdateResult:
-    """Tenancy first (404 for what the caller may not see), then the workflow's own rules."""
+    """Tenancy first (404 for what the caller may not see), then the workflow's own rules;
+    `fn` gets the handle and the grant of the role that reaches this achievement."""
     facts = await ctx.lifecycles.facts(achievement_id)
-    if not access.reaches(facts.institution, list(facts.panel)):
+    reached = access.on(facts.institution, list(facts.panel))
+    if reached is None:
         raise HTTPException(404, NOT_FOUND)
+    access = reached
     handle = ctx.lifecycles.handle(achievement_id)
     log.info(
         "update",
@@ -63,7 +66,7 @@ async def _update(
         workflow_id=handle.id,
         actor=access.actor.label,
     )
-    result = await ctx.lifecycles.call(handle.id, "achievement", lambda: fn(handle))
+    result = await ctx.lifecycles.call(handle.id, "achievement", lambda: fn(handle, access))
     return UpdateResult(achievement_id=achievement_id, result=result)
 
 
@@ -79,13 +82,17 @@ async def submit_review(
     ctx: Context,
     access: Annotated[Grant, Depends(authorized(Operation.REVIEW))],
 ) -> UpdateResult:
-    review = Review(**body.model_dump(), reviewer_id=access.principal.subject, actor=access.actor)
+    # Built only past the tenancy check: a subject on the panel is a valid reviewer id (panels
+    # are validated), one that is not is a 404 there, never a 500 here.
+    def review(g: Grant) -> Review:
+        return Review(**body.model_dump(), reviewer_id=g.principal.subject, actor=g.actor)
+
     return await _update(
         ctx,
         access,
         achievement_id,
         "submit_review",
-        lambda h: h.execute_update(AchievementLifecycle.submit_review, review),
+        lambda h, g: h.execute_update(AchievementLifecycle.submit_review, review(g)),
     )
 
 
@@ -101,15 +108,15 @@ async def decide(
     ctx: Context,
     access: Annotated[Grant, Depends(authorized(Operation.DECIDE))],
 ) -> UpdateResult:
-    decision = OperatorDecision(
-        **body.model_dump(), decided_by=access.principal.subject, actor=access.actor
-    )
     return await _update(
         ctx,
         access,
         achievement_id,
         "decide",
-        lambda h: h.execute_update(AchievementLifecycle.decide, decision),
+        lambda h, g: h.execute_update(
+            AchievementLifecycle.decide,
+            OperatorDecision(**body.model_dump(), decided_by=g.principal.subject, actor=g.actor),
+        ),
     )
 
 
@@ -125,15 +132,15 @@ async def activate(
     ctx: Context,
     access: Annotated[Grant, Depends(authorized(Operation.ACTIVATE))],
 ) -> UpdateResult:
-    activation = Activation(
-        **body.model_dump(), activated_by=access.principal.subject, actor=access.actor
-    )
     return await _update(
         ctx,
         access,
         achievement_id,
         "activate",
-        lambda h: h.execute_update(AchievementLifecycle.activate, activation),
+        lambda h, g: h.execute_update(
+            AchievementLifecycle.activate,
+            Activation(**body.model_dump(), activated_by=g.principal.subject, actor=g.actor),
+        ),
     )
 
 
@@ -149,15 +156,15 @@ async def withdraw(
     ctx: Context,
     access: Annotated[Grant, Depends(authorized(Operation.WITHDRAW))],
 ) -> UpdateResult:
-    withdrawal = Withdrawal(
-        **body.model_dump(), requested_by=access.principal.subject, actor=access.actor
-    )
     return await _update(
         ctx,
         access,
         achievement_id,
         "withdraw",
-        lambda h: h.execute_update(AchievementLifecycle.withdraw, withdrawal),
+        lambda h, g: h.execute_update(
+            AchievementLifecycle.withdraw,
+            Withdrawal(**body.model_dump(), requested_by=g.principal.subject, actor=g.actor),
+        ),
     )
 
 
@@ -173,15 +180,17 @@ async def exempt(
     ctx: Context,
     access: Annotated[Grant, Depends(authorized(Operation.EXEMPT))],
 ) -> UpdateResult:
-    exemption = MandatoryListingExemption(
-        **body.model_dump(), approved_by=access.principal.subject, actor=access.actor
-    )
     return await _update(
         ctx,
         access,
         achievement_id,
         "exempt_mandatory_listing",
-        lambda h: h.execute_update(AchievementLifecycle.exempt_mandatory_listing, exemption),
+        lambda h, g: h.execute_update(
+            AchievementLifecycle.exempt_mandatory_listing,
+            MandatoryListingExemption(
+                **body.model_dump(), approved_by=g.principal.subject, actor=g.actor
+            ),
+        ),
     )
 
 

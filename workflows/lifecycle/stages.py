@@ -32,9 +32,11 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import patches, rules
     from workflows.ids import poc_child_id
-    from workflows.lifecycle.engine import Interrupt, WithdrawalRequested
-    from workflows.lifecycle.transaction import TransactionStage
     from workflows.proof_of_concept import ProofOfConcept
+
+# The lifecycle's own modules run in the sandbox (its protection of our code is kept).
+from workflows.lifecycle.engine import Interrupt, WithdrawalRequested
+from workflows.lifecycle.transaction import TransactionStage
 
 
 class LifecycleStages(TransactionStage):

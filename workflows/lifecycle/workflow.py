@@ -41,13 +41,15 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import patches, rules
     from workflows import search_attributes as sa
-    from workflows.lifecycle.engine import (
-        ContinueAsNewSuggested,
-        MandatoryListingDue,
-        WithdrawalRequested,
-    )
-    from workflows.lifecycle.stages import LifecycleStages
     from workflows.proof_of_concept import POC_PROGRESS_SIGNAL
+
+# The lifecycle's own modules run in the sandbox (its protection of our code is kept).
+from workflows.lifecycle.engine import (
+    ContinueAsNewSuggested,
+    MandatoryListingDue,
+    WithdrawalRequested,
+)
+from workflows.lifecycle.stages import LifecycleStages
 
 
 @workflow.defn(name="AchievementLifecycle")
