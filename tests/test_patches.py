@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 GATES = [
     obj
     for name, obj in inspect.getmembers(patches, inspect.isfunction)
-    if obj.__module__ == patches.__name__
+    if obj.__module__ == patches.__name__ and obj is not patches.decide_at_run_start
 ]
 
 
@@ -51,3 +51,7 @@ def test_only_the_patches_module_calls_workflow_patched() -> None:
             if isinstance(node, ast.Attribute) and node.attr in ("patched", "deprecate_patch"):
                 callers.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not callers, f"patch gates belong in workflows/patches.py: {callers}"
+
+
+def test_gates_decided_at_run_start_are_in_the_ledger() -> None:
+    assert set(patches.RUN_START_GATES) <= set(patches.LEDGER)

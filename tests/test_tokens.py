@@ -88,8 +88,9 @@ async def test_no_token_is_401_with_a_bearer_challenge(stack: Stack) -> None:
 @pytest.mark.parametrize(
     ("overrides", "reason"),
     [
-        ({"exp": int(time.time()) - 120}, "expired"),
-        ({"nbf": int(time.time()) + 600}, "not valid yet"),
+        # Times relative to when the test runs (seconds from now), not to collection.
+        ({"exp": -120}, "expired"),
+        ({"nbf": 600}, "not valid yet"),
         ({"aud": "another-api"}, "another audience"),
         ({"iss": "http://127.0.0.1:1/realms/elsewhere"}, "another issuer"),
     ],
@@ -98,7 +99,9 @@ async def test_no_token_is_401_with_a_bearer_challenge(stack: Stack) -> None:
 async def test_claims_the_issuer_signed_but_do_not_fit_are_401(
     stack: Stack, overrides: dict[str, Any], reason: str
 ) -> None:
-    token = stack.issuer_keys.sign({"typ": "at+jwt"}, claims(stack, **overrides))
+    now = int(time.time())
+    timed = {k: now + v if k in ("exp", "nbf") else v for k, v in overrides.items()}
+    token = stack.issuer_keys.sign({"typ": "at+jwt"}, claims(stack, **timed))
     await assert_refused(stack, token, reason)
 
 

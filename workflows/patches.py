@@ -245,3 +245,22 @@ def deals_refused_on_exchange() -> bool:
 
 def expired_listings() -> bool:
     return workflow.patched(EXPIRED_LISTINGS.id)
+
+
+# Gates that the lifecycle's run loop reaches (not only its signal and update handlers) are
+# decided when a run starts. On replay a local activity's result resumes the loop at once, in
+# an earlier workflow task than it may have live (after a timed-out task, say); a gate first
+# called there would not know its marker yet (recorded in a later task) and fail the replay
+# with a nondeterminism error. Handlers run in the task of their own event, live and on replay.
+RUN_START_GATES = (
+    POC_PROGRESS_RECORDED,
+    EVALUATION_IN_PLAIN_WORDS,
+    EQUITY_FOLLOWS_OWNERSHIP,
+    EXCHANGE_PUBLICITY_CLOCK,
+)
+
+
+def decide_at_run_start() -> None:
+    """Call at the top of the lifecycle's run: later calls of these gates return the same."""
+    for patch in RUN_START_GATES:
+        workflow.patched(patch.id)

@@ -73,6 +73,7 @@ class AchievementLifecycle(LifecycleStages):
 
     @workflow.run
     async def run(self, input: LifecycleInput) -> LifecycleResult:
+        patches.decide_at_run_start()  # see workflows/patches.py RUN_START_GATES
         s = self.state
         if input.resume is None:
             self.enter(Stage.DISCLOSURE, "disclosed")
