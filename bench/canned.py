@@ -140,34 +140,31 @@ async def create_listing(key: str, exchange: str, request: CreateListingRequest)
     )
 
 
-@activity.defn(name="exchange.withdraw_listing")
-async def withdraw_listing(
-    key: str, exchange: str, listing_id: str, request: WithdrawListingRequest
-) -> ListingResponse:
+def _listing_now(exchange: str, listing_id: str, status: ListingStatus) -> ListingResponse:
+    """A listing's state as the exchange answers a withdrawal or a rejection."""
     now = _now()
     return ListingResponse(
         exchange=exchange,
         listing_id=listing_id,
         achievement_id=listing_id,
-        status=ListingStatus.WITHDRAWN,
+        status=status,
         listed_at=now,
         publicity_ends_at=now,
     )
+
+
+@activity.defn(name="exchange.withdraw_listing")
+async def withdraw_listing(
+    key: str, exchange: str, listing_id: str, request: WithdrawListingRequest
+) -> ListingResponse:
+    return _listing_now(exchange, listing_id, ListingStatus.WITHDRAWN)
 
 
 @activity.defn(name="exchange.reject_deal")
 async def reject_deal(
     key: str, exchange: str, listing_id: str, deal_id: str, request: RejectDealRequest
 ) -> ListingResponse:
-    now = _now()
-    return ListingResponse(
-        exchange=exchange,
-        listing_id=listing_id,
-        achievement_id=listing_id,
-        status=ListingStatus.OPEN,
-        listed_at=now,
-        publicity_ends_at=now,
-    )
+    return _listing_now(exchange, listing_id, ListingStatus.OPEN)
 
 
 @activity.defn(name="projection.record_event")

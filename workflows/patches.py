@@ -133,7 +133,6 @@ REPORT_YEAR_ON_JURISDICTION_CALENDAR = Patch(
 EXCHANGE_PUBLICITY_CLOCK = Patch(
     id="exchange-publicity-clock",
     shipped="this change (one publicity clock with the exchange)",
-    # Meant: "tests/histories/before-exchange-publicity-clock", recorded by the lead at merge.
     histories=ISSUE_12_HISTORIES,
     old_path="publicity_days rounded to whole days; listed_at and publicity_ends_at from the"
     " workflow's own clock when the listing activity completed",
@@ -142,7 +141,6 @@ EXCHANGE_PUBLICITY_CLOCK = Patch(
 DEALS_REFUSED_ON_EXCHANGE = Patch(
     id="deals-refused-on-exchange",
     shipped="this change (a deal the workflow refuses is rejected on the exchange)",
-    # Meant: "tests/histories/before-deals-refused-on-exchange", recorded by the lead at merge.
     histories=ISSUE_12_HISTORIES,
     old_path="a refused deal only recorded as deal_closed with accepted false; the exchange"
     " keeps it",
@@ -151,7 +149,6 @@ DEALS_REFUSED_ON_EXCHANGE = Patch(
 EXPIRED_LISTINGS = Patch(
     id="expired-listings",
     shipped="this change (re-listing after every listing expired, then a resource)",
-    # Meant: "tests/histories/before-expired-listings", recorded by the lead at merge.
     histories=ISSUE_12_HISTORIES,
     old_path="an expiry only marks the listing expired; the lifecycle waits for a deal for ever"
     " and the mandatory-listing clock stays disarmed in transaction",
