@@ -26,3 +26,15 @@ class AchievementView(BaseModel):
     panel: list[str] = Field(
         default_factory=list, description="The assigned experts' ids (empty in an expert's list)"
     )
+    needs_attention_since: AwareDatetime | None = Field(
+        default=None,
+        description="Since when a person must act (a deadline passed, an escalation, a decision "
+        "only a person can take); None while the lifecycle can move on by itself",
+    )
+    attention_reason: str | None = Field(
+        default=None, description="Why a person must act: a short keyword, e.g. `deadline_passed`"
+    )
+    next_action: str | None = Field(
+        default=None,
+        description="What moves the lifecycle on: the command and the endpoint, in plain words",
+    )

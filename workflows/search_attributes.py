@@ -14,6 +14,10 @@ TECHNOLOGY_FIELD = SearchAttributeKey.for_keyword("TechnologyField")
 TRANSFORMATION_MODES = SearchAttributeKey.for_keyword_list("TransformationModes")
 FUNDING_SOURCES = SearchAttributeKey.for_keyword_list("FundingSources")
 MANDATORY_LISTING_DUE = SearchAttributeKey.for_datetime("MandatoryListingDue")
+# Set while a person must act, unset once the lifecycle can move on by itself: "everything
+# that needs a person" is one UI query (`NeedsAttentionSince IS NOT NULL`).
+NEEDS_ATTENTION_SINCE = SearchAttributeKey.for_datetime("NeedsAttentionSince")
+ATTENTION_REASON = SearchAttributeKey.for_keyword("AttentionReason")
 
 ALL = (
     STAGE,
@@ -22,6 +26,8 @@ ALL = (
     TRANSFORMATION_MODES,
     FUNDING_SOURCES,
     MANDATORY_LISTING_DUE,
+    NEEDS_ATTENTION_SINCE,
+    ATTENTION_REASON,
 )
 
 
