@@ -28,6 +28,9 @@ class Patch:
 
 # The patches of issue 12 shipped together: the histories recorded before all of them.
 ISSUE_12_HISTORIES = "tests/histories/before-issue-12-edges"
+# The patches of issues 13 and 15, built in parallel: the histories recorded before all of them
+# (at f646ff4, with the code every one of them changes).
+ISSUES_13_15_HISTORIES = "tests/histories/before-issue-13-15"
 
 PER_SYSTEM_TASK_QUEUES = Patch(
     id="per-system-task-queues",
