@@ -16,12 +16,14 @@ from schemas.read_models import (
     AchievementPage,
     EventPage,
     FeedEvent,
+    ListedAchievement,
 )
 from schemas.views import AchievementView
 
 _LIST_COLUMNS = (
     "achievement_id, workflow_id, institution_code, title, field, stage, modes, funding_kinds,"
-    " mandatory_listing_due, waiting_on, waiting_until, synthetic, updated_at, panel"
+    " mandatory_listing_due, waiting_on, waiting_until, synthetic, updated_at, panel,"
+    " needs_attention_since, attention_reason, next_action"
 )
 
 
@@ -54,6 +56,11 @@ async def list_achievements(
         clauses.append(f"(waiting_until IS NULL OR waiting_until >= {arg(now)})")
     if where.mandatory_due_before is not None:
         clauses.append(f"mandatory_listing_due < {arg(where.mandatory_due_before)}")
+    if where.needs_attention is True:
+        # The same rows as the UI query `NeedsAttentionSince IS NOT NULL` and the overview's.
+        clauses.append("needs_attention_since IS NOT NULL")
+    elif where.needs_attention is False:
+        clauses.append("needs_attention_since IS NULL")
     if where.panel_member is not None:
         clauses.append(f"panel @> ARRAY[{arg(where.panel_member)}]::text[]")
     if cursor is not None:
@@ -64,7 +71,7 @@ async def list_achievements(
         f" ORDER BY achievement_id LIMIT {arg(limit + 1)}"
     )
     rows = await pool.fetch(sql, *args)
-    items = [AchievementView.model_validate(dict(r)) for r in rows[:limit]]
+    items = [ListedAchievement.model_validate(dict(r)) for r in rows[:limit]]
     more = len(rows) > limit
     return AchievementPage(items=items, next_cursor=items[-1].achievement_id if more else None)
 
@@ -88,3 +95,27 @@ async def events_after(
     )
     events = [FeedEvent.model_validate(dict(r)) for r in rows]
     return EventPage(events=events, next_after=events[-1].seq if events else after)
+
+
+async def achievement_record(
+    pool: asyncpg.Pool, achievement_id: str
+) -> tuple[AchievementView, list[FeedEvent]] | None:
+    """An achievement's current-state row and all its events, oldest first; None if unknown.
+
+    What remains of a lifecycle once the namespace's retention has deleted its workflow.
+    """
+    row = await pool.fetchrow(
+        f"SELECT {_LIST_COLUMNS} FROM achievements WHERE achievement_id = $1", achievement_id
+    )
+    if row is None:
+        return None
+    events = await pool.fetch(
+        "SELECT seq, event_id, achievement_id, workflow_id, institution_code, type, stage,"
+        " occurred_at, source, payload, actor FROM lifecycle_events"
+        " WHERE achievement_id = $1 ORDER BY seq",
+        achievement_id,
+    )
+    return (
+        AchievementView.model_validate(dict(row)),
+        [FeedEvent.model_validate(dict(e)) for e in events],
+    )

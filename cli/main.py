@@ -169,6 +169,14 @@ def list_achievements(
         datetime | None,
         typer.Option(formats=["%Y-%m-%d"], help="Mandatory listing due before this date"),
     ] = None,
+    needs_attention: Annotated[
+        bool | None,
+        typer.Option(
+            "--needs-attention/--no-attention-needed",
+            help="A person must act (the UI's `NeedsAttentionSince IS NOT NULL`), or not",
+        ),
+    ] = None,
+    links: Annotated[bool, typer.Option(help="Add each row's Temporal UI link")] = False,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
     cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the page as JSON")] = False,
@@ -176,10 +184,9 @@ def list_achievements(
 ) -> None:
     """List the achievements you may see (from PostgreSQL, not visibility), a page at a time."""
     from rich.console import Console
-    from rich.table import Table
 
     from cli.gateway_client import Failed, report
-    from cli.reads import list_page
+    from cli.reads import list_page, page_table
     from schemas.disclosure import TechnologyField, TransformationMode
     from schemas.lifecycle import Stage
     from schemas.read_models import AchievementFilter
@@ -199,7 +206,9 @@ def list_achievements(
         mode=mode,
         overdue=overdue,
         mandatory_due_before=mandatory_due_before.date() if mandatory_due_before else None,
+        needs_attention=needs_attention,
     )
+    empty = AchievementFilter()
     try:
         page = list_page(gateway_url, where, limit, cursor)
     except Failed as exc:
@@ -207,18 +216,10 @@ def list_achievements(
     if as_json:
         typer.echo(page.model_dump_json(indent=2))
         return
-    table = Table("achievement", "institution", "field", "stage", "modes", "waiting until", "due")
-    for row in page.items:
-        table.add_row(
-            row.achievement_id,
-            row.institution_code,
-            row.field,
-            row.stage,
-            ",".join(row.modes),
-            row.waiting_until.strftime("%Y-%m-%d %H:%M") if row.waiting_until else "",
-            str(row.mandatory_listing_due or ""),
-        )
-    Console().print(table)
+    if not page.items:
+        typer.echo("no achievement matched" + (" these filters" if where != empty else ""))
+        return
+    Console().print(page_table(page, links))
     if page.next_cursor:
         typer.echo(f"more: --cursor {page.next_cursor}", err=True)
 
@@ -227,7 +228,9 @@ def list_achievements(
 def events(
     after: Annotated[int, typer.Option(min=0, help="Print events after this seq")] = 0,
     follow: Annotated[bool, typer.Option(help="Keep polling for new events")] = False,
-    limit: Annotated[int, typer.Option(min=1, max=1000, help="Page size")] = 100,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Print at most this many events, then stop")
+    ] = None,
     poll_seconds: Annotated[float, typer.Option(min=0.1, help="Poll interval")] = 2.0,
     gateway_url: GatewayUrl = None,
 ) -> None:

@@ -29,12 +29,13 @@ from cli.gateway_client import (
     report,
     update,
 )
-from cli.status_view import render_brief, render_status
+from cli.status_view import render_archive, render_brief, render_status
 from schemas.disclosure import TransformationMode
 from schemas.evaluation import Recommendation
 from schemas.gateway_api import (
     AchievementBrief,
     ActivationRequest,
+    ArchivedAchievement,
     DecisionRequest,
     DisclosureRequest,
     ExemptionRequest,
@@ -80,8 +81,11 @@ def status(
         return
     try:
         # The whole state for the institution and the regulator; a brief for experts and funds.
-        if "disclosure" in body:
-            Console().print(render_status(LifecycleState.model_validate(body)))
+        if body.get("source") == "archive":  # closed and past the namespace's retention
+            Console().print(render_archive(ArchivedAchievement.model_validate(body)))
+        elif "disclosure" in body:
+            state = LifecycleState.model_validate(body)
+            Console().print(render_status(state, ui_url=body.get("ui_url")))
         else:
             Console().print(render_brief(AchievementBrief.model_validate(body)))
     except ValidationError:

@@ -11,7 +11,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from schemas.gateway_api import AchievementBrief
+from schemas.gateway_api import AchievementBrief, ArchivedAchievement
 from schemas.lifecycle import LifecycleState, Stage
 from schemas.refusals import held_event_type
 
@@ -188,15 +188,23 @@ def _timeline(state: LifecycleState) -> Table:
     return table
 
 
-def render_status(state: LifecycleState, now: datetime | None = None) -> Group:
-    """A readable summary of where an achievement stands."""
+def _with_link(grid: Table, ui_url: str | None) -> Table:
+    if ui_url:
+        grid.add_row("Temporal UI", Text(ui_url, style=f"link {ui_url}"))
+    return grid
+
+
+def render_status(
+    state: LifecycleState, now: datetime | None = None, ui_url: str | None = None
+) -> Group:
+    """A readable summary of where an achievement stands, and where its workflow is."""
     now = now or datetime.now(UTC)
     colour = (
         "green" if state.stage is Stage.COMPLETED else "red" if state.stage.is_final else "cyan"
     )
     parts: list[Any] = [
         Panel(
-            _facts(state, now),
+            _with_link(_facts(state, now), ui_url),
             title=Text(f"{state.achievement_id}  [{state.stage.value}]", style=f"bold {colour}"),
             title_align="left",
             expand=False,
@@ -242,3 +250,25 @@ def render_brief(brief: AchievementBrief) -> Panel:
             f"IP {r.ip_strength}: {r.recommendation.value}",
         )
     return Panel(grid, title=brief.achievement_id)
+
+
+def render_archive(record: ArchivedAchievement) -> Group:
+    """A closed lifecycle whose workflow retention deleted: its last row and recorded events."""
+    view = record.achievement
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row("title", Text(view.title))
+    grid.add_row("institution", Text(view.institution_code))
+    grid.add_row("field", Text(view.field))
+    grid.add_row("stage", f"{view.stage} (closed; last change {_when(view.updated_at)})")
+    grid.add_row("modes", Text(", ".join(view.modes) or "none"))
+    grid.add_row("source", "the archive in PostgreSQL: the workflow is past its retention")
+    events = Table(title="recorded events", title_justify="left")
+    for name in ("occurred", "stage", "event", "by"):
+        events.add_column(name)
+    for e in record.timeline:
+        actor = e.actor.subject if e.actor is not None else e.source
+        events.add_row(_when(e.occurred_at), Text(e.stage), e.type.value, Text(actor))
+    title = Text(f"{record.achievement_id}  [{view.stage}, closed]", style="bold")
+    return Group(Panel(grid, title=title, title_align="left", expand=False), events)

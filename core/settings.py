@@ -77,6 +77,14 @@ class Settings(BaseSettings):
     codec_keys: SecretStr | None = None
     # The codec server (/codec on the gateway): bearer token, and the one Web UI origin allowed.
     codec_auth_token: SecretStr | None = None
+    # Where people open a lifecycle in the Temporal Web UI: `status`, `list`, the gateway and
+    # the overview link to {temporal_ui_url}/namespaces/{namespace}/workflows/{workflow_id}.
+    # The default is the dev server's UI; a deployment sets its own UI's address.
+    temporal_ui_url: str = Field(
+        default="http://localhost:8233",
+        pattern=r"^https?://\S+[^/]$",
+        description="Base URL of the Temporal Web UI, without a trailing slash",
+    )
     codec_ui_origin: str = Field(
         default="http://localhost:8233",
         pattern=r"^https?://[^/\s]+$",

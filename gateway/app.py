@@ -54,7 +54,7 @@ def create_gateway_app(
     app.state.gateway = GatewayContext(
         settings=settings,
         policy_book=policy_book,
-        lifecycles=Lifecycles(client),
+        lifecycles=Lifecycles(client, settings.temporal_ui_url),
         verifier=verifier,
         pool=pool,
     )

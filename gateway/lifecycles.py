@@ -25,6 +25,7 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from core.temporal_ui import workflow_url
 from schemas.lifecycle import LifecycleState
 from workflows.ids import poc_workflow_id, workflow_id
 from workflows.lifecycle import AchievementLifecycle
@@ -46,9 +47,14 @@ class AchievementFacts:
 
 
 class Lifecycles:
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, ui_base: str = "http://localhost:8233") -> None:
         self.client = client
+        self.ui_base = ui_base
         self._facts: OrderedDict[str, AchievementFacts] = OrderedDict()
+
+    def ui_url(self, wid: str) -> str:
+        """The workflow's page in the Temporal Web UI of this namespace."""
+        return workflow_url(self.ui_base, self.client.namespace, wid)
 
     def handle(self, achievement_id: str) -> Any:
         return self.client.get_workflow_handle_for(

@@ -8,18 +8,20 @@ field named as not permitted), so a caller can never speak for someone else.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from schemas.disclosure import Disclosure, TransformationMode
 from schemas.evaluation import Recommendation, Review, ReviewScores
 from schemas.exchange_api import KNOWN_EXCHANGES
-from schemas.lifecycle import Waiting
+from schemas.lifecycle import LifecycleState, Waiting
 from schemas.money import Money
 from schemas.proof_of_concept import PocResult
+from schemas.read_models import FeedEvent
 from schemas.text import Text
 from schemas.transaction import PricingMethod
+from schemas.views import AchievementView
 
 # Same rule as Review.reviewer_id: an expert's token subject is their reviewer id.
 REVIEWER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$"
@@ -160,3 +162,21 @@ class ValidationErrors(BaseModel):
 class Problem(BaseModel):
     detail: str
     field: str | None = None
+
+
+class AchievementState(LifecycleState):
+    """A running (or not yet deleted) lifecycle's whole state, as its workflow answers it."""
+
+    source: Literal["workflow"] = "workflow"
+    ui_url: str = Field(description="The workflow's page in the Temporal Web UI")
+
+
+class ArchivedAchievement(BaseModel):
+    """A closed lifecycle whose workflow the namespace's retention has deleted: its final
+    projection row and its recorded events, from PostgreSQL."""
+
+    source: Literal["archive"] = "archive"
+    closed: Literal[True] = True
+    achievement_id: str
+    achievement: AchievementView = Field(description="The final current-state row")
+    timeline: list[FeedEvent] = Field(description="Every recorded event, oldest first")

@@ -25,12 +25,22 @@ class AchievementFilter(BaseModel):
     mandatory_due_before: date | None = Field(
         default=None, description="Mandatory listing due strictly before this date"
     )
+    needs_attention: bool | None = Field(
+        default=None,
+        description="True: a person must act (NeedsAttentionSince is set); False: not",
+    )
     # Set by the gateway from the caller's token, never from a query parameter.
     panel_member: str | None = Field(default=None, description="Assigned to this expert")
 
 
+class ListedAchievement(AchievementView):
+    """The row the projection writes, with where to open its workflow in the Temporal UI."""
+
+    ui_url: str | None = Field(default=None, description="The workflow's Temporal Web UI page")
+
+
 class AchievementPage(BaseModel):
-    items: list[AchievementView]  # the row the projection writes is the row lists read
+    items: list[ListedAchievement]  # the row the projection writes is the row lists read
     next_cursor: str | None = Field(description="Pass as cursor for the next page; None: last")
 
 

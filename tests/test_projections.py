@@ -336,7 +336,13 @@ async def test_feed_is_ordered_and_resumable_under_concurrent_writers(
 
     # `achievements events --after N` prints the same feed as JSON lines and its cursor.
     out = io.StringIO()
-    cursor = await tail_events(gateway, after=middle, follow=False, limit=50, out=out)
+    cursor = await tail_events(gateway, after=middle, follow=False, page_size=50, out=out)
     printed = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [e["seq"] for e in printed if e["event_id"] in set(written)] == resumed
     assert cursor == printed[-1]["seq"]
+
+    # `--limit 3` prints three events and stops there, whatever the page size.
+    out = io.StringIO()
+    cursor = await tail_events(gateway, after=middle, follow=False, limit=3, page_size=2, out=out)
+    three = [json.loads(line)["seq"] for line in out.getvalue().splitlines()]
+    assert three == [e["seq"] for e in printed[:3]] and cursor == three[-1]

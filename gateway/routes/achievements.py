@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import asyncpg
 import structlog
 from fastapi import APIRouter, Depends, HTTPException, Path
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from activities import queries
 from gateway.dependencies import (
     AuthenticatedRoute,
     Context,
@@ -22,8 +24,15 @@ from gateway.lifecycles import NOT_FOUND
 from gateway.permissions import PERMISSIONS, SEES_SUMMARY, Grant, Operation, Scope
 from gateway.tokens import Principal
 from schemas.disclosure import ACHIEVEMENT_ID_PATTERN
-from schemas.gateway_api import AchievementBrief, DisclosureRequest, Me, Started
-from schemas.lifecycle import LifecycleInput, LifecycleState, Stage
+from schemas.gateway_api import (
+    AchievementBrief,
+    AchievementState,
+    ArchivedAchievement,
+    DisclosureRequest,
+    Me,
+    Started,
+)
+from schemas.lifecycle import LifecycleInput, Stage
 from workflows.ids import workflow_id
 from workflows.start import start_lifecycle
 
@@ -125,15 +134,21 @@ async def disclose(
     "/achievements/{achievement_id}",
     summary="An achievement's state: whole for its institution and the regulator; a brief "
     "for its assigned experts and the proof-of-concept fund",
-    response_model=LifecycleState | AchievementBrief,
+    response_model=AchievementState | AchievementBrief | ArchivedAchievement,
     responses=responses(*AUTHENTICATED, 403, 404),
 )
 async def get_state(
     achievement_id: AchievementIdPath,
     ctx: Context,
     access: Annotated[Grant, Depends(authorized(Operation.READ))],
-) -> LifecycleState | AchievementBrief:
-    state = await ctx.lifecycles.state(achievement_id)
+) -> AchievementState | AchievementBrief | ArchivedAchievement:
+    try:
+        state = await ctx.lifecycles.state(achievement_id)
+    except HTTPException as exc:
+        if exc.status_code != 404 or ctx.pool is None:
+            raise
+        # No workflow: maybe one the namespace's retention deleted after it closed.
+        return await _archived(ctx.pool, access, achievement_id)
     institution = state.disclosure.institution.code
     # The fund reaches a running proof of concept, and one that has ended (its outcome).
     in_poc = state.stage is Stage.PROOF_OF_CONCEPT or state.poc is not None
@@ -142,7 +157,7 @@ async def get_state(
         raise HTTPException(404, NOT_FOUND)
     access = reached
     if access.scope in (Scope.OWN, Scope.ANY):
-        return state
+        return AchievementState(**dict(state), ui_url=ctx.lifecycles.ui_url(state.workflow_id))
     d = state.disclosure
     mine = [r for r in state.reviews if r.reviewer_id == access.principal.subject]
     return AchievementBrief(
@@ -157,6 +172,20 @@ async def get_state(
         my_review=mine[0] if mine else None,
         poc=state.poc if access.scope is Scope.POC else None,
     )
+
+
+async def _archived(pool: asyncpg.Pool, access: Grant, achievement_id: str) -> ArchivedAchievement:
+    """A closed lifecycle past retention, from PostgreSQL: its institution and the regulator
+    read it; an expert's or the fund's part ended with the lifecycle, so for them it is gone."""
+    record = await queries.achievement_record(pool, achievement_id)
+    if record is None:
+        raise HTTPException(404, NOT_FOUND)
+    view, events = record
+    reached = access.on(view.institution_code, view.panel)
+    if reached is None or reached.scope not in (Scope.OWN, Scope.ANY):
+        raise HTTPException(404, NOT_FOUND)
+    log.info("read from the archive", achievement_id=achievement_id, stage=view.stage)
+    return ArchivedAchievement(achievement_id=achievement_id, achievement=view, timeline=events)
 
 
 @router.get(

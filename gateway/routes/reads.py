@@ -62,6 +62,13 @@ async def list_achievements(
     mandatory_due_before: Annotated[
         date | None, Query(description="Mandatory listing due strictly before this date")
     ] = None,
+    needs_attention: Annotated[
+        bool | None,
+        Query(
+            description="A person must act (or not, when false): the same rows as the UI "
+            "query `NeedsAttentionSince IS NOT NULL` and the overview's"
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[
         str | None, Query(pattern=ACHIEVEMENT_ID_PATTERN, description="next_cursor")
@@ -80,16 +87,23 @@ async def list_achievements(
         mode=mode.value if mode else None,
         overdue=overdue,
         mandatory_due_before=mandatory_due_before,
+        needs_attention=needs_attention,
         panel_member=access.principal.subject if panel else None,
     )
     page = await queries.list_achievements(
         ctx.need_pool(), where, datetime.now(UTC), limit=limit, cursor=cursor
     )
-    if panel:  # an expert does not learn who else reviews
-        page = page.model_copy(
-            update={"items": [i.model_copy(update={"panel": []}) for i in page.items]}
+    lifecycles = ctx.lifecycles
+    items = [
+        i.model_copy(
+            update={
+                "ui_url": lifecycles.ui_url(i.workflow_id),
+                **({"panel": []} if panel else {}),  # an expert does not learn who else reviews
+            }
         )
-    return page
+        for i in page.items
+    ]
+    return page.model_copy(update={"items": items})
 
 
 @router.get(

@@ -1,0 +1,270 @@
+"""What operators read: Temporal UI links, what needs a person, and closed lifecycles past
+retention, against the session's real gateway, PostgreSQL and Temporal dev server.
+
+Rows that need a person are written through the real projection append
+(ProjectionActivities.record_events, i.e. the SQL function), with views carrying
+needs_attention_since / next_action as the lifecycle fills them.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+import httpx
+import pytest_asyncio
+from gateway_requests import disclosure_request
+from helpers.eventually import assert_eventually
+from rich.console import Console
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+
+from activities.projections import ProjectionActivities
+from cli.reads import page_table
+from schemas.events import EventType, LifecycleEvent
+from schemas.read_models import AchievementPage
+from schemas.views import AchievementView
+from workers.worker import build_worker
+from workflows.ids import workflow_id
+
+if TYPE_CHECKING:
+    from conftest import Stack
+
+OFFICER, OTHER_OFFICER = "officer.syn-uni", "officer.syn-other"
+EXPERT, REGULATOR = "expert-a", "regulator.shstc"  # expert-a sits on gateway_requests' PANEL
+NOW = datetime.now(UTC)
+
+
+class Operators:
+    def __init__(self, stack: Stack, http: httpx.AsyncClient, client: Client) -> None:
+        self.stack, self.http, self.client = stack, http, client
+
+    async def get(self, path: str, as_: str, **params: Any) -> httpx.Response:
+        return await self.http.get(path, params=params, headers=await self.stack.headers(as_))
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def ops(dev_env: WorkflowEnvironment, stack: Stack) -> AsyncIterator[Operators]:
+    """The stack's gateway, and a real worker on the queue it starts lifecycles on."""
+    async with (
+        build_worker(dev_env.client, stack.deps, stack.settings.task_queue, stack.settings),
+        httpx.AsyncClient(base_url=stack.gateway_url, timeout=30.0) as http,
+    ):
+        yield Operators(stack, http, dev_env.client)
+
+
+def view(aid: str, inst: str, stage: str, **fields: Any) -> AchievementView:
+    return AchievementView(
+        achievement_id=aid,
+        workflow_id=workflow_id(aid),
+        institution_code=inst,
+        title=fields.pop("title", "Operator probe"),
+        field="biomedicine",
+        stage=stage,
+        modes=[],
+        funding_kinds=["self"],
+        mandatory_listing_due=None,
+        waiting_on=fields.pop("waiting_on", None),
+        waiting_until=fields.pop("waiting_until", None),
+        synthetic=True,
+        updated_at=NOW,
+        **fields,
+    )
+
+
+async def project(db: asyncpg.Pool, row: AchievementView) -> None:
+    """One stage-entered event and the row, through the real projection append."""
+    event = LifecycleEvent(
+        event_id=str(uuid.uuid4()),
+        achievement_id=row.achievement_id,
+        workflow_id=row.workflow_id,
+        institution_code=row.institution_code,
+        type=EventType.STAGE_ENTERED,
+        stage=row.stage,
+        occurred_at=NOW,
+        source="workflow",
+        payload={"stage": row.stage},
+    )
+    activities = ProjectionActivities(db)
+    assert await ActivityEnvironment().run(activities.record_events, [event], row) == 1
+
+
+async def seed(db: asyncpg.Pool, inst: str) -> dict[str, AchievementView]:
+    """An institution of its own: one row on time, one overdue, two that need a person."""
+    tag = inst.split("-")[1]
+    rows = {
+        "calm": view(
+            f"{tag}-CALM-0000000001", inst, "evaluation", waiting_on="3 expert reviews",
+            waiting_until=NOW + timedelta(days=5),
+        ),
+        "late": view(
+            f"{tag}-LATE-0000000002", inst, "transaction", waiting_on="the exchange's listing",
+            waiting_until=NOW - timedelta(hours=3),
+        ),
+        "person": view(
+            f"{tag}-PERSON-000000003", inst, "evaluation",
+            title="<script>alert(1)</script> & <b>bold</b>",
+            waiting_on="an operator's routing decision",
+            needs_attention_since=NOW - timedelta(days=2),
+            attention_reason="escalated",
+            next_action="achievements decide ID --route … / POST /achievements/{id}/decision",
+        ),
+        "older": view(
+            f"{tag}-OLDER-0000000004", inst, "proof_of_concept",
+            needs_attention_since=NOW - timedelta(days=9),
+            attention_reason="deadline_passed",
+            next_action="the fund's go/no-go: POST /achievements/{id}/poc/decision",
+        ),
+    }  # fmt: skip
+    for row in rows.values():
+        await project(db, row)
+    return rows
+
+
+def unique_institution() -> str:
+    return f"OV-{uuid.uuid4().hex[:6].upper()}"
+
+
+# ---------------------------------------------------------------------------- links, filters
+
+
+async def test_state_and_list_link_to_the_temporal_ui(ops: Operators) -> None:
+    aid = f"OV-{uuid.uuid4().hex[:10].upper()}"
+    created = await ops.http.post(
+        "/achievements", json=disclosure_request(aid), headers=await ops.stack.headers(OFFICER)
+    )
+    assert created.status_code == 201, created.text
+    expected = (
+        f"{ops.stack.settings.temporal_ui_url}/namespaces/{ops.client.namespace}"
+        f"/workflows/{workflow_id(aid)}"
+    )
+    state = await ops.get(f"/achievements/{aid}", OFFICER)
+    assert state.status_code == 200, state.text
+    assert state.json()["ui_url"] == expected and state.json()["source"] == "workflow"
+
+    async def listed() -> dict[str, Any]:
+        page = (await ops.get("/achievements", OFFICER, limit=500)).json()
+        row: dict[str, Any] | None = {i["achievement_id"]: i for i in page["items"]}.get(aid)
+        assert row is not None, "not projected yet"
+        return row
+
+    row = await assert_eventually(listed, what="the new lifecycle in the list")
+    assert row["ui_url"] == expected
+    await ops.http.post(
+        f"/achievements/{aid}/withdraw",
+        json={"reason": "test over"},
+        headers=await ops.stack.headers(OFFICER),
+    )
+
+
+async def test_needs_attention_filter_is_the_rows_a_person_must_act_on(
+    ops: Operators, db: asyncpg.Pool
+) -> None:
+    inst = unique_institution()
+    rows = await seed(db, inst)
+    response = await ops.get(
+        "/achievements", REGULATOR, institution=inst, needs_attention="true", limit=500
+    )
+    assert response.status_code == 200, response.text
+    items = response.json()["items"]
+    assert {i["achievement_id"] for i in items} == {
+        rows["person"].achievement_id,
+        rows["older"].achievement_id,
+    }
+    person = next(i for i in items if i["achievement_id"] == rows["person"].achievement_id)
+    assert person["attention_reason"] == "escalated" and person["next_action"].startswith(
+        "achievements decide"
+    )
+    calm = await ops.get("/achievements", REGULATOR, institution=inst, needs_attention="false")
+    assert {i["achievement_id"] for i in calm.json()["items"]} == {
+        rows["calm"].achievement_id,
+        rows["late"].achievement_id,
+    }
+    wrong = await ops.get("/achievements", REGULATOR, needs_attention="perhaps")
+    assert wrong.status_code == 422 and "needs_attention" in wrong.text
+
+
+def test_the_list_keeps_ids_whole_and_shows_what_it_waits_for() -> None:
+    long_id = "SYN-UNI-2026-QUANTUM-SENSOR-000123"
+    row = view(
+        long_id, "SYN-UNI", "transaction", waiting_on="the exchange's listing",
+        waiting_until=datetime(2026, 12, 1, 9, 30, tzinfo=UTC),
+        needs_attention_since=datetime(2026, 11, 30, tzinfo=UTC), attention_reason="overdue",
+    )  # fmt: skip
+    page = AchievementPage.model_validate(
+        {"items": [{**row.model_dump(), "ui_url": "http://ui/x"}], "next_cursor": None}
+    )
+    out = io.StringIO()
+    Console(file=out, width=80).print(page_table(page))
+    text = out.getvalue()
+    assert long_id in text  # whole, on one line, at 80 columns
+    assert "waiting for" in text and "the exchange's" in text
+    assert "2026-12-01" in text and "09:30" in text and "(overdue)" in text
+    assert "institution" not in text  # one institution: no column for it
+
+
+# ---------------------------------------------------------------------------- past retention
+
+
+async def test_a_closed_lifecycle_past_retention_is_read_from_the_archive(ops: Operators) -> None:
+    aid = f"OV-{uuid.uuid4().hex[:10].upper()}"
+    created = await ops.http.post(
+        "/achievements", json=disclosure_request(aid), headers=await ops.stack.headers(OFFICER)
+    )
+    assert created.status_code == 201, created.text
+    withdrawn = await ops.http.post(
+        f"/achievements/{aid}/withdraw",
+        json={"reason": "the team left"},
+        headers=await ops.stack.headers(OFFICER),
+    )
+    assert withdrawn.status_code == 200, withdrawn.text
+    handle = ops.client.get_workflow_handle(workflow_id(aid))
+    await handle.result()
+
+    async def final_row_projected() -> None:
+        page = (await ops.get("/achievements", OFFICER, stage="withdrawn", limit=500)).json()
+        assert aid in {i["achievement_id"] for i in page["items"]}
+
+    await assert_eventually(final_row_projected, what="the final row in PostgreSQL")
+
+    # What the namespace's retention does once it has passed: the execution is deleted.
+    await ops.client.workflow_service.delete_workflow_execution(
+        DeleteWorkflowExecutionRequest(
+            namespace=ops.client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=workflow_id(aid)),
+        )
+    )
+
+    async def deleted() -> None:
+        try:
+            await handle.describe()
+        except RPCError as exc:
+            assert exc.status == RPCStatusCode.NOT_FOUND
+            return
+        raise AssertionError("still there")
+
+    await assert_eventually(deleted, what="the execution deleted")
+
+    for reader in (OFFICER, REGULATOR):
+        response = await ops.get(f"/achievements/{aid}", reader)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["source"] == "archive" and body["closed"] is True
+        assert body["achievement"]["stage"] == "withdrawn"
+        types = [e["type"] for e in body["timeline"]]
+        assert "disclosed" in types and types[-1] == "withdrawn", types
+        seqs = [e["seq"] for e in body["timeline"]]
+        assert seqs == sorted(seqs)
+    # Still nobody else's: another institution's officer and the panel's expert get a 404.
+    for outsider in (OTHER_OFFICER, EXPERT):
+        response = await ops.get(f"/achievements/{aid}", outsider)
+        assert response.status_code == 404, (outsider, response.text)
+    unknown = await ops.get(f"/achievements/OV-NEVER-{uuid.uuid4().hex[:8].upper()}", OFFICER)
+    assert unknown.status_code == 404
