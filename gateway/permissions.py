@@ -40,6 +40,7 @@ class Operation(StrEnum):
     GO_NO_GO = "POST /achievements/{achievement_id}/poc/decision"
     EVENTS = "GET /events"
     REPORT = "GET /reports/annual/{year}"
+    OVERVIEW = "GET /overview"
 
 
 R = Role
@@ -67,6 +68,13 @@ PERMISSIONS: dict[Operation, dict[Role, Scope]] = {
     Operation.GO_NO_GO: {R.POC_FUND_OFFICER: Scope.POC},
     Operation.EVENTS: {R.TTO_OFFICER: Scope.OWN, R.APPROVER: Scope.OWN, R.REGULATOR: Scope.ANY},
     Operation.REPORT: {R.TTO_OFFICER: Scope.OWN, R.APPROVER: Scope.OWN, R.REGULATOR: Scope.ANY},
+    # Operators' view of their institution's lifecycles. Experts and the fund act on single
+    # achievements they are given, so an institution-wide overview is not theirs.
+    Operation.OVERVIEW: {
+        R.TTO_OFFICER: Scope.OWN,
+        R.APPROVER: Scope.OWN,
+        R.REGULATOR: Scope.ANY,
+    },
 }
 
 # The confidential summary is shown to its institution, its panel and the regulator only.

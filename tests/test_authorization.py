@@ -180,6 +180,9 @@ async def call(world: World, operation: str, role: str | None, case: str) -> htt
         return await http.get("/achievements", params={"limit": 500}, headers=headers)
     if operation == "GET /events":
         return await http.get("/events", params={"limit": 1000}, headers=headers)
+    if operation == "GET /overview":
+        params = {"format": "json", **({} if case == "own" else {"institution": OTHER})}
+        return await http.get("/overview", params=params, headers=headers)
     if operation == "GET /reports/annual/{year}":
         params = {} if case == "own" else {"institution": OTHER}
         return await http.get(
@@ -201,7 +204,7 @@ def expected(operation: str, role: str, case: str) -> str:
         return PAST_AUTHORIZATION
     if operation == "POST /achievements":
         return "403"  # disclosing for another institution names the institution
-    if operation in ("GET /achievements", "GET /events"):
+    if operation in ("GET /achievements", "GET /events", "GET /overview"):
         return "absent"
     return "404"
 

@@ -58,6 +58,8 @@ INTERNAL = {
     "jurisdiction",
     "lifecycle",
     "money",
+    # The operator overview: built by the gateway from the projection, never sent in.
+    "overview",
     "policy",
     "read_models",
     # What the lifecycle declines to apply, wrapped by the workflow around validated events.

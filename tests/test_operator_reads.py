@@ -8,14 +8,20 @@ needs_attention_since / next_action as the lifecycle fills them.
 
 from __future__ import annotations
 
+import asyncio
 import io
+import os
+import re
+import shutil
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import httpx
+import pytest
 import pytest_asyncio
 from gateway_requests import disclosure_request
 from helpers.eventually import assert_eventually
@@ -268,3 +274,98 @@ async def test_a_closed_lifecycle_past_retention_is_read_from_the_archive(ops: O
         assert response.status_code == 404, (outsider, response.text)
     unknown = await ops.get(f"/achievements/OV-NEVER-{uuid.uuid4().hex[:8].upper()}", OFFICER)
     assert unknown.status_code == 404
+
+
+# ---------------------------------------------------------------------------- the overview
+
+
+async def test_overview_counts_stages_and_lists_what_needs_attention_oldest_first(
+    ops: Operators, db: asyncpg.Pool
+) -> None:
+    inst = unique_institution()
+    rows = await seed(db, inst)
+    response = await ops.get("/overview", REGULATOR, institution=inst, format="json")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    stages = {
+        s["stage"]: (s["lifecycles"], s["overdue"], s["needs_person"]) for s in body["stages"]
+    }
+    assert stages == {
+        "evaluation": (2, 0, 1),
+        "proof_of_concept": (1, 0, 1),
+        "transaction": (1, 1, 0),
+    }
+    assert [s["stage"] for s in body["stages"]] == ["evaluation", "proof_of_concept", "transaction"]
+    order = [r["achievement_id"] for r in body["attention"]]
+    assert order == [rows[k].achievement_id for k in ("older", "person", "late")]
+    late = body["attention"][2]
+    assert late["overdue"] is True and late["waiting_on"] == "the exchange's listing"
+    for row in body["attention"]:
+        assert row["ui_url"].endswith(f"/workflows/{workflow_id(row['achievement_id'])}")
+    # The same rows as `list --needs-attention` (and the UI's NeedsAttentionSince IS NOT NULL).
+    listed = await ops.get(
+        "/achievements", REGULATOR, institution=inst, needs_attention="true", limit=500
+    )
+    needing = {r["achievement_id"] for r in body["attention"] if r["needs_attention_since"]}
+    assert needing == {i["achievement_id"] for i in listed.json()["items"]}
+
+
+async def test_overview_is_scoped_to_the_callers_institution(
+    ops: Operators, db: asyncpg.Pool
+) -> None:
+    inst = unique_institution()
+    rows = await seed(db, inst)
+    mine = await ops.get("/overview", OFFICER, format="json")
+    assert mine.status_code == 200, mine.text
+    seen = {r["achievement_id"] for r in mine.json()["attention"]}
+    assert not seen & {r.achievement_id for r in rows.values()}
+    assert mine.json()["institution"] == "SYN-UNI"
+    theirs = await ops.get("/overview", OFFICER, institution=inst, format="json")
+    assert theirs.status_code == 200 and theirs.json()["stages"] == []
+    assert theirs.json()["attention"] == []
+    expert = await ops.get("/overview", EXPERT)
+    assert expert.status_code == 403 and "requires the role" in expert.json()["detail"]
+    bad = await ops.get("/overview", REGULATOR, format="pdf")
+    assert bad.status_code == 422 and "format" in bad.text
+
+
+async def test_overview_page_in_headless_chromium_escapes_titles(
+    ops: Operators, db: asyncpg.Pool, tmp_path: Path
+) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        message = "Chromium is not installed: apt-get install -y chromium"
+        if os.environ.get("ACHIEVEMENTS_REQUIRE_CHROMIUM") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    inst = unique_institution()
+    rows = await seed(db, inst)
+    response = await ops.get("/overview", REGULATOR, institution=inst)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/html")
+    assert "script-src" not in response.headers["content-security-policy"]
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    page = tmp_path / "overview.html"
+    page.write_text(response.text, encoding="utf-8")
+    process = await asyncio.create_subprocess_exec(
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--dump-dom",
+        page.as_uri(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode(errors="replace")[-2000:]
+    dom = out.decode()
+    # The DOM Chromium built: the hostile title is text, never an element.
+    assert "<script" not in dom and "<b>bold</b>" not in dom
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in dom
+    shown = re.findall(r'data-achievement="([^"]+)"', dom)
+    assert shown == [rows[k].achievement_id for k in ("older", "person", "late")]
+    ui = ops.stack.settings.temporal_ui_url
+    assert f'href="{ui}/namespaces/{ops.client.namespace}/workflows/' in dom
+    assert "achievements decide ID --route" in dom and "overdue since" in dom
+    assert re.search(r"<td>transaction</td><td class=\"n\">1</td><td class=\"n\">1</td>", dom)
