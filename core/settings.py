@@ -85,6 +85,9 @@ class Settings(BaseSettings):
         pattern=r"^https?://\S+[^/]$",
         description="Base URL of the Temporal Web UI, without a trailing slash",
     )
+    # The gateway's /metrics (lifecycles per stage, overdue, needing a person): when set,
+    # scrapers send it as a bearer token; unset, /metrics is open (keep it off the internet).
+    metrics_token: SecretStr | None = None
     codec_ui_origin: str = Field(
         default="http://localhost:8233",
         pattern=r"^https?://[^/\s]+$",

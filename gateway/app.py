@@ -14,7 +14,7 @@ from temporalio.client import Client
 
 from core.policy_book import PolicyBook
 from core.settings import Settings
-from gateway import errors
+from gateway import errors, metrics
 from gateway.codec_server import MAX_CODEC_BODY, codec_router
 from gateway.dependencies import GatewayContext
 from gateway.lifecycles import Lifecycles
@@ -59,7 +59,7 @@ def create_gateway_app(
         pool=pool,
     )
     errors.install(app)
-    for router in (health, achievements, commands, webhooks, reads, overview):
+    for router in (health, achievements, commands, webhooks, reads, overview, metrics):
         app.include_router(router.router)
     # The Web UI's codec server, with the client's own codec (404 when encryption is off).
     app.include_router(codec_router(client.data_converter.payload_codec, settings, verifier))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import re
 import shutil
@@ -25,6 +26,7 @@ import pytest
 import pytest_asyncio
 from gateway_requests import disclosure_request
 from helpers.eventually import assert_eventually
+from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
@@ -34,6 +36,7 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.projections import ProjectionActivities
 from cli.reads import page_table
+from gateway.metrics import CACHE_SECONDS, GAUGES
 from schemas.events import EventType, LifecycleEvent
 from schemas.read_models import AchievementPage
 from schemas.views import AchievementView
@@ -369,3 +372,45 @@ async def test_overview_page_in_headless_chromium_escapes_titles(
     assert f'href="{ui}/namespaces/{ops.client.namespace}/workflows/' in dom
     assert "achievements decide ID --route" in dom and "overdue since" in dom
     assert re.search(r"<td>transaction</td><td class=\"n\">1</td><td class=\"n\">1</td>", dom)
+
+
+# ---------------------------------------------------------------------------- metrics
+
+DASHBOARD = Path(__file__).parent.parent / "deploy" / "grafana" / "achievement-lifecycles.json"
+
+
+async def test_metrics_export_the_overview_figures_and_the_dashboard_queries_them(
+    ops: Operators, db: asyncpg.Pool
+) -> None:
+    inst = unique_institution()
+    await seed(db, inst)
+    exported: dict[str, dict[tuple[str, str], float]] = {}
+
+    async def scraped() -> None:
+        response = await ops.http.get("/metrics")  # a scraper: no person's token
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith("text/plain")
+        exported.clear()
+        for family in text_string_to_metric_families(response.text):
+            for s in family.samples:
+                values = exported.setdefault(s.name, {})
+                values[(s.labels["institution"], s.labels["stage"])] = s.value
+        assert (inst, "evaluation") in exported["achievements_lifecycles"], "cached figures"
+
+    # Within the cache's life and a little more: a fresh scrape reads PostgreSQL again.
+    await assert_eventually(scraped, within=CACHE_SECONDS + 10, interval=1.0, what="a scrape")
+    assert exported["achievements_lifecycles"][(inst, "evaluation")] == 2
+    assert exported["achievements_lifecycles_overdue"][(inst, "transaction")] == 1
+    assert exported["achievements_lifecycles_needing_person"][(inst, "proof_of_concept")] == 1
+    assert exported["achievements_lifecycles_needing_person"][(inst, "transaction")] == 0
+
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\b(achievements_[a-z_]+)\b", target["expr"])
+    }
+    assert queried, "the dashboard queries nothing"
+    assert queried <= set(exported), queried - set(exported)
+    assert set(GAUGES) == set(exported)
