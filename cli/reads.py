@@ -93,7 +93,7 @@ async def tail_events(
     follow: bool,
     limit: int | None = None,
     poll_seconds: float = 2.0,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
     on_error: Callable[[str], None] | None = None,
     page_size: int = 100,
 ) -> int:
@@ -103,6 +103,7 @@ async def tail_events(
     last event printed, so `--after` it resumes exactly there. `http` carries the gateway's
     base URL and the caller's Authorization header.
     """
+    out = out or sys.stdout  # looked up when called: whatever stdout is then (a redirect)
     printed = 0
     while True:
         size = page_size if limit is None else min(page_size, limit - printed)

@@ -33,10 +33,13 @@ from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+from typer.testing import CliRunner, Result
 
 from activities.projections import ProjectionActivities
+from cli.main import app
 from cli.reads import page_table
 from gateway.metrics import CACHE_SECONDS, GAUGES
+from sandboxes.identity_directory import DEMO_PASSWORD
 from schemas.events import EventType, LifecycleEvent
 from schemas.read_models import AchievementPage
 from schemas.views import AchievementView
@@ -52,21 +55,46 @@ NOW = datetime.now(UTC)
 
 
 class Operators:
-    def __init__(self, stack: Stack, http: httpx.AsyncClient, client: Client) -> None:
+    def __init__(
+        self, stack: Stack, http: httpx.AsyncClient, client: Client, credentials: Path
+    ) -> None:
         self.stack, self.http, self.client = stack, http, client
+        self.credentials = credentials
 
     async def get(self, path: str, as_: str, **params: Any) -> httpx.Response:
         return await self.http.get(path, params=params, headers=await self.stack.headers(as_))
 
+    async def cli(self, *args: str, as_: str, columns: int = 200) -> Result:
+        """`achievements ARGS` as a person logged in at the session's issuer (own credentials
+        file), against the stack's gateway; CliRunner in a thread (the CLI is synchronous)."""
+        env = {
+            "COLUMNS": str(columns),
+            "ACHIEVEMENTS_OIDC_ISSUER": str(self.stack.settings.oidc_issuer),
+            "ACHIEVEMENTS_CREDENTIALS_FILE": str(self.credentials / f"{as_}.json"),
+        }
+
+        def invoke(argv: list[str], stdin: str | None = None) -> Result:
+            return CliRunner().invoke(app, argv, input=stdin, env=env, catch_exceptions=False)
+
+        if not (self.credentials / f"{as_}.json").exists():
+            login = ["login", "--username", as_, "--password-stdin"]
+            result = await asyncio.to_thread(invoke, login, DEMO_PASSWORD + "\n")
+            assert result.exit_code == 0, result.output
+        argv = [*args, "--gateway-url", self.stack.gateway_url]
+        return await asyncio.to_thread(invoke, argv)
+
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def ops(dev_env: WorkflowEnvironment, stack: Stack) -> AsyncIterator[Operators]:
+async def ops(
+    dev_env: WorkflowEnvironment, stack: Stack, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Operators]:
     """The stack's gateway, and a real worker on the queue it starts lifecycles on."""
     async with (
         build_worker(dev_env.client, stack.deps, stack.settings.task_queue, stack.settings),
         httpx.AsyncClient(base_url=stack.gateway_url, timeout=30.0) as http,
     ):
-        yield Operators(stack, http, dev_env.client)
+        credentials = tmp_path_factory.mktemp("credentials")
+        yield Operators(stack, http, dev_env.client, credentials)
 
 
 def view(aid: str, inst: str, stage: str, **fields: Any) -> AchievementView:
@@ -159,13 +187,18 @@ async def test_state_and_list_link_to_the_temporal_ui(ops: Operators) -> None:
     assert state.json()["ui_url"] == expected and state.json()["source"] == "workflow"
 
     async def listed() -> dict[str, Any]:
-        page = (await ops.get("/achievements", OFFICER, limit=500)).json()
+        # From just before the id (keyset order), however many rows the session holds.
+        page = (await ops.get("/achievements", OFFICER, cursor=aid[:-1], limit=50)).json()
         row: dict[str, Any] | None = {i["achievement_id"]: i for i in page["items"]}.get(aid)
         assert row is not None, "not projected yet"
         return row
 
     row = await assert_eventually(listed, what="the new lifecycle in the list")
     assert row["ui_url"] == expected
+    status = await ops.cli("status", aid, as_=OFFICER)
+    assert status.exit_code == 0 and expected in status.stdout, status.output
+    listing = await ops.cli("list", "--links", "--cursor", aid[:-1], as_=OFFICER)
+    assert listing.exit_code == 0 and expected in listing.stdout, listing.output
     await ops.http.post(
         f"/achievements/{aid}/withdraw",
         json={"reason": "test over"},
@@ -198,6 +231,19 @@ async def test_needs_attention_filter_is_the_rows_a_person_must_act_on(
     }
     wrong = await ops.get("/achievements", REGULATOR, needs_attention="perhaps")
     assert wrong.status_code == 422 and "needs_attention" in wrong.text
+
+    # The command line: the same rows, ids whole at 80 columns; a word when nothing matched.
+    shown = await ops.cli(
+        "list", "--institution", inst, "--needs-attention", as_=REGULATOR, columns=80
+    )
+    assert shown.exit_code == 0, shown.output
+    assert rows["person"].achievement_id in shown.stdout
+    assert rows["older"].achievement_id in shown.stdout
+    assert rows["late"].achievement_id not in shown.stdout
+    nothing = await ops.cli("list", "--institution", unique_institution(), as_=REGULATOR)
+    assert nothing.exit_code == 0 and "no achievement matched" in nothing.stdout, nothing.output
+    events = await ops.cli("events", "--limit", "2", as_=REGULATOR)
+    assert events.exit_code == 0 and len(events.stdout.splitlines()) == 2, events.output
 
 
 def test_the_list_keeps_ids_whole_and_shows_what_it_waits_for() -> None:
@@ -238,8 +284,9 @@ async def test_a_closed_lifecycle_past_retention_is_read_from_the_archive(ops: O
     await handle.result()
 
     async def final_row_projected() -> None:
-        page = (await ops.get("/achievements", OFFICER, stage="withdrawn", limit=500)).json()
-        assert aid in {i["achievement_id"] for i in page["items"]}
+        page = (await ops.get("/achievements", OFFICER, cursor=aid[:-1], limit=50)).json()
+        rows = {i["achievement_id"]: i["stage"] for i in page["items"]}
+        assert rows.get(aid) == "withdrawn", rows.get(aid)
 
     await assert_eventually(final_row_projected, what="the final row in PostgreSQL")
 
@@ -259,7 +306,8 @@ async def test_a_closed_lifecycle_past_retention_is_read_from_the_archive(ops: O
             return
         raise AssertionError("still there")
 
-    await assert_eventually(deleted, what="the execution deleted")
+    # The server deletes asynchronously; generous under a loaded machine.
+    await assert_eventually(deleted, within=60, interval=0.2, what="the execution deleted")
 
     for reader in (OFFICER, REGULATOR):
         response = await ops.get(f"/achievements/{aid}", reader)
@@ -277,6 +325,10 @@ async def test_a_closed_lifecycle_past_retention_is_read_from_the_archive(ops: O
         assert response.status_code == 404, (outsider, response.text)
     unknown = await ops.get(f"/achievements/OV-NEVER-{uuid.uuid4().hex[:8].upper()}", OFFICER)
     assert unknown.status_code == 404
+    status = await ops.cli("status", aid, as_=OFFICER)
+    assert status.exit_code == 0, status.output
+    assert f"{aid}  [withdrawn, closed]" in status.stdout and "past its retention" in status.stdout
+    assert "withdrawn" in status.stdout.split("recorded events", 1)[1]
 
 
 # ---------------------------------------------------------------------------- the overview
