@@ -27,6 +27,7 @@ import pytest_asyncio
 from gateway_requests import disclosure_request
 from helpers.eventually import assert_eventually
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 from rich.console import Console
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
@@ -38,7 +39,10 @@ from typer.testing import CliRunner, Result
 from activities.projections import ProjectionActivities
 from cli.main import app
 from cli.reads import page_table
+from core.http_server import bind_socket, serving
+from core.policy_book import PolicyBook
 from gateway.metrics import CACHE_SECONDS, GAUGES
+from gateway.serve import token_verifier
 from sandboxes.identity_directory import DEMO_PASSWORD
 from schemas.events import EventType, LifecycleEvent
 from schemas.read_models import AchievementPage
@@ -466,3 +470,28 @@ async def test_metrics_export_the_overview_figures_and_the_dashboard_queries_the
     assert queried, "the dashboard queries nothing"
     assert queried <= set(exported), queried - set(exported)
     assert set(GAUGES) == set(exported)
+
+
+async def test_metrics_with_a_scrape_token_refuse_scrapers_without_it(
+    dev_env: WorkflowEnvironment, stack: Stack, db: asyncpg.Pool
+) -> None:
+    """A second gateway over real HTTP, configured with ACHIEVEMENTS_METRICS_TOKEN."""
+    from gateway.app import create_gateway_app
+
+    token = "scrape-token-" + uuid.uuid4().hex
+    settings = stack.settings.model_copy(update={"metrics_token": SecretStr(token)})
+    verifier = token_verifier(settings)
+    gateway = create_gateway_app(dev_env.client, settings, PolicyBook.load(), verifier, pool=db)
+    sock = bind_socket("127.0.0.1")
+    async with (
+        serving(gateway, sock),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}") as http,
+    ):
+        for sent in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": token}):
+            refused = await http.get("/metrics", headers=sent)
+            assert refused.status_code == 401, refused.text
+            assert refused.headers["www-authenticate"] == "Bearer"
+            assert token not in refused.text
+        scraped = await http.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert scraped.status_code == 200 and "achievements_lifecycles" in scraped.text
+    await verifier.close()
