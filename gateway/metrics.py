@@ -82,7 +82,7 @@ def registry_of(request: Request) -> tuple[CollectorRegistry, LifecycleFigures]:
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request, ctx: Context) -> Response:
     token = ctx.settings.metrics_token
-    if token is not None:
+    if token is not None and token.get_secret_value():  # "" is unset, as for the codec token
         sent = request.headers.get("authorization", "")
         expected = f"Bearer {token.get_secret_value()}"
         if not hmac.compare_digest(sent.encode(), expected.encode()):
