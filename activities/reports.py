@@ -47,6 +47,8 @@ from schemas.report import (
     DealsPart,
     IncomePart,
     InstitutionAnnualReport,
+    ListingsPart,
+    PocPart,
     RewardsPart,
     books_close,
     report_zone,
@@ -109,6 +111,13 @@ SELECT institution_code, type, {_MONTH} AS month, {_KEY} AS key, {_LATE_YEAR} AS
     count(*) FILTER (
         WHERE type = 'equity_registered' AND (payload->>'state_owned_equity')::boolean
     ) AS state_owned,
+    count(*) FILTER (
+        WHERE type = 'contract_registered' AND (payload->>'tax_preference_eligible')::boolean
+    ) AS tax_n,
+    sum((payload->>'amount')::numeric) FILTER (
+        WHERE type = 'contract_registered' AND (payload->>'tax_preference_eligible')::boolean
+    ) AS tax_amount,
+    sum((payload->>'granted_amount')::numeric) FILTER (WHERE type = 'poc_funded') AS granted,
     -- The value of the equity the institution holds (not the team's part, item 3), each
     -- registration rounded half up to the cent.
     sum(round((payload->>'valuation')::numeric * ((payload->>'equity_share')::numeric
@@ -151,6 +160,17 @@ FROM disclosed d
 JOIN lifecycle_events e ON e.achievement_id = d.achievement_id AND e.type = 'disclosed'
 GROUP BY 1, 2
 """
+
+# IP assets of the year's disclosed events by kind ($1-$3 the year, [$4 institution]): one row
+# per asset; a disclosed event recorded before the kinds were counts once as "unrecorded", and
+# one listing no assets not at all. Corrections carry no breakdown.
+_IP_KINDS = f"""
+SELECT e.institution_code, k.kind, count(*) AS n
+FROM lifecycle_events e
+CROSS JOIN LATERAL jsonb_array_elements_text(
+    CASE WHEN jsonb_typeof(e.payload->'ip_kinds') = 'array' THEN e.payload->'ip_kinds'
+         ELSE '["unrecorded"]'::jsonb END) AS k(kind)
+WHERE e.type = 'disclosed' AND {_IN_YEAR}"""
 
 # People rewarded: the inventors in the disclosed events of the achievements whose team got a
 # reward in the year. Unknown as soon as one of them has no disclosed event or one listing no
@@ -305,6 +325,20 @@ async def _figures(conn: _Conn, period: _Period, institution: str | None) -> _Fi
 _Dims = dict[str, dict[str, int]]
 
 
+async def _ip_kinds(conn: _Conn, period: _Period, institution: str | None) -> _Dims:
+    """IP assets disclosed in the year per institution, by kind."""
+    bounds = period.bounds()[:3]
+    if institution is None:
+        rows = await conn.fetch(_IP_KINDS + "\nGROUP BY 1, 2", *bounds)
+    else:
+        sql = _IP_KINDS + " AND e.institution_code = $4\nGROUP BY 1, 2"
+        rows = await conn.fetch(sql, *bounds, institution)
+    kinds: _Dims = defaultdict(dict)
+    for r in rows:
+        kinds[r["institution_code"]][r["kind"]] = r["n"]
+    return kinds
+
+
 async def _fields(conn: _Conn, events: dict[str, _Events]) -> dict[str, _Dims]:
     """Disclosed achievements per institution, by field and by funding kind."""
     disclosed = {code: e.achievements(_DISCLOSED) for code, e in events.items()}
@@ -362,6 +396,7 @@ def _report(
     e: _Events,
     late: dict[int, _Events],
     dims: _Dims,
+    ip_kinds: dict[str, int],
     people: int | None,
 ) -> InstitutionAnnualReport:
     by_type = {kind: CountAmount() for kind in CONTRACT_TYPES}
@@ -384,6 +419,7 @@ def _report(
             by_field=dict(sorted(dims["field"].items())),
             by_funding_kind=dict(sorted(dims["funding"].items())),
             by_ownership=dict(sorted(dims["ownership"].items())),
+            by_ip_kind=dict(sorted(ip_kinds.items())),
         ),
         deals=DealsPart(
             transfers=by_type["transfer"],
@@ -397,6 +433,10 @@ def _report(
                 amount=sum((c.amount for c in by_type.values()), Decimal("0.00")),
             ),
             verified_total=_money(e.total("verified", _CONTRACT)),
+            tax_preference_eligible=CountAmount(
+                count=sum(r["tax_n"] for r in e.of(_CONTRACT)),
+                amount=_money(e.total("tax_amount", _CONTRACT)),
+            ),
         ),
         income=IncomePart(
             payments=e.count(_PAYMENT),
@@ -420,6 +460,13 @@ def _report(
             state_owned_equity=sum(r["state_owned"] for r in e.of(_EQUITY)),
             equity_held=equity_held,
         ),
+        listings=ListingsPart(
+            mandatory_triggered=e.count("mandatory_listing_triggered"),
+            mandatory_exempted=e.count("mandatory_listing_exempted"),
+        ),
+        poc=PocPart(
+            grants=e.count("poc_funded"), granted_amount=_money(e.total("granted", "poc_funded"))
+        ),
         funnel=e.funnel(),
         corrections=[_correction(y, late[y]) for y in sorted(late)],
     )
@@ -438,6 +485,7 @@ async def _build(
             else:
                 codes = [institution]
             dims = await _fields(conn, figures.year)
+            ip_kinds = await _ip_kinds(conn, period, institution)
             people = await _people(conn, period, codes)
     return [
         _report(
@@ -447,6 +495,7 @@ async def _build(
             figures.year.get(code, _Events()),
             figures.late.get(code, {}),
             dims[code],
+            ip_kinds.get(code, {}),
             people[code],
         )
         for code in codes
@@ -532,6 +581,8 @@ def report_rows(report: InstitutionAnnualReport) -> list[dict[str, Any]]:
         add("achievements", f"funding:{k}", n)
     for k, n in a.by_ownership.items():
         add("achievements", f"ownership:{k}", n)
+    for k, n in a.by_ip_kind.items():
+        add("achievements", f"ip:{k}", n)
     d = report.deals
     add("deals", "transfers", d.transfers.count, d.transfers.amount)
     add("deals", "licences", d.licences.count, d.licences.amount)
@@ -540,6 +591,8 @@ def report_rows(report: InstitutionAnnualReport) -> list[dict[str, Any]]:
         add("contracts", k, ca.count, ca.amount)
     add("contracts", "total", report.contracts.total.count, report.contracts.total.amount)
     add("contracts", "verified_total", amount=report.contracts.verified_total)
+    tax = report.contracts.tax_preference_eligible
+    add("contracts", "tax_preference_eligible", tax.count, tax.amount)
     i = report.income
     add("income", "cash_received", i.payments, i.cash_received)
     for name in (
@@ -561,6 +614,9 @@ def report_rows(report: InstitutionAnnualReport) -> list[dict[str, Any]]:
     add("companies", "companies_created", co.companies_created)
     add("companies", "equity_registered", co.equity_registered, co.equity_held)
     add("companies", "state_owned_equity", co.state_owned_equity)
+    add("listings", "mandatory_triggered", report.listings.mandatory_triggered)
+    add("listings", "mandatory_exempted", report.listings.mandatory_exempted)
+    add("poc", "grants", report.poc.grants, report.poc.granted_amount)
     for stage, n in report.funnel.items():
         add("funnel", stage, n)
     # Late events of earlier, closed years: one part per year they belong to.

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import itertools
 import json
 import os
+import re
 import shutil
 import struct
 import uuid
@@ -21,14 +23,33 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import asyncpg
+import pypdfium2 as pdfium
 import pytest
 import pytest_asyncio
 from conftest import Stack
-from report_data import DataSet, business_at, generate, record
+from report_data import DataSet, business_at, generate, record, sql_figures
 from temporalio.client import ScheduleActionExecutionStartWorkflow
 from temporalio.testing import WorkflowEnvironment
 
-from activities.report_render import to_csv, to_html, to_json
+from activities.report.amounts import (
+    axis_unit,
+    decade_label,
+    linear_ticks,
+    log_ticks,
+    short,
+    tick_label,
+    yuan,
+)
+from activities.report.charts import COLOURS, bars_svg
+from activities.report.pdf import chinese_fonts
+from activities.report_render import (
+    PdfUnavailable,
+    check_pdf_support,
+    to_csv,
+    to_html,
+    to_json,
+    to_pdf,
+)
 from activities.reports import build_institution_report, build_reports
 from activities.store import _migrations, migrate
 from schemas.events import EventType, LifecycleEvent
@@ -114,6 +135,30 @@ def _expected(ds: DataSet, inst: str, year: int) -> dict[str, object]:
         "by_funding": Counter(k for v in views for k in v.funding_kinds),
         "by_ownership": Counter(e.payload.get("ownership", "unknown") for e in disclosed),
         "events": len(ds.of(inst, year)),
+        "ip_kinds": Counter(
+            k
+            for e in disclosed
+            for k in (e.payload["ip_kinds"] if "ip_kinds" in e.payload else ["unrecorded"])
+        ),
+        "tax": (
+            sum(1 for e in contracts if e.payload["tax_preference_eligible"]),
+            sum(
+                (
+                    _d(e.payload["amount"])
+                    for e in contracts
+                    if e.payload["tax_preference_eligible"]
+                ),
+                Decimal(0),
+            ),
+        ),
+        "poc": (
+            len(funded := ds.of(inst, year, EventType.POC_FUNDED)),
+            sum((_d(e.payload["granted_amount"]) for e in funded), Decimal(0)),
+        ),
+        "mandatory": (
+            len(ds.of(inst, year, EventType.MANDATORY_LISTING_TRIGGERED)),
+            len(ds.of(inst, year, EventType.MANDATORY_LISTING_EXEMPTED)),
+        ),
     }
 
 
@@ -139,6 +184,7 @@ def _expected_corrections(ds: DataSet, inst: str, year: int) -> list[dict[str, o
 
 async def test_report_figures_match_independent_sums(db: asyncpg.Pool, dataset: DataSet) -> None:
     checked_cash, checked_late = Decimal(0), 0
+    added: Counter[str] = Counter()
     for inst in dataset.institutions:
         for year in YEARS:
             r = await build_institution_report(db, inst, year, datetime.now(UTC))
@@ -182,6 +228,21 @@ async def test_report_figures_match_independent_sums(db: asyncpg.Pool, dataset: 
             assert r.achievements.by_funding_kind == dict(x["by_funding"])  # type: ignore[call-overload]
             assert r.achievements.by_ownership == dict(x["by_ownership"])  # type: ignore[call-overload]
             assert r.funnel["disclosure"] == x["disclosed"]
+            # The figures added for filing: in Python from the payloads and in plain SQL.
+            sql = await sql_figures(db, inst, year)
+            assert r.achievements.by_ip_kind == dict(x["ip_kinds"]) == sql["ip_kinds"]  # type: ignore[call-overload]
+            tax = r.contracts.tax_preference_eligible
+            assert (tax.count, tax.amount) == x["tax"] == sql["tax"]
+            assert (r.poc.grants, r.poc.granted_amount) == x["poc"] == sql["poc"]
+            listings = (r.listings.mandatory_triggered, r.listings.mandatory_exempted)
+            assert listings == x["mandatory"] == sql["mandatory"]
+            added.update(
+                ip=sum(r.achievements.by_ip_kind.values()),
+                tax=tax.count,
+                poc=r.poc.grants,
+                triggered=listings[0],
+                exempted=listings[1],
+            )
             corrections = [
                 c.model_dump(include={"year", "events", "payments", "cash_received", "costs"})
                 | {"team_reward": c.team_reward}
@@ -196,6 +257,8 @@ async def test_report_figures_match_independent_sums(db: asyncpg.Pool, dataset: 
     assert len(paid & set(YEARS)) >= 2
     # And payments delivered after their year closed, shown as corrections the year after.
     assert checked_late > 0
+    # Every added figure was non-zero somewhere: an always-empty breakdown would pass too.
+    assert set(+added) == {"ip", "tax", "poc", "triggered", "exempted"}, added
 
 
 async def test_json_and_csv_carry_the_same_figures(
@@ -382,7 +445,8 @@ async def test_a_payment_for_a_closed_year_is_a_correction_in_the_next_report(
     rows = list(csv.DictReader(io.StringIO(to_csv([next_year]))))
     cash = next(r for r in rows if (r["part"], r["item"]) == (f"correction:{y}", "cash_received"))
     assert Decimal(cash["amount"]) == Decimal("300.00")
-    assert "Corrections to earlier years" in to_html([next_year], y + 1)
+    assert "以前年度更正" in to_html([next_year], y + 1)
+    assert "Corrections to earlier years" in to_html([next_year], y + 1, "en")
 
 
 async def test_rebuilding_a_year_gives_the_same_report_but_generated_at(
@@ -517,21 +581,21 @@ def _keep_and_decode(shot: Path) -> tuple[int, int, list[bytes]]:
     return _png_pixels(shot.read_bytes())
 
 
-async def test_html_report_renders_its_charts_in_chromium(
-    db: asyncpg.Pool, dataset: DataSet, tmp_path: Path
-) -> None:
+def _chromium() -> str:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         message = "Chromium is not installed: apt-get install -y chromium"
         if os.environ.get("ACHIEVEMENTS_REQUIRE_CHROMIUM") == "1":
             pytest.fail(message)
         pytest.skip(message)
-    inst, year = dataset.institutions[0], YEARS[1]
-    report = await build_institution_report(db, inst, year, datetime.now(UTC))
-    assert report.income.cash_received > 0 and report.contracts.total.count > 0
-    html = to_html([report], year)
-    assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
-    assert "https://" not in html and "<script" not in html  # self-contained, nothing fetched
+    return chromium
+
+
+async def _screenshot(
+    html: str, tmp_path: Path, size: tuple[int, int], keep: bool = False
+) -> tuple[int, int, list[bytes]]:
+    """The page as headless Chromium paints it, decoded into rows of RGB pixels."""
+    chromium = _chromium()
     page, shot = tmp_path / "report.html", tmp_path / "report.png"
     page.write_text(html, encoding="utf-8")
     process = await asyncio.create_subprocess_exec(
@@ -541,7 +605,7 @@ async def test_html_report_renders_its_charts_in_chromium(
         "--disable-gpu",
         "--hide-scrollbars",
         "--force-device-scale-factor=1",
-        "--window-size=1280,1500",
+        f"--window-size={size[0]},{size[1]}",
         f"--screenshot={shot}",
         page.as_uri(),
         stdout=asyncio.subprocess.PIPE,
@@ -549,11 +613,231 @@ async def test_html_report_renders_its_charts_in_chromium(
     )
     output, _ = await process.communicate()
     assert process.returncode == 0 and shot.exists(), output.decode(errors="replace")[-2000:]
-    width, height, rows = await asyncio.to_thread(_keep_and_decode, shot)
-    assert (width, height) == (1280, 1500)
-    # The funnel bars (one colour per stage) and the cash bars must be painted, not just text.
+    if keep:
+        return await asyncio.to_thread(_keep_and_decode, shot)
+    return await asyncio.to_thread(_png_pixels, shot.read_bytes())
+
+
+async def test_html_report_renders_its_charts_in_chromium(
+    db: asyncpg.Pool, dataset: DataSet, tmp_path: Path
+) -> None:
+    _chromium()
+    inst, year = dataset.institutions[0], YEARS[1]
+    report = await build_institution_report(db, inst, year, datetime.now(UTC))
+    assert report.income.cash_received > 0 and report.contracts.total.count > 0
+    html = to_html([report], year)
+    assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert "https://" not in html and "<script" not in html  # self-contained, nothing fetched
+    # Chinese first: the title, the six parts and the plan's terms.
+    assert '<html lang="zh-CN">' in html and "科技成果转化年度报告" in html
+    for part in ("一、科技成果情况", "三、技术合同", "六、创设企业与股权", "概念验证资助"):
+        assert part in html
+    # Tall enough for the whole report: the funnel is its last chart.
+    width, height, rows = await _screenshot(html, tmp_path, (1280, 4000), keep=True)
+    assert (width, height) == (1280, 4000)
+    # The funnel's bars (one colour per stage) and the cash bars must be painted, not just text.
     painted = {c: _count_colour(rows, c) for c in ("#1f6feb", "#2da44e", "#bf8700", "#cf222e")}
     assert all(n > 200 for n in painted.values()), painted
+
+
+def test_html_report_in_english_on_request(dataset: DataSet) -> None:
+    report = _dwarfed_report()
+    html = to_html([report], report.year, "en")
+    assert '<html lang="en">' in html and "1. Achievements" in html
+    assert "一、科技成果情况" not in html
+    assert "Contracts eligible for the tax preference" in html
+
+
+# -------------------------------------------------------------------------- charts and the PDF
+
+
+def test_axis_ticks_fall_on_round_values() -> None:
+    for top in ("1000000000", "500600000", "1200000", "99999", "7", "0.5", "3.14", "0"):
+        ticks = linear_ticks(Decimal(top))
+        step = ticks[1] - ticks[0]
+        assert (
+            ticks[0] == 0 and ticks[-1] >= Decimal(top) and ticks[-2] < Decimal(top)
+        ) or top == "0"
+        # Every step is 1, 2 or 5 times a power of ten, and the ticks are its multiples.
+        assert step.normalize().as_tuple().digits in ((1,), (2,), (5,)), (top, step)
+        assert all(b - a == step for a, b in itertools.pairwise(ticks))
+    # The axis of the issue: a 500.6 M top reads 0-600 in one unit, never "500.6".
+    unit, name = axis_unit(Decimal("600000000"), "en")
+    assert name == "¥M"
+    labels = [tick_label(v, unit) for v in linear_ticks(Decimal("500600000"))]
+    assert labels == ["0", "200", "400", "600"]
+    unit, name = axis_unit(Decimal("1000000000"), "zh")
+    assert (name, [tick_label(v, unit) for v in linear_ticks(Decimal("1E9"))]) == (
+        "亿元",
+        ["0", "2", "4", "6", "8", "10"],
+    )
+    assert [decade_label(v, "zh") for v in log_ticks(Decimal("100000"), Decimal("1E9"))] == [
+        "10万",
+        "100万",
+        "1,000万",
+        "1亿",
+        "10亿",
+    ]
+    # Amounts: 元 in full grouped by thousands, 万元 / 亿元 short.
+    assert yuan(Decimal("1234567.8")) == "1,234,567.80"
+    assert short(Decimal("1234567.89"), "zh") == "123.46 万元"
+    assert short(Decimal("1000000000"), "zh") == "10.00 亿元"
+
+
+def _dwarfed_report() -> InstitutionAnnualReport:
+    """A report whose contracts differ by three orders of magnitude, and no other chart ink."""
+    amounts = {
+        "development": "1000000000.00",
+        "transfer": "1200000.00",
+        "licence": "0.00",
+        "consulting": "35000.00",
+        "service": "500600000.00",
+    }
+    by_type = {
+        k: CountAmount(count=1 if v != "0.00" else 0, amount=Decimal(v)) for k, v in amounts.items()
+    }
+    total = CountAmount(count=4, amount=sum((c.amount for c in by_type.values()), Decimal(0)))
+    zero = Decimal("0.00")
+    return InstitutionAnnualReport.model_validate(
+        {
+            "institution_code": "SYN-UNI",
+            "year": THIS_YEAR - 1,
+            "generated_at": datetime.now(UTC),
+            "events_in_year": 9,
+            "achievements": {
+                "disclosed": 2,
+                "by_field": {"biomedicine": 2},
+                "by_funding_kind": {},
+                "by_ip_kind": {"patent": 3, "technical_secret": 1},
+            },
+            "deals": {
+                "transfers": by_type["transfer"],
+                "licences": by_type["licence"],
+                "equity_investments": CountAmount(),
+            },
+            "contracts": {
+                "by_type": by_type,
+                "total": total,
+                "verified_total": total.amount,
+                "tax_preference_eligible": by_type["development"],
+            },
+            "income": {
+                "payments": 0,
+                "cash_received": zero,
+                "costs": zero,
+                "net_income": zero,
+                "team_reward": zero,
+                "tto_fund": zero,
+                "institution": zero,
+                "by_month": [zero] * 12,
+            },
+            "rewards": {"rewards_paid": zero, "teams_rewarded": 0, "people_rewarded": None},
+            "companies": {
+                "companies_created": 0,
+                "equity_registered": 0,
+                "state_owned_equity": 0,
+                "equity_held": zero,
+            },
+            "poc": {"grants": 1, "granted_amount": "300000.00"},
+            "funnel": {},
+        }
+    )
+
+
+def _bars(svg: str) -> list[tuple[float, float, float, str]]:
+    """(x, width, height, fill) of each bar the chart draws."""
+    return [
+        (float(x), float(w), float(h), fill)
+        for x, w, h, fill in re.findall(
+            r'<rect class="bar" data-value="[^"]*" x="([\d.]+)" y="[\d.]+" width="([\d.]+)" '
+            r'height="([\d.]+)" fill="(#[0-9a-f]{6})"',
+            svg,
+        )
+    ]
+
+
+async def test_a_small_bar_stays_visible_beside_a_huge_one(tmp_path: Path) -> None:
+    """1.2 M beside 1.0 B: the axis turns logarithmic, says so, and every bar is painted."""
+    report = _dwarfed_report()
+    values = [c.amount for c in report.contracts.by_type.values()]
+    svg = bars_svg("contracts", list(report.contracts.by_type), values, "zh")
+    assert 'data-scale="log"' in svg and "对数刻度" in svg
+    bars = _bars(svg)
+    assert len(bars) == 5
+    for (_, _, h, _), value in zip(bars, values, strict=True):
+        assert (h > 10) if value else (h == 0), (value, h)
+    # Linear when the values are alike, its caption saying so and naming the unit.
+    alike = bars_svg("x", ["a", "b"], [Decimal("800000"), Decimal("1000000")], "zh")
+    assert 'data-scale="linear"' in alike and "线性刻度, 万元" in alike
+    # Painted: in Chromium, each non-zero bar's own colour fills its column for several pixels.
+    page = f"<!doctype html><body style='margin:0'>{svg}</body>"
+    _, _, rows = await _screenshot(page, tmp_path, (640, 280))
+    for (x, w, _, fill), value in zip(bars, values, strict=True):
+        target = bytes.fromhex(fill[1:])
+        column = [row[int(x + w / 2) * 3 : int(x + w / 2) * 3 + 3] for row in rows]
+        painted = sum(1 for px in column if px == target)
+        assert (painted >= 8) if value else (painted == 0), (fill, value, painted)
+
+
+def _pdf_pages(pdf: bytes) -> list[Any]:
+    """The PDF's pages as PIL images, at 100 dpi."""
+    document = pdfium.PdfDocument(pdf)
+    try:
+        return [page.render(scale=100 / 72).to_pil().convert("RGB") for page in document]
+    finally:
+        document.close()
+
+
+def _near(image: Any, hex_colour: str, tolerance: int = 12) -> int:
+    """Pixels within `tolerance` of a colour (the PDF's colours are anti-aliased at edges)."""
+    r, g, b = bytes.fromhex(hex_colour[1:])
+    data = image.tobytes()
+    return sum(
+        1
+        for i in range(0, len(data), 3)
+        if abs(data[i] - r) <= tolerance
+        and abs(data[i + 1] - g) <= tolerance
+        and abs(data[i + 2] - b) <= tolerance
+    )
+
+
+async def test_pdf_report_prints_in_chinese_with_every_bar() -> None:
+    try:
+        check_pdf_support()
+    except PdfUnavailable as exc:
+        if os.environ.get("ACHIEVEMENTS_REQUIRE_CHROMIUM") == "1":
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    report = _dwarfed_report()
+    pdf = await asyncio.to_thread(to_pdf, [report], report.year)
+    assert pdf.startswith(b"%PDF-")
+    pages = await asyncio.to_thread(_pdf_pages, pdf)
+    assert pages, "no page"
+    document = pdfium.PdfDocument(pdf)
+    try:
+        text = "".join(page.get_textpage().get_text_range() for page in document)
+    finally:
+        document.close()
+    assert "科技成果转化年度报告" in text and "技术转让" in text and "专利" in text
+    # Ink where the charts are: each non-zero contract bar's colour (nothing else uses them).
+    inked = [len(p.tobytes()) // 3 - _near(p, "#ffffff", 0) for p in pages]
+    assert inked[0] > 10_000, inked
+    for colour, value in zip(COLOURS, report.contracts.by_type.values(), strict=False):
+        found = sum(_near(p, colour) for p in pages)
+        assert (found > 40) if value.amount else (found < 40), (colour, value, found)
+
+
+def test_pdf_without_a_chinese_font_names_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fontconfig with no font at all (an empty configuration) stands for a machine without
+    fonts-noto-cjk: one clear error naming the package, not a PDF of empty boxes."""
+    empty = tmp_path / "fonts.conf"
+    empty.write_text('<?xml version="1.0"?><fontconfig></fontconfig>', encoding="utf-8")
+    monkeypatch.setenv("FONTCONFIG_FILE", str(empty))
+    assert chinese_fonts() == 0
+    with pytest.raises(PdfUnavailable, match="fonts-noto-cjk"):
+        to_pdf([_dwarfed_report()], THIS_YEAR - 1)
 
 
 # ---------------------------------------------------------------------------- workflow, schedule
