@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import asyncpg
+import httpx
 import pypdfium2 as pdfium
 import pytest
 import pytest_asyncio
@@ -838,6 +839,55 @@ def test_pdf_without_a_chinese_font_names_what_to_install(
     assert chinese_fonts() == 0
     with pytest.raises(PdfUnavailable, match="fonts-noto-cjk"):
         to_pdf([_dwarfed_report()], THIS_YEAR - 1)
+
+
+async def test_gateway_serves_the_report_as_pdf_and_in_either_language(
+    stack: Stack, dataset: DataSet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over HTTP with the regulator's real token: ?format=pdf, Accept: application/pdf, lang."""
+    inst, year = dataset.institutions[0], YEARS[1]
+    headers = await stack.headers("regulator.shstc")
+    url = f"{stack.gateway_url}/reports/annual/{year}"
+    async with httpx.AsyncClient(timeout=120) as http:
+        html = await http.get(url, params={"institution": inst, "format": "html"}, headers=headers)
+        english = await http.get(
+            url, params={"institution": inst, "format": "html", "lang": "en"}, headers=headers
+        )
+        bad = await http.get(url, params={"institution": inst, "lang": "fr"}, headers=headers)
+        try:
+            check_pdf_support()
+        except PdfUnavailable:
+            pdf_ready = False
+        else:
+            pdf_ready = True
+        if pdf_ready:
+            asked = await http.get(
+                url, params={"institution": inst, "format": "pdf"}, headers=headers
+            )
+            accepted = await http.get(
+                url, params={"institution": inst}, headers=headers | {"Accept": "application/pdf"}
+            )
+        # A server without a font covering Chinese: one clear error, before any figure is read.
+        empty = tmp_path / "fonts.conf"
+        empty.write_text('<?xml version="1.0"?><fontconfig></fontconfig>', encoding="utf-8")
+        monkeypatch.setenv("FONTCONFIG_FILE", str(empty))
+        missing = await http.get(
+            url, params={"institution": inst, "format": "pdf"}, headers=headers
+        )
+    assert html.status_code == 200 and "科技成果转化年度报告" in html.text, html.text[:300]
+    assert english.status_code == 200 and "1. Achievements" in english.text
+    assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "query.lang", bad.text
+    assert missing.status_code == 503, missing.text
+    assert "fonts-noto-cjk" in missing.json()["detail"]
+    if not pdf_ready:
+        pytest.skip("this machine cannot print PDF: checked the error only")
+    for response in (asked, accepted):
+        assert response.status_code == 200, response.text[:300]
+        assert response.headers["content-type"] == "application/pdf"
+        assert response.content.startswith(b"%PDF-")
+        assert f"annual-report-{year}-{inst}-zh.pdf" in response.headers["content-disposition"]
+    pages = await asyncio.to_thread(_pdf_pages, asked.content)
+    assert pages and _near(pages[0], "#ffffff", 0) < len(pages[0].tobytes()) // 3
 
 
 # ---------------------------------------------------------------------------- workflow, schedule
