@@ -26,9 +26,9 @@ h3{{font-size:15px;margin:18px 0 6px;border-bottom:1px solid #d0d7de;padding-bot
 .institution{{border:1px solid #d0d7de;border-radius:8px;padding:18px;margin:0 0 24px;
 break-before:page}}
 .institution:first-of-type{{break-before:auto}}
-.part{{break-inside:avoid}}
+h3,figcaption{{break-after:avoid}}figure,table{{break-inside:avoid}}
 .cards{{display:flex;gap:10px;flex-wrap:wrap;margin-bottom:10px}}
-.card{{flex:1;min-width:140px;border:1px solid #d0d7de;border-radius:6px;padding:8px 12px}}
+.card{{flex:1;min-width:110px;border:1px solid #d0d7de;border-radius:6px;padding:8px 12px}}
 .card .k{{color:#656d76;font-size:12px}}.card .v{{font-size:18px;font-weight:600}}
 figure{{margin:6px 0}}figcaption{{font-weight:600;margin-bottom:4px}}
 .chart{{max-width:100%;height:auto;display:block}}
