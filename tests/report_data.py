@@ -382,6 +382,45 @@ _SQL_FIGURES = {
         SELECT count(*) AS n, coalesce(sum((payload->>'granted_amount')::numeric), 0) AS amount
         FROM lifecycle_events
         WHERE type = 'poc_funded' AND {_OWN} AND {_YEAR_OF.format(at="occurred_at")}""",
+    # The six parts' money and counts, each by its own business date.
+    "payments": f"""
+        SELECT count(*) AS n,
+            coalesce(sum((payload->>'amount')::numeric), 0) AS cash,
+            coalesce(sum((payload->>'costs')::numeric), 0) AS costs,
+            coalesce(sum((payload->'distribution'->>'net_income')::numeric), 0) AS net,
+            coalesce(sum((payload->'distribution'->>'team_reward')::numeric), 0) AS team,
+            coalesce(sum((payload->'distribution'->>'tto_fund')::numeric), 0) AS tto,
+            coalesce(sum((payload->'distribution'->>'institution')::numeric), 0) AS inst
+        FROM lifecycle_events
+        WHERE type = 'payment_received' AND {_OWN}
+          AND {_YEAR_OF.format(at="(payload->>'paid_at')::timestamptz")}""",
+    "months": f"""
+        SELECT extract(month FROM (payload->>'paid_at')::timestamptz
+                       AT TIME ZONE 'Asia/Shanghai')::int AS month,
+            sum((payload->>'amount')::numeric) AS cash
+        FROM lifecycle_events
+        WHERE type = 'payment_received' AND {_OWN}
+          AND {_YEAR_OF.format(at="(payload->>'paid_at')::timestamptz")}
+        GROUP BY 1""",
+    "contracts": f"""
+        SELECT payload->>'contract_type' AS kind, count(*) AS n,
+            sum((payload->>'amount')::numeric) AS amount
+        FROM lifecycle_events
+        WHERE type = 'contract_registered' AND {_OWN}
+          AND {_YEAR_OF.format(at="(payload->>'registered_at')::timestamptz")}
+        GROUP BY 1""",
+    "companies": f"""
+        SELECT count(*) AS n FROM lifecycle_events
+        WHERE type = 'company_founded' AND {_OWN}
+          AND {_YEAR_OF.format(at="(payload->>'founded_at')::timestamptz")}""",
+    "equity": f"""
+        SELECT count(*) AS n,
+            count(*) FILTER (WHERE payload->>'state_owned_equity' = 'true') AS state_owned
+        FROM lifecycle_events
+        WHERE type = 'equity_registered' AND {_OWN} AND {_YEAR_OF.format(at="occurred_at")}""",
+    "disclosed": f"""
+        SELECT count(*) AS n FROM lifecycle_events
+        WHERE type = 'disclosed' AND {_OWN} AND {_YEAR_OF.format(at="occurred_at")}""",
     "mandatory": f"""
         SELECT count(*) FILTER (WHERE type = 'mandatory_listing_triggered') AS triggered,
                count(*) FILTER (WHERE type = 'mandatory_listing_exempted') AS exempted
@@ -394,7 +433,22 @@ async def sql_figures(pool: asyncpg.Pool, institution: str, year: int) -> dict[s
     """The report's added figures for one institution and year, from the events table."""
     rows = {name: await pool.fetch(sql, institution, year) for name, sql in _SQL_FIGURES.items()}
     [tax], [poc], [mandatory] = rows["tax"], rows["poc"], rows["mandatory"]
+    [pay], [companies], [equity], [disclosed] = (
+        rows["payments"],
+        rows["companies"],
+        rows["equity"],
+        rows["disclosed"],
+    )
+    months = {r["month"]: r["cash"] for r in rows["months"]}
     return {
+        "payments": pay["n"],
+        "cash": (pay["cash"], pay["costs"], pay["net"]),
+        "split": (pay["team"], pay["tto"], pay["inst"]),
+        "months": [months.get(m, Decimal(0)) for m in range(1, 13)],
+        "contracts": {r["kind"]: (r["n"], r["amount"]) for r in rows["contracts"]},
+        "companies": companies["n"],
+        "equity": (equity["n"], equity["state_owned"]),
+        "disclosed": disclosed["n"],
         "ip_kinds": {r["kind"]: r["n"] for r in rows["ip_kinds"]},
         "tax": (tax["n"], tax["amount"]),
         "poc": (poc["n"], poc["amount"]),

@@ -43,6 +43,7 @@ from activities.report.amounts import (
 )
 from activities.report.charts import COLOURS, bars_svg
 from activities.report.pdf import chinese_fonts
+from activities.report.sections import SECTIONS, Section
 from activities.report_render import (
     PdfUnavailable,
     check_pdf_support,
@@ -232,6 +233,18 @@ async def test_report_figures_match_independent_sums(db: asyncpg.Pool, dataset: 
             # The figures added for filing: in Python from the payloads and in plain SQL.
             sql = await sql_figures(db, inst, year)
             assert r.achievements.by_ip_kind == dict(x["ip_kinds"]) == sql["ip_kinds"]  # type: ignore[call-overload]
+            i = r.income
+            assert i.payments == sql["payments"]
+            assert (i.cash_received, i.costs, i.net_income) == sql["cash"]
+            assert (i.team_reward, i.tto_fund, i.institution) == sql["split"]
+            assert i.by_month == sql["months"]
+            assert {
+                k: (c.count, c.amount) for k, c in r.contracts.by_type.items() if c.count
+            } == sql["contracts"]
+            assert r.companies.companies_created == sql["companies"]
+            equity = (r.companies.equity_registered, r.companies.state_owned_equity)
+            assert equity == sql["equity"]
+            assert r.achievements.disclosed == sql["disclosed"]
             tax = r.contracts.tax_preference_eligible
             assert (tax.count, tax.amount) == x["tax"] == sql["tax"]
             assert (r.poc.grants, r.poc.granted_amount) == x["poc"] == sql["poc"]
@@ -647,6 +660,30 @@ def test_html_report_in_english_on_request(dataset: DataSet) -> None:
     assert '<html lang="en">' in html and "1. Achievements" in html
     assert "一、科技成果情况" not in html
     assert "Contracts eligible for the tax preference" in html
+
+
+def test_a_part_is_one_section_with_its_own_words() -> None:
+    """The six parts first, in the statutory order; a part added later is one Section with its
+    title, its own terms in both languages and its render function, nothing else to touch."""
+    assert [s.key for s in SECTIONS][:6] == [
+        "achievements",
+        "deals",
+        "contracts",
+        "income",
+        "rewards",
+        "companies",
+    ]
+    brokers = Section(
+        "brokers",
+        ("技术经理人", "Technology managers"),
+        lambda r, w: w.table([(w("deals"), 3, Decimal("1200000.00"), 0)]),
+        terms={"deals": ("经纪成交", "Brokered deals")},
+    )
+    report = _dwarfed_report()
+    zh, en = brokers.html(report, "zh"), brokers.html(report, "en")
+    assert "<h3>技术经理人</h3>" in zh and "经纪成交" in zh and "1,200,000.00" in zh
+    assert "<h3>Technology managers</h3>" in en and "Brokered deals" in en
+    assert 'data-part="brokers"' in zh
 
 
 # -------------------------------------------------------------------------- charts and the PDF
