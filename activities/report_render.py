@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from activities.report.labels import DEFAULT_LANG, LANGS, Lang
 from activities.report.page import to_html
 from activities.report.pdf import PdfUnavailable, check_pdf_support, to_pdf
-from activities.reports import report_rows
+from activities.report.rows import report_rows
 from schemas.report import InstitutionAnnualReport
 
 __all__ = [
