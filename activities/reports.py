@@ -7,8 +7,9 @@ so its parts agree with each other even while events keep arriving.
 The year's events are read once, for every institution at once (or just the one): one grouped
 pass sums the money figures per institution, type, month of a payment and contract type or
 stage, and returns the achievements disclosed, entering a stage or rewarded, whose distinct
-counts (funnel, teams) are taken here. Two small queries add the field and funding of the
-disclosed achievements and whether the inventors of the rewarded ones are known.
+counts (funnel, teams) are taken here. Small queries add the field and funding of the
+disclosed achievements, their IP assets by kind, and whether the inventors of the rewarded ones
+are known. Rendering (HTML, PDF, CSV rows) is in activities/report/.
 
 Events count by their business date (`business_at`, migration 0006: a payment's paid_at, a
 contract's registered_at, a company's founded_at, otherwise when it occurred), in the
