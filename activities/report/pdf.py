@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import threading
 from collections.abc import Sequence
 
 from activities.report.labels import DEFAULT_LANG, Lang
@@ -18,6 +19,11 @@ from schemas.report import InstitutionAnnualReport
 
 INSTALL_PANGO = "apt-get install -y libpango-1.0-0 libpangoft2-1.0-0"
 INSTALL_CJK_FONT = "apt-get install -y fonts-noto-cjk"
+
+
+# One report printed at a time per process: printing takes a core for seconds, and WeasyPrint
+# does not promise that Pango and fontconfig are safe to share between threads.
+_PRINTING = threading.Lock()
 
 
 class PdfUnavailable(RuntimeError):
@@ -88,7 +94,9 @@ def to_pdf(
     check_pdf_support()
     from weasyprint import HTML
 
-    pdf: bytes = HTML(string=to_html(reports, year, lang), url_fetcher=_offline).write_pdf()
+    html = to_html(reports, year, lang)
+    with _PRINTING:
+        pdf: bytes = HTML(string=html, url_fetcher=_offline).write_pdf()
     return pdf
 
 
