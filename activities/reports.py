@@ -7,9 +7,9 @@ so its parts agree with each other even while events keep arriving.
 The year's events are read once, for every institution at once (or just the one): one grouped
 pass sums the money figures per institution, type, month of a payment and contract type or
 stage, and returns the achievements disclosed, entering a stage or rewarded, whose distinct
-counts (funnel, teams) are taken here. Small queries add the field and funding of the
-disclosed achievements, their IP assets by kind, and whether the inventors of the rewarded ones
-are known. Rendering (HTML, PDF, CSV rows) is in activities/report/.
+counts (funnel, teams) and IP assets by kind are taken here. Two small queries add the field
+and funding of the disclosed achievements and whether the inventors of the rewarded ones are
+known. Rendering (HTML, PDF, CSV rows) is in activities/report/.
 
 Events count by their business date (`business_at`, migration 0006: a payment's paid_at, a
 contract's registered_at, a company's founded_at, otherwise when it occurred), in the
@@ -23,7 +23,7 @@ every time it is built, `generated_at` aside.
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -123,6 +123,10 @@ SELECT institution_code, type, {_MONTH} AS month, {_KEY} AS key, {_LATE_YEAR} AS
     sum(round((payload->>'valuation')::numeric * ((payload->>'equity_share')::numeric
         - coalesce((payload->>'team_equity_share')::numeric, 0)) / 100, 2))
         FILTER (WHERE type = 'equity_registered') AS equity_held,
+    -- The IP kinds of each disclosed event, as JSON text (counted in Python, in this one pass);
+    -- one recorded before the kinds were lists "unrecorded".
+    array_agg(CASE WHEN jsonb_typeof(payload->'ip_kinds') = 'array' THEN payload->>'ip_kinds'
+                   ELSE '["unrecorded"]' END) FILTER (WHERE type = 'disclosed') AS ip_kinds,
     -- With repeats. count(DISTINCT) here would rule out a parallel, partial aggregation.
     array_agg(achievement_id) FILTER (
         WHERE type IN ('disclosed', 'stage_entered')
@@ -160,17 +164,6 @@ FROM disclosed d
 JOIN lifecycle_events e ON e.achievement_id = d.achievement_id AND e.type = 'disclosed'
 GROUP BY 1, 2
 """
-
-# IP assets of the year's disclosed events by kind ($1-$3 the year, [$4 institution]): one row
-# per asset; a disclosed event recorded before the kinds were counts once as "unrecorded", and
-# one listing no assets not at all. Corrections carry no breakdown.
-_IP_KINDS = f"""
-SELECT e.institution_code, k.kind, count(*) AS n
-FROM lifecycle_events e
-CROSS JOIN LATERAL jsonb_array_elements_text(
-    CASE WHEN jsonb_typeof(e.payload->'ip_kinds') = 'array' THEN e.payload->'ip_kinds'
-         ELSE '["unrecorded"]'::jsonb END) AS k(kind)
-WHERE e.type = 'disclosed' AND {_IN_YEAR}"""
 
 # People rewarded: the inventors in the disclosed events of the achievements whose team got a
 # reward in the year. Unknown as soon as one of them has no disclosed event or one listing no
@@ -286,6 +279,14 @@ class _Events:
         """With repeats: one per disclosed event, stage entered or rewarded payment."""
         return [aid for r in self.of(type) for aid in r["achievements"] or ()]
 
+    def ip_kinds(self) -> dict[str, int]:
+        """IP assets of the disclosed events by kind: one per asset (two patents count two)."""
+        kinds: Counter[str] = Counter()
+        for r in self.of(_DISCLOSED):
+            for listed in r["ip_kinds"] or ():
+                kinds.update(str(k) for k in json.loads(listed))
+        return dict(sorted(kinds.items()))
+
     def funnel(self) -> dict[str, int]:
         """Distinct achievements entering each stage; being disclosed enters the first."""
         entered: dict[str | None, set[str]] = defaultdict(set)
@@ -323,20 +324,6 @@ async def _figures(conn: _Conn, period: _Period, institution: str | None) -> _Fi
 
 
 _Dims = dict[str, dict[str, int]]
-
-
-async def _ip_kinds(conn: _Conn, period: _Period, institution: str | None) -> _Dims:
-    """IP assets disclosed in the year per institution, by kind."""
-    bounds = period.bounds()[:3]
-    if institution is None:
-        rows = await conn.fetch(_IP_KINDS + "\nGROUP BY 1, 2", *bounds)
-    else:
-        sql = _IP_KINDS + " AND e.institution_code = $4\nGROUP BY 1, 2"
-        rows = await conn.fetch(sql, *bounds, institution)
-    kinds: _Dims = defaultdict(dict)
-    for r in rows:
-        kinds[r["institution_code"]][r["kind"]] = r["n"]
-    return kinds
 
 
 async def _fields(conn: _Conn, events: dict[str, _Events]) -> dict[str, _Dims]:
@@ -396,7 +383,6 @@ def _report(
     e: _Events,
     late: dict[int, _Events],
     dims: _Dims,
-    ip_kinds: dict[str, int],
     people: int | None,
 ) -> InstitutionAnnualReport:
     by_type = {kind: CountAmount() for kind in CONTRACT_TYPES}
@@ -419,7 +405,7 @@ def _report(
             by_field=dict(sorted(dims["field"].items())),
             by_funding_kind=dict(sorted(dims["funding"].items())),
             by_ownership=dict(sorted(dims["ownership"].items())),
-            by_ip_kind=dict(sorted(ip_kinds.items())),
+            by_ip_kind=e.ip_kinds(),
         ),
         deals=DealsPart(
             transfers=by_type["transfer"],
@@ -485,7 +471,6 @@ async def _build(
             else:
                 codes = [institution]
             dims = await _fields(conn, figures.year)
-            ip_kinds = await _ip_kinds(conn, period, institution)
             people = await _people(conn, period, codes)
     return [
         _report(
@@ -495,7 +480,6 @@ async def _build(
             figures.year.get(code, _Events()),
             figures.late.get(code, {}),
             dims[code],
-            ip_kinds.get(code, {}),
             people[code],
         )
         for code in codes
