@@ -23,6 +23,7 @@ import pytest
 import pytest_asyncio
 from conftest import Stack
 from report_data import DataSet, generate, record
+from typer.testing import CliRunner, Result
 
 from activities.report.amounts import (
     axis_unit,
@@ -38,6 +39,7 @@ from activities.report.pdf import chinese_fonts
 from activities.report.sections import SECTIONS, Section
 from activities.report_render import PdfUnavailable, check_pdf_support, to_html, to_pdf
 from activities.reports import build_institution_report
+from cli.main import app
 from schemas.report import CountAmount, InstitutionAnnualReport
 
 THIS_YEAR = datetime.now(UTC).year
@@ -435,3 +437,32 @@ async def test_gateway_serves_the_report_as_pdf_and_in_either_language(
         assert f"annual-report-{year}-{inst}-zh.pdf" in response.headers["content-disposition"]
     pages = await asyncio.to_thread(_pdf_pages, asked.content)
     assert pages and _near(pages[0], "#ffffff", 0) < len(pages[0].tobytes()) // 3
+
+
+async def test_cli_writes_the_pdf_and_the_english_html(
+    stack: Stack, dataset: DataSet, tmp_path: Path
+) -> None:
+    """`achievements report --pdf FILE` and `--format html --lang en`, with a real token."""
+    inst, year = dataset.institutions[0], YEARS[1]
+    token = (await stack.headers("regulator.shstc"))["Authorization"].split()[1]
+    env = {"ACHIEVEMENTS_ACCESS_TOKEN": token}
+    common = ["report", "--year", str(year), "--institution", inst]
+    common += ["--gateway-url", stack.gateway_url]
+    pdf, html = tmp_path / "report.pdf", tmp_path / "report.html"
+
+    def run(*extra: str) -> Result:
+        return CliRunner().invoke(app, [*common, *extra], env=env, catch_exceptions=False)
+
+    english = await asyncio.to_thread(
+        run, "--format", "html", "--lang", "en", "--output", str(html)
+    )
+    assert english.exit_code == 0, english.output
+    assert "1. Achievements" in html.read_text(encoding="utf-8")
+    try:
+        check_pdf_support()
+    except PdfUnavailable as exc:
+        pytest.skip(f"this machine cannot print PDF: {exc}")
+    printed = await asyncio.to_thread(run, "--pdf", str(pdf))
+    assert printed.exit_code == 0, printed.output
+    assert f"wrote {pdf.resolve()}" in printed.stderr
+    assert pdf.read_bytes().startswith(b"%PDF-")
