@@ -7,8 +7,9 @@ so its parts agree with each other even while events keep arriving.
 The year's events are read once, for every institution at once (or just the one): one grouped
 pass sums the money figures per institution, type, month of a payment and contract type or
 stage, and returns the achievements disclosed, entering a stage or rewarded, whose distinct
-counts (funnel, teams) are taken here. Two small queries add the field and funding of the
-disclosed achievements and whether the inventors of the rewarded ones are known.
+counts (funnel, teams) and IP assets by kind are taken here. Two small queries add the field
+and funding of the disclosed achievements and whether the inventors of the rewarded ones are
+known. Rendering (HTML, PDF, CSV rows) is in activities/report/.
 
 Events count by their business date (`business_at`, migration 0006: a payment's paid_at, a
 contract's registered_at, a company's founded_at, otherwise when it occurred), in the
@@ -22,12 +23,11 @@ every time it is built, `generated_at` aside.
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import MAX_PREC, Decimal, localcontext
-from typing import Any
 
 import asyncpg
 import structlog
@@ -47,6 +47,8 @@ from schemas.report import (
     DealsPart,
     IncomePart,
     InstitutionAnnualReport,
+    ListingsPart,
+    PocPart,
     RewardsPart,
     books_close,
     report_zone,
@@ -109,11 +111,22 @@ SELECT institution_code, type, {_MONTH} AS month, {_KEY} AS key, {_LATE_YEAR} AS
     count(*) FILTER (
         WHERE type = 'equity_registered' AND (payload->>'state_owned_equity')::boolean
     ) AS state_owned,
+    count(*) FILTER (
+        WHERE type = 'contract_registered' AND (payload->>'tax_preference_eligible')::boolean
+    ) AS tax_n,
+    sum((payload->>'amount')::numeric) FILTER (
+        WHERE type = 'contract_registered' AND (payload->>'tax_preference_eligible')::boolean
+    ) AS tax_amount,
+    sum((payload->>'granted_amount')::numeric) FILTER (WHERE type = 'poc_funded') AS granted,
     -- The value of the equity the institution holds (not the team's part, item 3), each
     -- registration rounded half up to the cent.
     sum(round((payload->>'valuation')::numeric * ((payload->>'equity_share')::numeric
         - coalesce((payload->>'team_equity_share')::numeric, 0)) / 100, 2))
         FILTER (WHERE type = 'equity_registered') AS equity_held,
+    -- The IP kinds of each disclosed event, as JSON text (counted in Python, in this one pass);
+    -- one recorded before the kinds were lists "unrecorded".
+    array_agg(CASE WHEN jsonb_typeof(payload->'ip_kinds') = 'array' THEN payload->>'ip_kinds'
+                   ELSE '["unrecorded"]' END) FILTER (WHERE type = 'disclosed') AS ip_kinds,
     -- With repeats. count(DISTINCT) here would rule out a parallel, partial aggregation.
     array_agg(achievement_id) FILTER (
         WHERE type IN ('disclosed', 'stage_entered')
@@ -266,6 +279,14 @@ class _Events:
         """With repeats: one per disclosed event, stage entered or rewarded payment."""
         return [aid for r in self.of(type) for aid in r["achievements"] or ()]
 
+    def ip_kinds(self) -> dict[str, int]:
+        """IP assets of the disclosed events by kind: one per asset (two patents count two)."""
+        kinds: Counter[str] = Counter()
+        for r in self.of(_DISCLOSED):
+            for listed in r["ip_kinds"] or ():
+                kinds.update(str(k) for k in json.loads(listed))
+        return dict(sorted(kinds.items()))
+
     def funnel(self) -> dict[str, int]:
         """Distinct achievements entering each stage; being disclosed enters the first."""
         entered: dict[str | None, set[str]] = defaultdict(set)
@@ -384,6 +405,7 @@ def _report(
             by_field=dict(sorted(dims["field"].items())),
             by_funding_kind=dict(sorted(dims["funding"].items())),
             by_ownership=dict(sorted(dims["ownership"].items())),
+            by_ip_kind=e.ip_kinds(),
         ),
         deals=DealsPart(
             transfers=by_type["transfer"],
@@ -397,6 +419,10 @@ def _report(
                 amount=sum((c.amount for c in by_type.values()), Decimal("0.00")),
             ),
             verified_total=_money(e.total("verified", _CONTRACT)),
+            tax_preference_eligible=CountAmount(
+                count=sum(r["tax_n"] for r in e.of(_CONTRACT)),
+                amount=_money(e.total("tax_amount", _CONTRACT)),
+            ),
         ),
         income=IncomePart(
             payments=e.count(_PAYMENT),
@@ -419,6 +445,13 @@ def _report(
             equity_registered=e.count(_EQUITY),
             state_owned_equity=sum(r["state_owned"] for r in e.of(_EQUITY)),
             equity_held=equity_held,
+        ),
+        listings=ListingsPart(
+            mandatory_triggered=e.count("mandatory_listing_triggered"),
+            mandatory_exempted=e.count("mandatory_listing_exempted"),
+        ),
+        poc=PocPart(
+            grants=e.count("poc_funded"), granted_amount=_money(e.total("granted", "poc_funded"))
         ),
         funnel=e.funnel(),
         corrections=[_correction(y, late[y]) for y in sorted(late)],
@@ -506,72 +539,3 @@ class ReportActivities:
             workflow_id=activity.info().workflow_id,
         )
         return report
-
-
-def report_rows(report: InstitutionAnnualReport) -> list[dict[str, Any]]:
-    """Flat (part, item, count, amount) rows: the CSV format, and easy to eyeball."""
-    rows: list[dict[str, Any]] = []
-
-    def add(part: str, item: str, count: int | None = None, amount: Decimal | None = None) -> None:
-        rows.append(
-            {
-                "institution": report.institution_code,
-                "year": report.year,
-                "part": part,
-                "item": item,
-                "count": "" if count is None else count,
-                "amount": "" if amount is None else str(amount),
-            }
-        )
-
-    a = report.achievements
-    add("achievements", "disclosed", a.disclosed)
-    for k, n in a.by_field.items():
-        add("achievements", f"field:{k}", n)
-    for k, n in a.by_funding_kind.items():
-        add("achievements", f"funding:{k}", n)
-    for k, n in a.by_ownership.items():
-        add("achievements", f"ownership:{k}", n)
-    d = report.deals
-    add("deals", "transfers", d.transfers.count, d.transfers.amount)
-    add("deals", "licences", d.licences.count, d.licences.amount)
-    add("deals", "equity_investments", d.equity_investments.count, d.equity_investments.amount)
-    for k, ca in report.contracts.by_type.items():
-        add("contracts", k, ca.count, ca.amount)
-    add("contracts", "total", report.contracts.total.count, report.contracts.total.amount)
-    add("contracts", "verified_total", amount=report.contracts.verified_total)
-    i = report.income
-    add("income", "cash_received", i.payments, i.cash_received)
-    for name in (
-        "costs",
-        "net_income",
-        "team_owner_income",
-        "team_reward",
-        "tto_fund",
-        "institution",
-    ):
-        add("income", name, amount=getattr(i, name))
-    for month, cash in enumerate(i.by_month, start=1):
-        add("income", f"month:{month:02d}", amount=cash)
-    r = report.rewards
-    add("rewards", "rewards_paid", amount=r.rewards_paid)
-    add("rewards", "teams_rewarded", r.teams_rewarded)
-    add("rewards", "people_rewarded", r.people_rewarded)
-    co = report.companies
-    add("companies", "companies_created", co.companies_created)
-    add("companies", "equity_registered", co.equity_registered, co.equity_held)
-    add("companies", "state_owned_equity", co.state_owned_equity)
-    for stage, n in report.funnel.items():
-        add("funnel", stage, n)
-    # Late events of earlier, closed years: one part per year they belong to.
-    for c in report.corrections:
-        part = f"correction:{c.year}"
-        add(part, "events", c.events)
-        add(part, "disclosed", c.disclosed)
-        add(part, "contracts", c.contracts.count, c.contracts.amount)
-        add(part, "cash_received", c.payments, c.cash_received)
-        for name in ("costs", "net_income", "team_reward", "tto_fund", "institution"):
-            add(part, name, amount=getattr(c, name))
-        add(part, "companies_created", c.companies_created)
-        add(part, "equity_registered", c.equity_registered, c.equity_held)
-    return rows

@@ -29,6 +29,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from cli.demo_report import ReportNotWritten, write_annual_report
 from cli.gateway_client import issuer_url
 from cli.samples import Scenario, scenario
 from core.settings import Settings
@@ -438,6 +439,11 @@ async def run_demo(
                 await asyncio.sleep(0.5)
             live.update(progress_table(tracked))
         await drivers
+        try:
+            report_files = await write_annual_report(http, settings, parties.people, today.year)
+            report_error = None
+        except (ReportNotWritten, httpx.HTTPError) as exc:
+            report_files, report_error = [], str(exc) or type(exc).__name__
     ui = settings_ui(settings)
     console.print(summary_table(tracked))
     unfinished = [t for t in tracked if not t.done]
@@ -452,7 +458,11 @@ async def run_demo(
     )
     completed = sum(1 for t in tracked if t.state and t.state.stage is Stage.COMPLETED)
     console.print(f"{completed} of {count} achievements completed all their stages.")
-    code = 0 if not unfinished else 1
+    for path in report_files:
+        console.print(f"The annual report (in Chinese): {path.as_uri()}")
+    if report_error:
+        console.print(f"[red]The annual report was not written: {report_error}[/]")
+    code = 0 if not unfinished and not report_error else 1
     if started is not None:
         if exit_when_done:
             _stop(started)

@@ -273,7 +273,11 @@ def report(
     institution: Annotated[
         str | None, typer.Option(help="Institution code; default: yours (a regulator: all)")
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="json, csv or html")] = "json",
+    fmt: Annotated[str, typer.Option("--format", help="json, csv, html or pdf")] = "json",
+    lang: Annotated[str, typer.Option(help="HTML and PDF: zh (Chinese) or en")] = "zh",
+    pdf: Annotated[
+        Path | None, typer.Option(help="Write the PDF here (same as --format pdf --output)")
+    ] = None,
     output: Annotated[Path | None, typer.Option(help="Write here instead of stdout")] = None,
     gateway_url: GatewayUrl = None,
 ) -> None:
@@ -282,17 +286,25 @@ def report(
     from cli.gateway_client import report as fail_with
     from cli.reads import fetch_report
 
-    if fmt not in ("json", "csv", "html"):
-        raise typer.BadParameter("must be json, csv or html", param_hint="--format")
+    if fmt not in ("json", "csv", "html", "pdf"):
+        raise typer.BadParameter("must be json, csv, html or pdf", param_hint="--format")
+    if lang not in ("zh", "en"):
+        raise typer.BadParameter("must be zh or en", param_hint="--lang")
+    if pdf is not None:
+        if output is not None:
+            raise typer.BadParameter("give --pdf or --output, not both", param_hint="--pdf")
+        fmt, output = "pdf", pdf
+    if fmt == "pdf" and output is None:
+        raise typer.BadParameter("a PDF goes to a file: add --output FILE", param_hint="--format")
     try:
-        text = fetch_report(gateway_url, year, institution, fmt)
+        content = fetch_report(gateway_url, year, institution, fmt, lang)
     except Failed as exc:
         fail_with(exc)
     if output is None:
-        typer.echo(text, nl=False)
+        typer.echo(content.decode("utf-8"), nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
-        typer.echo(f"wrote {output}", err=True)
+        output.write_bytes(content)
+        typer.echo(f"wrote {output.resolve()}", err=True)
 
 
 @app.command()

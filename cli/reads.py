@@ -134,8 +134,11 @@ async def tail_events(
             await asyncio.sleep(poll_seconds)
 
 
-def fetch_report(gateway: str | None, year: int, institution: str | None, fmt: str) -> str:
-    """The annual report as the gateway renders it for the caller (the scheduled one's code)."""
-    params = {"format": fmt, **({"institution": institution} if institution else {})}
+def fetch_report(
+    gateway: str | None, year: int, institution: str | None, fmt: str, lang: str = "zh"
+) -> bytes:
+    """The annual report as the gateway renders it for the caller (the scheduled one's code):
+    text in UTF-8, or the PDF's bytes."""
+    params = {"format": fmt, "lang": lang, **({"institution": institution} if institution else {})}
     _, response = call(gateway, "GET", f"/reports/annual/{year}", params=params)
-    return response.text
+    return response.content

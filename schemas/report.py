@@ -2,7 +2,8 @@
 
 Six parts, as in China's annual report: achievements; transfers, licences and equity
 investments; contracts by type; cash actually received and its distribution; rewards and people
-rewarded; companies created and equity held. Every figure is derived from recorded lifecycle
+rewarded; companies created and equity held. Shanghai's plan adds mandatory listings made and
+exempted and proof-of-concept grants. Every figure is derived from recorded lifecycle
 events only, so it can be checked against the sums of the underlying payloads to the cent.
 """
 
@@ -75,6 +76,10 @@ class AchievementsPart(_Part):
     # Who owns them (item 3): institution, researcher_owned, joint, long_term_use; "unknown"
     # for a disclosed event recorded without it.
     by_ownership: dict[str, int] = Field(default_factory=dict)
+    # IP assets listed at disclosure, by kind (schemas/disclosure.py IPAssetKind): one per asset,
+    # so an achievement with two patents counts two. "unrecorded": disclosed events recorded
+    # before the kinds were (counted once per event).
+    by_ip_kind: dict[str, int] = Field(default_factory=dict)
 
 
 class DealsPart(_Part):
@@ -94,6 +99,8 @@ class ContractsPart(_Part):
     by_type: dict[str, CountAmount]
     total: CountAmount
     verified_total: Money
+    # Contracts the registry found eligible for the tax preference, with their contract value.
+    tax_preference_eligible: CountAmount = CountAmount()
 
 
 class IncomePart(_Part):
@@ -127,6 +134,21 @@ class CompaniesPart(_Part):
     state_owned_equity: int = Field(ge=0, description="Under categorized management (item 2)")
     # The institution's own part: equity registered for the research team (item 3) is not held.
     equity_held: Money
+
+
+class ListingsPart(_Part):
+    """Mandatory listing (plan item 8): achievements listed because the municipal deadline
+    passed untransformed, and those exempted from it with a justification."""
+
+    mandatory_triggered: int = Field(default=0, ge=0)
+    mandatory_exempted: int = Field(default=0, ge=0)
+
+
+class PocPart(_Part):
+    """Proof-of-concept grants funded in the year (poc_funded events) and the amount granted."""
+
+    grants: int = Field(default=0, ge=0)
+    granted_amount: Money = ZERO
 
 
 class Correction(_Part):
@@ -174,6 +196,9 @@ class InstitutionAnnualReport(_Part):
     income: IncomePart
     rewards: RewardsPart
     companies: CompaniesPart
+    # Defaults: a report built before these parts (an activity result in a recorded history).
+    listings: ListingsPart = ListingsPart()
+    poc: PocPart = PocPart()
     funnel: dict[str, int] = Field(description="Achievements entering each stage in the year")
     corrections: list[Correction] = Field(
         default_factory=list,

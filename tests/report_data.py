@@ -21,7 +21,7 @@ import asyncpg
 from temporalio.testing import ActivityEnvironment
 
 from activities.projections import ProjectionActivities
-from schemas.disclosure import FundingKind, TechnologyField, TransformationMode
+from schemas.disclosure import FundingKind, IPAssetKind, TechnologyField, TransformationMode
 from schemas.events import EventType, LifecycleEvent
 from schemas.incubation import CompanyFounded
 from schemas.money import CENT
@@ -167,6 +167,11 @@ def _lifecycle(
     policy = rng.choice(POLICIES)
     ownership, owned_by_institution = OWNERSHIPS[len(ds.achievements) % len(OWNERSHIPS)]
     t = _moment(rng, year)
+    # Draws added later come from a generator of their own, so the figures above keep their seed.
+    extra = random.Random(f"{aid}/extra")
+    # IP assets by kind, with repeats (two patents); none at all sometimes. A disclosed event
+    # recorded before ownership was carries no kinds either.
+    ip_kinds = sorted(extra.choices([k.value for k in IPAssetKind], k=extra.randint(0, 3)))
 
     def emit(
         type: EventType,
@@ -211,7 +216,7 @@ def _lifecycle(
     emit(
         EventType.DISCLOSED,
         {"title": f"Generated achievement {aid}", "modes": a.modes}
-        | ({"ownership": ownership} if ownership else {}),
+        | ({"ownership": ownership, "ip_kinds": ip_kinds} if ownership else {}),
         f"institution:{inst}",
     )
     t += timedelta(days=rng.randint(1, 20))
@@ -225,8 +230,31 @@ def _lifecycle(
         emit(EventType.REVIEW_REMINDER, {"missing": ["expert-a"]})
         return
     t += timedelta(days=rng.randint(20, 60))
+    if a.mandatory_due is not None:
+        # Municipal money: the listing deadline passes untransformed, or an approver exempts it.
+        outcome = extra.random()
+        if outcome < 0.35:
+            emit(
+                EventType.MANDATORY_LISTING_TRIGGERED,
+                {"deadline": str(a.mandatory_due), "from_stage": a.stage},
+            )
+        elif outcome < 0.6:
+            emit(
+                EventType.MANDATORY_LISTING_EXEMPTED,
+                {"justification": "generated"},
+                f"operator:approver.{inst.lower()}",
+            )
     if fate < 0.35:
         enter("proof_of_concept")
+        if extra.random() < 0.8:
+            emit(
+                EventType.POC_FUNDED,
+                {
+                    "application_number": f"POC-{aid}",
+                    "granted_amount": str(_money(extra, 50_000, 2_000_000)),
+                },
+                "registry",
+            )
         return
     enter("transaction")
     t += timedelta(days=rng.randint(15, 120))
@@ -329,3 +357,100 @@ async def record(pool: asyncpg.Pool, events: list[LifecycleEvent], views: DataSe
             await env.run(activities.record_event, e, final[e.achievement_id])
 
     await asyncio.gather(*(one(chain) for chain in by_achievement.values()))
+
+
+# Independent SQL over the raw events, written apart from activities/reports.py: no business_at
+# column, the year and its close spelled out in Shanghai time. $1 institution, $2 year.
+_YEAR_OF = "extract(year FROM ({at}) AT TIME ZONE 'Asia/Shanghai') = $2::int"
+_RECORDED = "occurred_at < make_timestamptz($2::int + 1, 1, 10, 0, 0, 0, 'Asia/Shanghai')"
+_OWN = "institution_code = $1 AND " + _RECORDED
+_SQL_FIGURES = {
+    "ip_kinds": f"""
+        SELECT kind, count(*) AS n FROM (
+            SELECT CASE WHEN payload ? 'ip_kinds' THEN k ELSE 'unrecorded' END AS kind
+            FROM lifecycle_events
+            LEFT JOIN LATERAL jsonb_array_elements_text(payload->'ip_kinds') AS k ON true
+            WHERE type = 'disclosed' AND {_OWN} AND {_YEAR_OF.format(at="occurred_at")}
+              AND (k IS NOT NULL OR NOT payload ? 'ip_kinds')
+        ) s GROUP BY kind""",
+    "tax": f"""
+        SELECT count(*) AS n, coalesce(sum((payload->>'amount')::numeric), 0) AS amount
+        FROM lifecycle_events
+        WHERE type = 'contract_registered' AND payload->>'tax_preference_eligible' = 'true'
+          AND {_OWN} AND {_YEAR_OF.format(at="(payload->>'registered_at')::timestamptz")}""",
+    "poc": f"""
+        SELECT count(*) AS n, coalesce(sum((payload->>'granted_amount')::numeric), 0) AS amount
+        FROM lifecycle_events
+        WHERE type = 'poc_funded' AND {_OWN} AND {_YEAR_OF.format(at="occurred_at")}""",
+    # The six parts' money and counts, each by its own business date.
+    "payments": f"""
+        SELECT count(*) AS n,
+            coalesce(sum((payload->>'amount')::numeric), 0) AS cash,
+            coalesce(sum((payload->>'costs')::numeric), 0) AS costs,
+            coalesce(sum((payload->'distribution'->>'net_income')::numeric), 0) AS net,
+            coalesce(sum((payload->'distribution'->>'team_reward')::numeric), 0) AS team,
+            coalesce(sum((payload->'distribution'->>'tto_fund')::numeric), 0) AS tto,
+            coalesce(sum((payload->'distribution'->>'institution')::numeric), 0) AS inst
+        FROM lifecycle_events
+        WHERE type = 'payment_received' AND {_OWN}
+          AND {_YEAR_OF.format(at="(payload->>'paid_at')::timestamptz")}""",
+    "months": f"""
+        SELECT extract(month FROM (payload->>'paid_at')::timestamptz
+                       AT TIME ZONE 'Asia/Shanghai')::int AS month,
+            sum((payload->>'amount')::numeric) AS cash
+        FROM lifecycle_events
+        WHERE type = 'payment_received' AND {_OWN}
+          AND {_YEAR_OF.format(at="(payload->>'paid_at')::timestamptz")}
+        GROUP BY 1""",
+    "contracts": f"""
+        SELECT payload->>'contract_type' AS kind, count(*) AS n,
+            sum((payload->>'amount')::numeric) AS amount
+        FROM lifecycle_events
+        WHERE type = 'contract_registered' AND {_OWN}
+          AND {_YEAR_OF.format(at="(payload->>'registered_at')::timestamptz")}
+        GROUP BY 1""",
+    "companies": f"""
+        SELECT count(*) AS n FROM lifecycle_events
+        WHERE type = 'company_founded' AND {_OWN}
+          AND {_YEAR_OF.format(at="(payload->>'founded_at')::timestamptz")}""",
+    "equity": f"""
+        SELECT count(*) AS n,
+            count(*) FILTER (WHERE payload->>'state_owned_equity' = 'true') AS state_owned
+        FROM lifecycle_events
+        WHERE type = 'equity_registered' AND {_OWN} AND {_YEAR_OF.format(at="occurred_at")}""",
+    "disclosed": f"""
+        SELECT count(*) AS n FROM lifecycle_events
+        WHERE type = 'disclosed' AND {_OWN} AND {_YEAR_OF.format(at="occurred_at")}""",
+    "mandatory": f"""
+        SELECT count(*) FILTER (WHERE type = 'mandatory_listing_triggered') AS triggered,
+               count(*) FILTER (WHERE type = 'mandatory_listing_exempted') AS exempted
+        FROM lifecycle_events
+        WHERE {_OWN} AND {_YEAR_OF.format(at="occurred_at")}""",
+}
+
+
+async def sql_figures(pool: asyncpg.Pool, institution: str, year: int) -> dict[str, Any]:
+    """The report's added figures for one institution and year, from the events table."""
+    rows = {name: await pool.fetch(sql, institution, year) for name, sql in _SQL_FIGURES.items()}
+    [tax], [poc], [mandatory] = rows["tax"], rows["poc"], rows["mandatory"]
+    [pay], [companies], [equity], [disclosed] = (
+        rows["payments"],
+        rows["companies"],
+        rows["equity"],
+        rows["disclosed"],
+    )
+    months = {r["month"]: r["cash"] for r in rows["months"]}
+    return {
+        "payments": pay["n"],
+        "cash": (pay["cash"], pay["costs"], pay["net"]),
+        "split": (pay["team"], pay["tto"], pay["inst"]),
+        "months": [months.get(m, Decimal(0)) for m in range(1, 13)],
+        "contracts": {r["kind"]: (r["n"], r["amount"]) for r in rows["contracts"]},
+        "companies": companies["n"],
+        "equity": (equity["n"], equity["state_owned"]),
+        "disclosed": disclosed["n"],
+        "ip_kinds": {r["kind"]: r["n"] for r in rows["ip_kinds"]},
+        "tax": (tax["n"], tax["amount"]),
+        "poc": (poc["n"], poc["amount"]),
+        "mandatory": (mandatory["triggered"], mandatory["exempted"]),
+    }

@@ -4,14 +4,25 @@ an institution sees its own, an expert their panels, the regulator everything.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+import structlog
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
 from activities import queries
-from activities.report_render import to_csv, to_html, to_json
+from activities.report_render import (
+    DEFAULT_LANG,
+    Lang,
+    PdfUnavailable,
+    check_pdf_support,
+    to_csv,
+    to_html,
+    to_json,
+    to_pdf,
+)
 from activities.reports import build_reports
 from gateway.dependencies import AuthenticatedRoute, Context, authorized
 from gateway.errors import AUTHENTICATED, ERRORS, responses
@@ -20,6 +31,8 @@ from schemas.disclosure import ACHIEVEMENT_ID_PATTERN, TechnologyField, Transfor
 from schemas.lifecycle import Stage
 from schemas.read_models import MAX_PAGE, AchievementFilter, AchievementPage, EventPage
 from schemas.report import FIRST_YEAR, LAST_YEAR
+
+log = structlog.get_logger(__name__)
 
 MAX_FEED_PAGE = 1000
 MAX_SEQ = 2**63 - 1  # lifecycle_events.seq is a PostgreSQL bigint
@@ -124,12 +137,38 @@ async def events(
     )
 
 
+# What a report's format is when ?format= is not given: the first of these the Accept header
+# names, else JSON.
+_ACCEPTED = (("application/pdf", "pdf"), ("text/html", "html"), ("text/csv", "csv"))
+ReportFormat = Literal["json", "csv", "html", "pdf"]
+
+
+def _negotiated(format: ReportFormat | None, accept: str | None) -> ReportFormat:
+    if format is not None:
+        return format
+    accepted = [part.split(";")[0].strip().lower() for part in (accept or "").split(",")]
+    for media, fmt in _ACCEPTED:
+        if media in accepted:
+            return cast(ReportFormat, fmt)
+    return "json"
+
+
 @router.get(
     "/reports/annual/{year}",
     summary="The annual report (Safeguard 4) of the caller's institution, or of every "
     "institution for the regulator",
+    description="JSON or CSV figures; HTML or PDF for filing, in Chinese (`lang=en`: English). "
+    "Without `format`, the Accept header chooses (application/pdf, text/html, text/csv). "
+    "503 when this server cannot print PDF: the detail names what to install.",
     responses={
-        200: {"content": {"application/json": {}, "text/csv": {}, "text/html": {}}},
+        200: {
+            "content": {
+                "application/json": {},
+                "text/csv": {},
+                "text/html": {},
+                "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+            }
+        },
         **READ_RESPONSES,
         404: ERRORS[404],
     },
@@ -139,15 +178,34 @@ async def annual_report(
     access: Annotated[Grant, Depends(authorized(Operation.REPORT))],
     year: Annotated[int, Path(ge=FIRST_YEAR, le=LAST_YEAR)],
     institution: Annotated[str | None, Query(pattern=INSTITUTION_PATTERN)] = None,
-    format: Literal["json", "csv", "html"] = "json",
+    format: Annotated[
+        ReportFormat | None, Query(description="Default: from the Accept header, else json")
+    ] = None,
+    lang: Annotated[Lang, Query(description="HTML and PDF: zh (Chinese) or en")] = DEFAULT_LANG,
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
     try:
         scoped = _institution(access, institution)
     except _Nothing:
         raise HTTPException(404, "no report of that institution for the caller") from None
+    chosen = _negotiated(format, accept)
+    if chosen == "pdf":
+        try:  # before the figures: a server that cannot print says so at once
+            check_pdf_support()
+        except PdfUnavailable as exc:
+            log.warning("annual_report_pdf_unavailable", year=year, reason=str(exc))
+            raise HTTPException(503, str(exc)) from None
     reports = await build_reports(ctx.need_pool(), year, scoped, datetime.now(UTC))
-    if format == "csv":
+    if chosen == "csv":
         return PlainTextResponse(to_csv(reports), media_type="text/csv")
-    if format == "html":
-        return HTMLResponse(to_html(reports, year))
+    if chosen == "html":
+        return HTMLResponse(to_html(reports, year, lang))
+    if chosen == "pdf":
+        pdf = await asyncio.to_thread(to_pdf, reports, year, lang)  # CPU-bound: off the loop
+        name = f"annual-report-{year}{'-' + scoped if scoped else ''}-{lang}.pdf"
+        return Response(
+            pdf,
+            media_type="application/pdf",
+            headers={"Content-Disposition": f'inline; filename="{name}"'},
+        )
     return Response(to_json(reports), media_type="application/json")
