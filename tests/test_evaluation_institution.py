@@ -10,7 +10,9 @@ reports are refused and recorded.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -27,12 +29,14 @@ from helpers.eventually import assert_eventually
 from helpers.lifecycle import event_types, finish, rejection, start, today, until
 from temporalio.testing import WorkflowEnvironment
 
+from cli.demo import Parties, Tracked, drive
 from gateway.signing import sign
 from schemas.evaluation import Recommendation
 from schemas.evaluation_institution import InstitutionReport
 from schemas.lifecycle import Stage
 from schemas.policy import DEFAULT_POLICY
 from workers.worker import WorkerGroup, build_worker
+from workflows.ids import workflow_id
 from workflows.lifecycle import AchievementLifecycle
 
 OFFICER = "officer.syn-uni"
@@ -324,6 +328,26 @@ async def test_forged_misdirected_duplicate_and_late_reports(
     assert evaluated_b["by"] == "operator"
     for aid in (a, b):
         await withdraw(gateway, stack, aid)
+
+
+async def test_demo_parties_complete_a_lifecycle_evaluated_by_an_institution(
+    gateway: httpx.AsyncClient, stack: Stack, db: asyncpg.Pool, dev_env: WorkflowEnvironment
+) -> None:
+    """The demo's parties (cli/demo.py) drive a transfer whose disclosure asks an institution,
+    from the outside only, to completion: nobody reviews; the registry sandbox's institution
+    reports on its own (its default delay), and the report routes it to the market."""
+    code = evaluator_code()
+    base = scenarios.municipal_transfer(datetime.now(UTC).date())
+    sc = dataclasses.replace(base, evaluated_by=code, reviewers=[])
+    tracked = Tracked(sc)
+    await drive(Parties(gateway, stack.settings, stack.tokens), tracked, time.monotonic() + 120)
+    assert tracked.state is not None and tracked.state.stage is Stage.COMPLETED, tracked.error
+    aid = sc.disclosure.achievement_id
+    await dev_env.client.get_workflow_handle(workflow_id(aid)).result()
+    types = await event_types(db, aid)
+    order = ["evaluation_requested", "evaluation_reported", "evaluated", "listed", "completed"]
+    assert list(dict.fromkeys(t for t in types if t in order)) == order
+    assert "review_submitted" not in types and "review_reminder" not in types
 
 
 async def test_disclosure_names_the_field_of_a_bad_evaluation_choice(
