@@ -208,8 +208,15 @@ def relayed(stack: Stack, report: dict[str, Any], secret: str | None = None) -> 
             "resource",
             None,
         ),
+        # No municipal money: an abandon recommendation under 2.5 abandons it.
+        (
+            {"novelty": 1, "maturity": 1, "market": 2, "ip_strength": 1},
+            "abandon",
+            "abandoned",
+            "abandon",
+        ),
     ],
-    ids=["go", "immature", "resource"],
+    ids=["go", "immature", "resource", "no-go"],
 )
 async def test_requested_institution_reports_through_the_registry_and_routes(
     gateway: httpx.AsyncClient,
@@ -240,7 +247,11 @@ async def test_requested_institution_reports_through_the_registry_and_routes(
     assert evaluated["report_number"] == reported["report_number"]
     records = await stack.records("registry")
     assert records["evaluation_requests"] == {**records["evaluation_requests"], aid: 1}
-    await withdraw(gateway, stack, aid)
+    if stage == "abandoned":
+        [abandoned] = await events(db, aid, "abandoned")
+        assert abandoned["reason"] == "abandoned after evaluation"
+    else:
+        await withdraw(gateway, stack, aid)
 
 
 async def test_forged_misdirected_duplicate_and_late_reports(
