@@ -54,6 +54,7 @@ class EvaluatorBehaviour(BaseModel):
         description="Delay before the report; None: the app's default delay",
     )
     reports: bool = Field(default=True, description="False: never reports (to see the SLA)")
+    accredited: bool = Field(default=True, description="False: the registry refuses requests")
     scores: ReviewScores = DEFAULT_SCORES
 
 

@@ -359,14 +359,22 @@ def create_registry_app(
         """Forward an evaluation request to the accredited evaluation institution (plan item 6);
         its signed report comes back as a registry webhook of type `evaluation_report`."""
 
+        behaviour = evaluators.get(req.evaluator, EvaluatorBehaviour())
+
         async def effect(conn: Connection) -> JSON:
+            if not behaviour.accredited:
+                raise SandboxError(
+                    422,
+                    "not_accredited",
+                    f"{req.evaluator} is not an accredited evaluation institution",
+                    ["evaluator"],
+                )
             now = datetime.now(UTC)
             number = await _number(conn, "evaluation_request", now)
             body = EvaluationRequestReceipt(
                 request_number=number, evaluator=req.evaluator, requested_at=now
             ).model_dump(mode="json")
             await _record(conn, "evaluation_request", number, req.achievement_id, req, body)
-            behaviour = evaluators.get(req.evaluator, EvaluatorBehaviour())
             if behaviour.reports:
                 report = report_of(req, number, behaviour.scores, now)
                 await enqueue(conn, report, due_at(behaviour, evaluation_delay, now))

@@ -341,6 +341,23 @@ async def test_forged_misdirected_duplicate_and_late_reports(
         await withdraw(gateway, stack, aid)
 
 
+async def test_a_request_the_registry_refuses_escalates_at_once(
+    gateway: httpx.AsyncClient, stack: Stack, db: asyncpg.Pool
+) -> None:
+    """An institution the registry does not accredit: the request is refused for good (422,
+    not retried), and the lifecycle escalates to an operator at once, with the reason."""
+    code = evaluator_code()
+    await behave(stack, code, accredited=False)
+    aid = await disclose(gateway, stack, {"by": "institution", "institution": code})
+    st = await settled(gateway, stack, aid, lambda s: s["review_escalated"])
+    assert st["evaluation_request"] is None and "operator" in st["waiting"]["on"]
+    [escalated] = await events(db, aid, "review_escalated")
+    assert "not an accredited evaluation institution" in escalated["reason"]
+    assert "operator" in escalated["next_step"]
+    assert await events(db, aid, "evaluation_requested") == []
+    await withdraw(gateway, stack, aid)
+
+
 async def test_demo_parties_complete_a_lifecycle_evaluated_by_an_institution(
     gateway: httpx.AsyncClient, stack: Stack, db: asyncpg.Pool, dev_env: WorkflowEnvironment
 ) -> None:
