@@ -26,7 +26,15 @@ from conftest import Stack
 from gateway_requests import disclosure_request
 from helpers import scenarios
 from helpers.eventually import assert_eventually
-from helpers.lifecycle import event_types, finish, rejection, start, today, until
+from helpers.lifecycle import (
+    event_types,
+    finish,
+    record_history,
+    rejection,
+    start,
+    today,
+    until,
+)
 from temporalio.testing import WorkflowEnvironment
 
 from cli.demo import Parties, Tracked, drive
@@ -135,6 +143,7 @@ async def test_policy_routes_to_institution_with_reminder_and_escalation(
     assert evaluated["mean_score"] == "1.75"
     types = await event_types(db, aid)
     assert "review_submitted" not in types and types.count("evaluation_reported") == 1
+    await record_history(handle, "evaluation_by_institution_escalated")
     await finish(handle)
 
 
