@@ -164,6 +164,8 @@ class LifecycleState(BaseModel):
     evaluator: str | None = None
     evaluation_request: EvaluationRequested | None = None
     institution_report: InstitutionReport | None = None
+    # A report that overtook the request's receipt: checked against it once it is in.
+    held_report: InstitutionReport | None = None
 
     def stage_since(self) -> datetime | None:
         return self.timeline[-1].entered_at if self.timeline else None

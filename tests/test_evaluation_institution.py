@@ -32,6 +32,7 @@ from helpers.lifecycle import (
     record_history,
     rejection,
     start,
+    state,
     today,
     until,
 )
@@ -144,6 +145,59 @@ async def test_policy_routes_to_institution_with_reminder_and_escalation(
     types = await event_types(db, aid)
     assert "review_submitted" not in types and types.count("evaluation_reported") == 1
     await record_history(handle, "evaluation_by_institution_escalated")
+    await finish(handle)
+
+
+async def test_a_report_before_the_receipt_is_held_then_checked(
+    time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, stack: Stack, db: asyncpg.Pool
+) -> None:
+    """A relay fast enough to overtake the request's answer: the report is held, not refused
+    for want of a request, and checked once the receipt says which request it must answer
+    (here another one: refused then, with the reason). The registry is slowed by its own
+    fault injection, so the report surely comes first."""
+    code = evaluator_code()
+    await behave(stack, code, reports=False)
+    sc = scenarios.transfer_then_company(await today(time_skipping_env))
+    faults_url = f"{stack.settings.registry_url}/sandbox/faults"
+    slow = await stack.http.put(faults_url, json={"latency_ms": 2500, "webhook_delay_ms": 0})
+    assert slow.status_code == 200, slow.text
+    try:
+        handle = await start(
+            time_skipping_env.client,
+            worker.task_queue,
+            dataclasses.replace(sc, evaluated_by=code),
+            DEFAULT_POLICY,
+        )
+
+        async def requesting() -> None:
+            # Not `until`: it waits for the outbox, which is flushed only after the request.
+            assert (await state(handle)).search is not None
+
+        await assert_eventually(requesting, what="the technology search")
+        report = InstitutionReport(
+            **HIGH,
+            recommendation=Recommendation.TRANSACTION,
+            event_id="early-report",
+            achievement_id=sc.disclosure.achievement_id,
+            request_number="EVR-OTHER-1",
+            evaluator=code,
+            report_number="EVR-OTHER-1-R",
+            signed_by="Chief appraiser",
+            reported_at=datetime.now(UTC),
+        )
+        await handle.signal(AchievementLifecycle.evaluation_report, report)
+
+        async def held() -> None:
+            st = await state(handle)
+            assert st.evaluation_request is None and st.held_report == report, st.refused
+
+        await assert_eventually(held, what="the report held for the receipt")
+    finally:
+        await stack.http.put(faults_url, json={"webhook_delay_ms": 0})
+    st = await until(handle, lambda s: s.evaluation_request is not None and bool(s.refused))
+    assert st.held_report is None and st.institution_report is None
+    [refused] = await events(db, sc.disclosure.achievement_id, "external_event_refused")
+    assert refused["reason"].startswith("the report answers request EVR-OTHER-1, not")
     await finish(handle)
 
 

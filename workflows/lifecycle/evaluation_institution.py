@@ -27,8 +27,25 @@ with workflow.unsafe.imports_passed_through():
 from workflows.lifecycle.engine import LifecycleEngine
 
 REPORT_SIGNAL = "evaluation_report"
-# Who takes over when the institution is late or the registry refuses the request.
-NEXT_STEP = "an operator routes the achievement (POST /achievements/{id}/decision)"
+
+
+def next_step(s: LifecycleState) -> str:
+    """Who takes over when the institution is late or the registry refuses the request."""
+    return f"an operator routes the achievement (POST /achievements/{s.achievement_id}/decision)"
+
+
+def report_before_receipt(s: LifecycleState) -> bool:
+    """A report while the request is still on its way (a fast relay can overtake the request's
+    answer): held until the receipt says which request it must answer."""
+    return (
+        s.evaluator is not None
+        and s.stage is Stage.EVALUATION
+        and s.evaluation_request is None
+        and s.held_report is None
+        and not s.review_escalated
+        and s.operator_decision is None
+        and s.evaluation is None
+    )
 
 
 def report_refusal(s: LifecycleState, report: InstitutionReport) -> str | None:
@@ -92,9 +109,13 @@ class InstitutionEvaluation(LifecycleEngine):
                 s.review_reminded = s.review_escalated = True
                 self.record(
                     EventType.REVIEW_ESCALATED,
-                    {**self._asked(), "reason": refused, "next_step": NEXT_STEP},
+                    {**self._asked(), "reason": refused, "next_step": next_step(s)},
                     "registry",
                 )
+            if s.held_report is not None:
+                # Now checked against the receipt (or refused: no request stands).
+                held, s.held_report = s.held_report, None
+                self._take_report(held)
         if not s.review_reminded:
             self.show_waiting(f"the report of evaluation institution {evaluator}", reminder_at)
             if not await self.wait_until(decided, until=reminder_at):
@@ -107,7 +128,8 @@ class InstitutionEvaluation(LifecycleEngine):
             )
             if not await self.wait_until(decided, until=escalation_at):
                 s.review_escalated = True
-                self.record(EventType.REVIEW_ESCALATED, {**self._asked(), "next_step": NEXT_STEP})
+                payload = {**self._asked(), "next_step": next_step(s)}
+                self.record(EventType.REVIEW_ESCALATED, payload)
         if not decided():
             self.show_waiting(
                 f"an operator's routing decision (evaluation institution {evaluator} escalated;"
@@ -194,6 +216,14 @@ class InstitutionEvaluation(LifecycleEngine):
         # Gated: a history that holds this signal from before the change replays as it ran.
         if not patches.evaluation_by_institution() or not self.first_delivery(report.event_id):
             return
+        if report_before_receipt(self.state) and report.achievement_id == self.state.achievement_id:
+            self.state.held_report = report
+            workflow.logger.info("Evaluation report %s held for the receipt", report.event_id)
+            return
+        self._take_report(report)
+
+    def _take_report(self, report: InstitutionReport) -> None:
+        """Apply the report, or record it as refused with the reason."""
         s = self.state
         event = report.model_dump(mode="json")
         reason = report_refusal(s, report)
