@@ -10,6 +10,10 @@ from schemas.registry_api import (
     AnnualReportRequest,
     ContractRegistrationResponse,
     EquityRegistrationResponse,
+    EvaluationReminder,
+    EvaluationReminderReceipt,
+    EvaluationRequest,
+    EvaluationRequestReceipt,
     LifecycleReportRequest,
     PocApplicationRequest,
     PocApplicationResponse,
@@ -65,3 +69,17 @@ class RegistryActivities:
     @activity.defn(name="registry.submit_annual_report")
     async def submit_annual_report(self, key: str, request: AnnualReportRequest) -> ReportReceipt:
         return await self._client.submit_annual_report(request, key)
+
+    @activity.defn(name="registry.request_evaluation")
+    async def request_evaluation(
+        self, key: str, request: EvaluationRequest
+    ) -> EvaluationRequestReceipt:
+        """Ask an evaluation institution, through the registry, to evaluate the achievement."""
+        return await self._client.request_evaluation(request, key)
+
+    @activity.defn(name="registry.remind_evaluation")
+    async def remind_evaluation(
+        self, key: str, request_number: str, request: EvaluationReminder
+    ) -> EvaluationReminderReceipt:
+        """Remind the institution, through the registry, that its report is overdue."""
+        return await self._client.remind_evaluation(request_number, request, key)

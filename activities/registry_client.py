@@ -14,6 +14,10 @@ from schemas.registry_api import (
     AnnualReportRequest,
     ContractRegistrationResponse,
     EquityRegistrationResponse,
+    EvaluationReminder,
+    EvaluationReminderReceipt,
+    EvaluationRequest,
+    EvaluationRequestReceipt,
     LifecycleReportRequest,
     PocApplicationRequest,
     PocApplicationResponse,
@@ -84,3 +88,16 @@ class RegistryClient:
         self, req: AnnualReportRequest, idempotency_key: str
     ) -> ReportReceipt:
         return await self._post("/v1/annual-reports", req, idempotency_key, ReportReceipt)
+
+    async def request_evaluation(
+        self, req: EvaluationRequest, idempotency_key: str
+    ) -> EvaluationRequestReceipt:
+        return await self._post(
+            "/v1/evaluation-requests", req, idempotency_key, EvaluationRequestReceipt
+        )
+
+    async def remind_evaluation(
+        self, request_number: str, req: EvaluationReminder, idempotency_key: str
+    ) -> EvaluationReminderReceipt:
+        path = f"/v1/evaluation-requests/{quote(request_number, safe='')}/reminders"
+        return await self._post(path, req, idempotency_key, EvaluationReminderReceipt)

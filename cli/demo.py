@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -115,6 +116,7 @@ class Parties:
             exchanges=sc.exchanges,
             asking_price=sc.asking_price,
             pricing=sc.pricing,
+            evaluation=sc.evaluation,
         )
         r = await self.http.post(
             f"{self.gateway}/achievements",
@@ -190,6 +192,8 @@ async def act(parties: Parties, t: Tracked, state: LifecycleState) -> None:
             ActivationRequest(modes=sc.activate_with, reason="a licensee came forward"),
             officer(sc.disclosure.institution.code),
         )
+    elif state.stage is Stage.EVALUATION and state.evaluator is not None:
+        pass  # the registry sandbox's evaluation institution reports on its own (item 6)
     elif state.stage is Stage.EVALUATION and state.search is not None:
         reviewed = {r.reviewer_id for r in state.reviews}
         for review in sc.reviews():
@@ -402,6 +406,17 @@ def _start_stack(settings: Settings) -> subprocess.Popen[bytes]:
     return process
 
 
+# Plan item 6: every fourth achievement (from the third) is evaluated by an evaluation
+# institution, which the registry sandbox plays (it reports a few seconds after the request).
+DEMO_EVALUATOR = "SYN-EVAL-SHAC"
+
+
+def _evaluator_for(sc: Scenario, index: int) -> Scenario:
+    if index % 4 != 2:
+        return sc
+    return dataclasses.replace(sc, evaluated_by=DEMO_EVALUATOR, reviewers=[])
+
+
 async def run_demo(
     settings: Settings, count: int, exit_when_done: bool, within_seconds: float
 ) -> int:
@@ -424,7 +439,7 @@ async def run_demo(
             "%y%m%d%H%M%S"
         )
         today = datetime.now(UTC).date()
-        tracked = [Tracked(scenario(i, run_tag, today)) for i in range(count)]
+        tracked = [Tracked(_evaluator_for(scenario(i, run_tag, today), i)) for i in range(count)]
         issuer = issuer_url(None, settings.data_dir) or "http://127.0.0.1:8303"
         parties = Parties(http, settings, SyntheticSignIn(http, issuer))
         deadline = time.monotonic() + within_seconds

@@ -28,6 +28,7 @@ from schemas.disclosure import (
     TransformationMode,
 )
 from schemas.evaluation import Recommendation, Review
+from schemas.evaluation_institution import EvaluatedBy, EvaluationChoice
 from schemas.lifecycle import LifecycleInput
 from schemas.policy import Policy
 from schemas.transaction import ContractType, PricingMethod
@@ -105,6 +106,14 @@ class Scenario:
     deal_amount: Decimal = Decimal("0")
     contract_type: ContractType = ContractType.TRANSFER
     instalments: int = 1
+    # Plan item 6: the evaluation institution that evaluates instead of the panel, if any.
+    evaluated_by: str | None = None
+
+    @property
+    def evaluation(self) -> EvaluationChoice | None:
+        if self.evaluated_by is None:
+            return None
+        return EvaluationChoice(by=EvaluatedBy.INSTITUTION, institution=self.evaluated_by)
 
     def lifecycle_input(self, policy: Policy) -> LifecycleInput:
         """How this achievement starts when the tests and benchmarks start it directly (the
@@ -117,6 +126,7 @@ class Scenario:
             exchanges=self.exchanges,
             asking_price=self.asking_price,
             pricing=self.pricing,
+            evaluation=self.evaluation,
         )
 
     def reviews(self) -> list[Review]:

@@ -64,6 +64,7 @@ def _sandboxes(
             host,
             registry_port,
             exchange_port,
+            registry_secret=settings.webhook_secret("registry").get_secret_value(),
         )
     }
     if issuer_port:

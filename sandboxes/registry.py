@@ -10,11 +10,12 @@ from typing import Annotated, Any
 
 import asyncpg
 import structlog
-from fastapi import FastAPI, Header, Request
+from fastapi import FastAPI, Header, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from sandboxes import faults as faults_mod
+from sandboxes.evaluators import EvaluatorBehaviour, ReportDeliverer, due_at, enqueue, report_of
 from sandboxes.store import (
     JSON,
     Connection,
@@ -24,6 +25,7 @@ from sandboxes.store import (
     install_error_handlers,
     open_pool,
 )
+from schemas.evaluation import ReviewScores
 from schemas.exchange_api import Faults
 from schemas.proof_of_concept import PocMilestone
 from schemas.registry_api import (
@@ -31,6 +33,10 @@ from schemas.registry_api import (
     AnnualReportRequest,
     ContractRegistrationResponse,
     EquityRegistrationResponse,
+    EvaluationReminder,
+    EvaluationReminderReceipt,
+    EvaluationRequest,
+    EvaluationRequestReceipt,
     LifecycleReportRequest,
     PocApplicationRequest,
     PocApplicationResponse,
@@ -63,6 +69,7 @@ KINDS = {
     "poc_application": ("poc_seq", "POC"),
     "lifecycle_report": ("report_seq", "RPT"),
     "annual_report": ("annual_seq", "ANN"),
+    "evaluation_request": ("evaluation_seq", "EVR"),
 }
 RECORD_GROUPS = {
     "achievement": "achievements",
@@ -72,7 +79,11 @@ RECORD_GROUPS = {
     "poc_cancellation": "poc_cancellations",
     "lifecycle_report": "lifecycle_reports",
     "annual_report": "annual_reports",
+    "evaluation_request": "evaluation_requests",
+    "evaluation_reminder": "evaluation_reminders",
 }
+# How long the sandbox's evaluation institutions take to report, unless told otherwise.
+EVALUATION_DELAY = timedelta(seconds=5)
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
@@ -117,18 +128,33 @@ async def _record(
     )
 
 
-def create_registry_app(dsn: str, faults: Faults | None = None) -> FastAPI:
+def create_registry_app(
+    dsn: str,
+    faults: Faults | None = None,
+    gateway_url: str | None = None,
+    webhook_secret: str | None = None,
+    evaluation_delay: timedelta = EVALUATION_DELAY,
+) -> FastAPI:
+    """`gateway_url` and the registry's `webhook_secret`: where and how the evaluation
+    institutions' reports are relayed (without them, reports wait in the outbox)."""
     state = faults_mod.FaultState(faults)
     pools: list[Pool] = []
+    evaluators: dict[str, EvaluatorBehaviour] = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await open_pool(dsn)
         pools.append(pool)
+        deliverer = None
+        if gateway_url is not None and webhook_secret is not None:
+            deliverer = ReportDeliverer(pool, gateway_url, webhook_secret)
+            deliverer.start()
         log.info("sandbox.started", system="registry")
         try:
             yield
         finally:
+            if deliverer is not None:
+                await deliverer.stop()
             pools.remove(pool)
             await pool.close()
             log.info("sandbox.stopped", system="registry")
@@ -325,6 +351,102 @@ def create_registry_app(dsn: str, faults: Faults | None = None) -> FastAPI:
             return body
 
         return await idempotent(pool(), SCHEMA, key, scope(request), req, effect, 201)
+
+    @app.post("/v1/evaluation-requests", status_code=201, response_model=EvaluationRequestReceipt)
+    async def request_evaluation(
+        req: EvaluationRequest, request: Request, key: IdempotencyKey = None
+    ) -> JSONResponse:
+        """Forward an evaluation request to the accredited evaluation institution (plan item 6);
+        its signed report comes back as a registry webhook of type `evaluation_report`."""
+
+        behaviour = evaluators.get(req.evaluator, EvaluatorBehaviour())
+
+        async def effect(conn: Connection) -> JSON:
+            if not behaviour.accredited:
+                raise SandboxError(
+                    422,
+                    "not_accredited",
+                    f"{req.evaluator} is not an accredited evaluation institution",
+                    ["evaluator"],
+                )
+            now = datetime.now(UTC)
+            number = await _number(conn, "evaluation_request", now)
+            body = EvaluationRequestReceipt(
+                request_number=number, evaluator=req.evaluator, requested_at=now
+            ).model_dump(mode="json")
+            await _record(conn, "evaluation_request", number, req.achievement_id, req, body)
+            if behaviour.reports:
+                report = report_of(req, number, behaviour.scores, now)
+                await enqueue(conn, report, due_at(behaviour, evaluation_delay, now))
+            return body
+
+        return await idempotent(pool(), SCHEMA, key, scope(request), req, effect, 201)
+
+    @app.post(
+        "/v1/evaluation-requests/{request_number}/reminders",
+        response_model=EvaluationReminderReceipt,
+    )
+    async def remind_evaluation(
+        request_number: str,
+        req: EvaluationReminder,
+        request: Request,
+        key: IdempotencyKey = None,
+    ) -> JSONResponse:
+        """Remind the evaluation institution that its report is overdue."""
+
+        async def effect(conn: Connection) -> JSON:
+            asked = await conn.fetchval(
+                f"SELECT subject FROM {SCHEMA}.records"
+                " WHERE kind = 'evaluation_request' AND number = $1",
+                request_number,
+            )
+            if asked is None or asked != req.achievement_id:
+                raise SandboxError(
+                    404,
+                    "not_found",
+                    f"no evaluation request {request_number} of this achievement",
+                    ["request_number"],
+                )
+            now = datetime.now(UTC)
+            sent = await conn.fetchval(
+                f"SELECT count(*) FROM {SCHEMA}.records WHERE kind = 'evaluation_reminder'"
+                " AND number LIKE $1 || '/reminder/%'",
+                request_number,
+            )
+            number = f"{request_number}/reminder/{sent + 1}"
+            body = EvaluationReminderReceipt(
+                request_number=request_number, reminded_at=now
+            ).model_dump(mode="json")
+            await _record(conn, "evaluation_reminder", number, req.achievement_id, req, body)
+            return body
+
+        return await idempotent(pool(), SCHEMA, key, scope(request), req, effect, 200)
+
+    @app.put("/sandbox/evaluators/{code}", tags=["sandbox"])
+    async def set_evaluator(code: str, behaviour: EvaluatorBehaviour) -> EvaluatorBehaviour:
+        """How the sandbox's evaluation institution `code` answers the next requests."""
+        evaluators[code] = behaviour
+        return behaviour
+
+    @app.put("/sandbox/evaluation-requests/{request_number}/reports/{copy}", tags=["sandbox"])
+    async def send_report(
+        request_number: str, copy: Annotated[int, Path(ge=1, le=100)], scores: ReviewScores
+    ) -> dict[str, str]:
+        """Have the institution report on a request now; `copy` 2 and on: further reports.
+        Idempotent: the same copy is one report (one event id), however often it is put."""
+        async with pool().acquire() as conn:
+            row = await conn.fetchrow(
+                f"SELECT request FROM {SCHEMA}.records"
+                " WHERE kind = 'evaluation_request' AND number = $1",
+                request_number,
+            )
+            if row is None:
+                raise SandboxError(404, "not_found", f"no evaluation request {request_number}")
+            now = datetime.now(UTC)
+            asked = EvaluationRequest.model_validate(row["request"])
+            report = report_of(asked, request_number, scores, now, copy)
+            await enqueue(conn, report, now)
+        return {"event_id": report.event_id}
 
     @app.get("/sandbox/records")
     async def records() -> dict[str, dict[str, int]]:

@@ -22,10 +22,13 @@ async def serve_sandboxes(
     registry_port: int,
     exchange_port: int,
     faults: Faults | None = None,
+    registry_secret: str | None = None,
 ) -> None:
-    """Serve the registry and the exchange until cancelled (or until one of them fails)."""
+    """Serve the registry and the exchange until cancelled (or until one of them fails).
+    With `registry_secret` the registry relays evaluation reports to the gateway, signed."""
+    registry = create_registry_app(dsn, faults, gateway_url, registry_secret)
     servers = [
-        make_server(create_registry_app(dsn, faults), host, registry_port),
+        make_server(registry, host, registry_port),
         make_server(
             create_exchange_app(dsn, gateway_url, exchange_secrets, faults), host, exchange_port
         ),

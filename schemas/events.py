@@ -48,6 +48,10 @@ class EventType(StrEnum):
     COMPLETED = "completed"
     # An external event the lifecycle did not apply, with the reason (nothing is dropped).
     EXTERNAL_EVENT_REFUSED = "external_event_refused"
+    # Plan item 6: evaluation asked of an evaluation institution through the registry, and its
+    # signed report as the registry relayed it (`evaluated` then says by: institution).
+    EVALUATION_REQUESTED = "evaluation_requested"
+    EVALUATION_REPORTED = "evaluation_reported"
 
 
 class LifecycleEvent(BaseModel):

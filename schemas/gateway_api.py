@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from schemas.disclosure import Disclosure, TransformationMode
 from schemas.evaluation import Recommendation, Review, ReviewScores
+from schemas.evaluation_institution import EvaluationChoice
 from schemas.exchange_api import KNOWN_EXCHANGES
 from schemas.lifecycle import LifecycleState, Waiting
 from schemas.money import Money
@@ -35,14 +36,19 @@ class DisclosureRequest(BaseModel):
 
     disclosure: Disclosure
     reviewers: list[Annotated[str, Field(pattern=REVIEWER_ID_PATTERN)]] = Field(
-        min_length=1,
+        default_factory=list,
         max_length=MAX_PANEL,
         description="The assigned expert panel: each expert's token subject, no repeats, "
-        "at least the policy's reviewer count",
+        "at least the policy's reviewer count; none when an evaluation institution evaluates",
     )
     exchanges: list[str] = Field(default_factory=lambda: ["sstec"], min_length=1, max_length=4)
     asking_price: Money
     pricing: PricingMethod
+    evaluation: EvaluationChoice | None = Field(
+        default=None,
+        description="Who evaluates (plan item 6): the expert panel, or an evaluation "
+        "institution by its code; omitted, the policy's default for the field (else the panel)",
+    )
 
     @field_validator("reviewers")
     @classmethod

@@ -16,6 +16,11 @@ from schemas.evaluation import (
     Review,
     TechnologySearchResult,
 )
+from schemas.evaluation_institution import (
+    EvaluationChoice,
+    EvaluationRequested,
+    InstitutionReport,
+)
 from schemas.events import LifecycleEvent
 from schemas.identity import Actor
 from schemas.incubation import (
@@ -89,6 +94,8 @@ class LifecycleInput(BaseModel):
     asking_price: Money = Decimal("0.00")
     pricing: PricingMethod = PricingMethod.AGREEMENT
     resume: LifecycleState | None = None
+    # Who evaluates, as the disclosure asked (None: as the policy says for its field).
+    evaluation: EvaluationChoice | None = None
 
 
 class LifecycleState(BaseModel):
@@ -152,6 +159,13 @@ class LifecycleState(BaseModel):
     # Events decided but not yet appended to PostgreSQL; carried across continue-as-new.
     outbox: list[LifecycleEvent] = Field(default_factory=list)
     events_recorded: int = 0
+    # Plan item 6: the evaluation institution that evaluates instead of the panel (None: the
+    # panel), the registry's receipt of the current request, and the report it relayed.
+    evaluator: str | None = None
+    evaluation_request: EvaluationRequested | None = None
+    institution_report: InstitutionReport | None = None
+    # A report that overtook the request's receipt: checked against it once it is in.
+    held_report: InstitutionReport | None = None
 
     def stage_since(self) -> datetime | None:
         return self.timeline[-1].entered_at if self.timeline else None

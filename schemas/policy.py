@@ -17,6 +17,8 @@ from pydantic import (
     model_validator,
 )
 
+from schemas.disclosure import TechnologyField
+from schemas.evaluation_institution import EvaluatorCode
 from schemas.jurisdiction import DEFAULT_JURISDICTION, JURISDICTIONS, Jurisdiction
 from schemas.money import Rate
 
@@ -62,6 +64,9 @@ class Policy(BaseModel):
     review_escalation_grace: timedelta = timedelta(days=7)
     transaction_min_score: Decimal = Field(default=Decimal("3.5"), ge=1, le=5)
     poc_min_score: Decimal = Field(default=Decimal("2.5"), ge=1, le=5)
+    # Plan item 6: fields whose achievements an evaluation institution evaluates by default
+    # instead of the panel (field -> the institution's code); a disclosure may choose otherwise.
+    evaluation_institutions: dict[TechnologyField, EvaluatorCode] = Field(default_factory=dict)
     # Transaction.
     publicity_period: timedelta = timedelta(days=15)
     payment_grace: timedelta = timedelta(days=30)

@@ -146,3 +146,38 @@ class ApiError(BaseModel):
     type: Line
     message: Text
     fields: list[Line] = Field(default_factory=list)
+
+
+# Evaluation by an evaluation institution (plan item 6): the registry forwards the request to
+# the accredited institution and relays its signed report back as a webhook.
+
+
+class EvaluationRequest(_Request):
+    achievement_id: Line = Field(min_length=3, max_length=63)
+    registration_number: Line | None = None
+    evaluator: Line = Field(pattern=r"^[A-Z0-9][A-Z0-9-]{1,31}$")
+    title: Line = Field(min_length=3, max_length=300)
+    institution_code: Line = Field(min_length=2, max_length=32)
+    field: TechnologyField
+    trl: int = Field(ge=1, le=9)
+    # When the requester expects the report (its SLA); the institution is reminded after it.
+    report_due_at: AwareDatetime
+
+
+class EvaluationRequestReceipt(BaseModel):
+    """The same answer however often the same request is sent."""
+
+    request_number: Line
+    evaluator: Line
+    requested_at: AwareDatetime
+
+
+class EvaluationReminder(_Request):
+    achievement_id: Line = Field(min_length=3, max_length=63)
+    # The report is now due by then, after which the requester escalates.
+    report_due_at: AwareDatetime
+
+
+class EvaluationReminderReceipt(BaseModel):
+    request_number: Line
+    reminded_at: AwareDatetime

@@ -191,7 +191,10 @@ async def stack(
     apps = [
         # With its pool, as `achievements dev` runs it: the list views and feed are served too.
         create_gateway_app(dev_env.client, settings, PolicyBook.load(), verifier, pool=db),
-        create_registry_app(postgres_dsn, faults),
+        # The registry relays the evaluation institutions' reports to the gateway (item 6).
+        create_registry_app(
+            postgres_dsn, faults, gw, settings.webhook_secret("registry").get_secret_value()
+        ),
         create_exchange_app(postgres_dsn, gw, secrets, faults),
         # The real local issuer the gateway trusts, with the tests' people.
         create_identity_provider_app(idp, test_directory(), keys, audience=settings.oidc_audience),

@@ -41,6 +41,8 @@ OUTSIDE = {
     "commands",
     "disclosure",
     "evaluation",
+    # The disclosure's choice of evaluator, and the institution's report the registry relays.
+    "evaluation_institution",
     "exchange_api",
     "gateway_api",
     "identity",

@@ -138,6 +138,8 @@ def build_worker(
         registry.cancel_poc_application,
         registry.submit_lifecycle_report,
         registry.submit_annual_report,
+        registry.request_evaluation,
+        registry.remind_evaluation,
     ]
     exchange_activities: list[Callable[..., Any]] = [
         exchange.search,

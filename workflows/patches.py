@@ -157,6 +157,13 @@ EXPIRED_LISTINGS = Patch(
     " and the mandatory-listing clock stays disarmed in transaction",
     where="workflows/lifecycle/workflow.py listing_expired",
 )
+EVALUATION_BY_INSTITUTION = Patch(
+    id="evaluation-by-institution",
+    shipped="this change (evaluation by an evaluation institution, issue 13 item 4)",
+    histories=ISSUES_13_15_HISTORIES,
+    old_path="every evaluation by the expert panel; an evaluation_report signal ignored",
+    where="workflows/lifecycle/evaluation_institution.py by_institution, evaluation_report",
+)
 
 LEDGER = (
     PER_SYSTEM_TASK_QUEUES,
@@ -176,6 +183,7 @@ LEDGER = (
     EXCHANGE_PUBLICITY_CLOCK,
     DEALS_REFUSED_ON_EXCHANGE,
     EXPIRED_LISTINGS,
+    EVALUATION_BY_INSTITUTION,
 )
 
 
@@ -247,6 +255,10 @@ def expired_listings() -> bool:
     return workflow.patched(EXPIRED_LISTINGS.id)
 
 
+def evaluation_by_institution() -> bool:
+    return workflow.patched(EVALUATION_BY_INSTITUTION.id)
+
+
 # Gates that the lifecycle's run loop reaches (not only its signal and update handlers) are
 # decided when a run starts. On replay a local activity's result resumes the loop at once, in
 # an earlier workflow task than it may have live (after a timed-out task, say); a gate first
@@ -257,6 +269,7 @@ RUN_START_GATES = (
     EVALUATION_IN_PLAIN_WORDS,
     EQUITY_FOLLOWS_OWNERSHIP,
     EXCHANGE_PUBLICITY_CLOCK,
+    EVALUATION_BY_INSTITUTION,
 )
 
 

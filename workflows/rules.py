@@ -6,6 +6,7 @@ them deterministically and unit tests can check them directly.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from enum import StrEnum
@@ -14,7 +15,7 @@ from typing import Any
 from temporalio.common import SearchAttributeUpdate
 
 from schemas.disclosure import Disclosure, FundingKind, TransformationMode
-from schemas.evaluation import Recommendation
+from schemas.evaluation import Recommendation, ReviewScores
 from schemas.events import EventType
 from schemas.lifecycle import LifecycleResult, LifecycleState, Stage
 from schemas.proof_of_concept import PocProgress, PocProgressKind
@@ -46,17 +47,22 @@ def route(s: LifecycleState) -> tuple[Recommendation, Decimal | None, str]:
         chosen = s.operator_decision.route
         decided_by = f"operator:{s.operator_decision.decided_by}"
     else:
-        mean = sum((r.mean for r in s.reviews), Decimal(0)) / len(s.reviews)
-        abandon_votes = sum(1 for r in s.reviews if r.recommendation is Recommendation.ABANDON)
+        # An evaluation institution's report routes as a panel of one would (plan item 6).
+        scored: Sequence[ReviewScores] = s.reviews
+        decided_by = "expert panel"
+        if s.institution_report is not None:
+            scored = [s.institution_report]
+            decided_by = f"evaluation institution {s.institution_report.evaluator}"
+        mean = sum((r.mean for r in scored), Decimal(0)) / len(scored)
+        abandon_votes = sum(1 for r in scored if r.recommendation is Recommendation.ABANDON)
         if mean >= policy.transaction_min_score and s.disclosure.trl >= MARKET_READY_TRL:
             chosen = Recommendation.TRANSACTION
         elif mean >= policy.poc_min_score:
             chosen = Recommendation.PROOF_OF_CONCEPT
-        elif abandon_votes * 2 > len(s.reviews):
+        elif abandon_votes * 2 > len(scored):
             chosen = Recommendation.ABANDON
         else:
             chosen = Recommendation.RESOURCE
-        decided_by = "expert panel"
     if abandon_overridden(s, chosen):
         # Item 8: fiscal money is never silently abandoned; it stays under its listing clock.
         chosen = Recommendation.RESOURCE

@@ -24,6 +24,7 @@ from gateway.lifecycles import NOT_FOUND
 from gateway.permissions import PERMISSIONS, SEES_SUMMARY, Grant, Operation, Scope
 from gateway.tokens import Principal
 from schemas.disclosure import ACHIEVEMENT_ID_PATTERN
+from schemas.evaluation_institution import chosen_evaluator
 from schemas.gateway_api import (
     AchievementBrief,
     AchievementState,
@@ -32,7 +33,7 @@ from schemas.gateway_api import (
     Me,
     Started,
 )
-from schemas.lifecycle import LifecycleInput, Stage
+from schemas.lifecycle import LifecycleInput, LifecycleState, Stage
 from workflows.ids import workflow_id
 from workflows.start import start_lifecycle
 
@@ -65,7 +66,9 @@ async def disclose(
             f" only, not for {d.institution.code}",
         )
     policy = ctx.policy_book.current(d.institution.code)
-    if len(request.reviewers) < policy.reviewer_count:
+    evaluator = chosen_evaluator(request.evaluation, policy.evaluation_institutions, d.field)
+    # Plan item 6: a panel is needed only when the panel evaluates.
+    if evaluator is None and len(request.reviewers) < policy.reviewer_count:
         raise RequestValidationError(
             [
                 {
@@ -92,6 +95,7 @@ async def disclose(
                 exchanges=request.exchanges,
                 asking_price=request.asking_price,
                 pricing=request.pricing,
+                evaluation=request.evaluation,
             ),
             ctx.settings.task_queue,
         )

@@ -21,6 +21,7 @@ from gateway.lifecycles import Lifecycles
 from gateway.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, verify
 from schemas.commands import ListingExpired
 from schemas.disclosure import ACHIEVEMENT_ID_PATTERN
+from schemas.evaluation_institution import EvaluationReportWebhook, InstitutionReport
 from schemas.exchange_api import ExchangeWebhook
 from schemas.gateway_api import Accepted, Problem
 from schemas.incubation import CompanyFounded, IncubationMilestone, IncubatorAdmission
@@ -34,6 +35,7 @@ from schemas.webhooks import (
     exchange_signal_arg,
 )
 from workflows.lifecycle import AchievementLifecycle
+from workflows.lifecycle.evaluation_institution import REPORT_SIGNAL as EVALUATION_REPORT
 from workflows.proof_of_concept import ProofOfConcept
 
 log = structlog.get_logger(__name__)
@@ -52,7 +54,9 @@ MAX_WEBHOOK_BODY = 64 * 1024
         "`X-Webhook-Timestamp`; during a rotation the new and the old secret are both "
         "accepted. Bodies: an exchange's `ExchangeWebhook`, whose `exchange` must be the "
         "signer; incubator `IncubatorWebhook`; poc-fund `PocFundWebhook`; registry "
-        "`RegistryWebhook`. Redelivery is harmless: the workflow applies each event_id once. "
+        "`RegistryWebhook`, or `EvaluationReportWebhook` (type `evaluation_report`: an "
+        "evaluation institution's report, relayed by the registry). Redelivery is harmless: "
+        "the workflow applies each event_id once. "
         "An accepted event that the lifecycle does not apply (an unknown listing, a wrong "
         "stage, a registry notice, a fund report with no proof of concept running) is recorded "
         "as an `external_event_refused` event with the reason; incubator events before the "
@@ -184,10 +188,26 @@ async def _registry(ctx: GatewayContext, body: bytes) -> Accepted:
     """The registry's notices: no lifecycle step takes one yet, so the lifecycle records each
     as refused, with the reason, where an officer sees it (the feed, `status`)."""
     hook: RegistryWebhook = parse(RegistryWebhook, body)
+    if hook.type == EVALUATION_REPORT:
+        return await _evaluation_report(ctx, body)
     extra = sorted(hook.extra_fields())  # the names only: a sender's values go nowhere unchecked
     log.info("registry webhook", achievement_id=hook.achievement_id, type=hook.type, fields=extra)
     event = ExternalEvent(system="registry", type=hook.type, event_id=hook.event_id)
     await _external_event(ctx, hook.achievement_id, event)
+    return Accepted(event_id=hook.event_id)
+
+
+async def _evaluation_report(ctx: GatewayContext, body: bytes) -> Accepted:
+    """An evaluation institution's signed report, relayed by the registry (plan item 6). The
+    lifecycle applies it, or records it as refused with the reason (another request, a second
+    report, one after the decision)."""
+    hook: EvaluationReportWebhook = parse(EvaluationReportWebhook, body)
+    report = InstitutionReport.model_validate(hook.model_dump(exclude={"type"}))
+    handle = ctx.lifecycles.handle(hook.achievement_id)
+    signal = handle.signal(AchievementLifecycle.evaluation_report, report)
+    await _signal(
+        ctx.lifecycles, hook.achievement_id, handle.id, hook.event_id, EVALUATION_REPORT, signal
+    )
     return Accepted(event_id=hook.event_id)
 
 

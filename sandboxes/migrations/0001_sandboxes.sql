@@ -32,6 +32,24 @@ CREATE INDEX IF NOT EXISTS records_kind_subject ON registry_sandbox.records (kin
 CREATE UNIQUE INDEX IF NOT EXISTS records_one_registration
     ON registry_sandbox.records (subject) WHERE kind = 'achievement';
 
+-- Plan item 6: evaluation requests forwarded to evaluation institutions, and the reports the
+-- sandbox's institutions send back through the registry (signed as registry webhooks), each
+-- delivered at least once when due.
+CREATE SEQUENCE IF NOT EXISTS registry_sandbox.evaluation_seq;
+CREATE TABLE IF NOT EXISTS registry_sandbox.report_outbox (
+    event_id        text PRIMARY KEY,
+    request_number  text NOT NULL,
+    body            text NOT NULL,
+    due_at          timestamptz NOT NULL,
+    status          text NOT NULL DEFAULT 'pending',
+    attempts        integer NOT NULL DEFAULT 0,
+    last_status     integer,
+    last_error      text,
+    delivered_at    timestamptz
+);
+CREATE INDEX IF NOT EXISTS report_outbox_due
+    ON registry_sandbox.report_outbox (due_at) WHERE status = 'pending';
+
 
 CREATE SCHEMA IF NOT EXISTS exchange_sandbox;
 

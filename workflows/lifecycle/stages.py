@@ -36,10 +36,11 @@ with workflow.unsafe.imports_passed_through():
 
 # The lifecycle's own modules run in the sandbox (its protection of our code is kept).
 from workflows.lifecycle.engine import Interrupt, WithdrawalRequested
+from workflows.lifecycle.evaluation_institution import InstitutionEvaluation
 from workflows.lifecycle.transaction import TransactionStage
 
 
-class LifecycleStages(TransactionStage):
+class LifecycleStages(TransactionStage, InstitutionEvaluation):
     """One coroutine per stage, plus the cross-cutting moves (withdrawal, mandatory listing)."""
 
     async def _disclosure(self) -> None:
@@ -89,6 +90,11 @@ class LifecycleStages(TransactionStage):
                 ],
             )
             self.record(EventType.TECHNOLOGY_SEARCHED, s.search.model_dump(mode="json"), "exchange")
+        if self.by_institution():
+            # Plan item 6: an evaluation institution evaluates instead of the panel.
+            await self._evaluate_by_institution()
+            self._route()
+            return
 
         def decided() -> bool:
             return len(s.reviews) >= policy.reviewer_count or s.operator_decision is not None
@@ -343,6 +349,12 @@ class LifecycleStages(TransactionStage):
         if decided_by.endswith(f"({rules.ABANDON_OVERRIDDEN})"):
             if patches.evaluation_in_plain_words():
                 payload |= {"requested_route": "abandon", "overridden": rules.ABANDON_OVERRIDDEN}
+        if s.evaluator is not None:
+            # Only lifecycles evaluated by an institution have one (none recorded before it).
+            report = s.institution_report if decision is None else None
+            payload |= {"by": "institution" if report else "operator", "evaluator": s.evaluator}
+            if report is not None:
+                payload |= {"report_number": report.report_number, "signed_by": report.signed_by}
         self.record(
             EventType.EVALUATED,
             payload,
@@ -357,7 +369,9 @@ class LifecycleStages(TransactionStage):
         else:
             s.outcome_reason = "abandoned after evaluation"
             s.withdrawal = Withdrawal(
-                reason="abandoned after evaluation", requested_by="expert panel", abandon=True
+                reason="abandoned after evaluation",
+                requested_by="expert panel" if s.institution_report is None else decided_by,
+                abandon=True,
             )
             self.enter(Stage.REPORTING, "abandoned after evaluation")
 

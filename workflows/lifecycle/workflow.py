@@ -19,6 +19,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from schemas.commands import Activation, ListingExpired, MandatoryListingExemption, Withdrawal
     from schemas.evaluation import OperatorDecision, Review
+    from schemas.evaluation_institution import chosen_evaluator
     from schemas.events import EventType
     from schemas.incubation import (
         CompanyFounded,
@@ -67,6 +68,10 @@ class AchievementLifecycle(LifecycleStages):
             asking_price=input.asking_price,
             pricing=input.pricing,
             modes=list(input.disclosure.intended_modes),
+            # Plan item 6: the disclosure's choice, else the policy's default for the field.
+            evaluator=chosen_evaluator(
+                input.evaluation, input.policy.evaluation_institutions, input.disclosure.field
+            ),
         )
 
     # ------------------------------------------------------------------ run loop
@@ -146,6 +151,10 @@ class AchievementLifecycle(LifecycleStages):
         s = self.state
         if s.stage is not Stage.EVALUATION:
             raise ValueError(f"stage: reviews are taken in evaluation, not {s.stage.value}")
+        if s.evaluator is not None:
+            raise ValueError(
+                f"stage: evaluation institution {s.evaluator} evaluates, not the panel"
+            )
         if s.reviewers and review.reviewer_id not in s.reviewers:
             raise ValueError(f"reviewer_id: {review.reviewer_id} is not on the assigned panel")
         if any(r.reviewer_id == review.reviewer_id for r in s.reviews):
@@ -184,6 +193,7 @@ class AchievementLifecycle(LifecycleStages):
         # Reviews and decisions of an earlier evaluation do not carry over.
         s.reviews, s.operator_decision, s.evaluation = [], None, None
         s.review_reminded = s.review_escalated = False
+        s.evaluation_request, s.institution_report = None, None
         self.enter(Stage.EVALUATION, "activated from the resource pool")
         return s.stage.value
 
