@@ -33,7 +33,7 @@ from schemas.gateway_api import (
     Me,
     Started,
 )
-from schemas.lifecycle import LifecycleInput, LifecycleState, Stage
+from schemas.lifecycle import LifecycleInput, Stage
 from workflows.ids import workflow_id
 from workflows.start import start_lifecycle
 
