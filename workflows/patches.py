@@ -157,6 +157,14 @@ EXPIRED_LISTINGS = Patch(
     " and the mandatory-listing clock stays disarmed in transaction",
     where="workflows/lifecycle/workflow.py listing_expired",
 )
+NEEDS_ATTENTION_MARKED = Patch(
+    id="needs-attention-marked",
+    shipped="this change (details that are always true, issue 15 item 1)",
+    histories=ISSUES_13_15_HISTORIES,
+    old_path="no NeedsAttentionSince/AttentionReason upserts; waits record no attention in the "
+    "state (rules.search_attributes(..., attention=False))",
+    where="workflows/lifecycle/engine.py show_waiting, enter; workflow.py poc_progress",
+)
 
 LEDGER = (
     PER_SYSTEM_TASK_QUEUES,
@@ -176,6 +184,7 @@ LEDGER = (
     EXCHANGE_PUBLICITY_CLOCK,
     DEALS_REFUSED_ON_EXCHANGE,
     EXPIRED_LISTINGS,
+    NEEDS_ATTENTION_MARKED,
 )
 
 
@@ -247,6 +256,10 @@ def expired_listings() -> bool:
     return workflow.patched(EXPIRED_LISTINGS.id)
 
 
+def needs_attention_marked() -> bool:
+    return workflow.patched(NEEDS_ATTENTION_MARKED.id)
+
+
 # Gates that the lifecycle's run loop reaches (not only its signal and update handlers) are
 # decided when a run starts. On replay a local activity's result resumes the loop at once, in
 # an earlier workflow task than it may have live (after a timed-out task, say); a gate first
@@ -257,6 +270,7 @@ RUN_START_GATES = (
     EVALUATION_IN_PLAIN_WORDS,
     EQUITY_FOLLOWS_OWNERSHIP,
     EXCHANGE_PUBLICITY_CLOCK,
+    NEEDS_ATTENTION_MARKED,
 )
 
 
