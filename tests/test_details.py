@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,17 @@ import typer.main
 from helpers import scenarios
 from helpers.canned_systems import CannedSystems
 from helpers.eventually import assert_eventually
-from helpers.lifecycle import Handle, finish, start, state, today, until
+from helpers.lifecycle import (
+    Handle,
+    deal,
+    finish,
+    payment,
+    start,
+    state,
+    to_transaction,
+    today,
+    until,
+)
 from temporalio import activity
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client
@@ -30,10 +41,12 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from cli.main import app
+from cli.samples import scenario
 from schemas.evaluation import OperatorDecision, Recommendation
-from schemas.lifecycle import AttentionReason, Stage
+from schemas.lifecycle import AttentionReason, LifecycleState, Stage, StageEntry, Waiting
 from schemas.policy import DEFAULT_POLICY
 from schemas.registry_api import AchievementRegistration, RegisterAchievementRequest
+from schemas.transaction import Listing, ListingStatus, PricingMethod
 from workers.worker import WorkerGroup
 from workflows import rules
 from workflows import search_attributes as sa
@@ -71,6 +84,90 @@ def test_every_next_action_names_a_cli_command_and_a_gateway_endpoint() -> None:
     text = details.DECIDE.text("UNI-001")
     assert text.startswith("`achievements decide UNI-001 --route")
     assert "`POST /achievements/UNI-001/decision`" in text
+
+
+# ---------------------------------------------------------------------------- pure rules
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def _state(stage: Stage, **changes: object) -> LifecycleState:
+    sc = scenario(0, "DETAILS", date(2026, 1, 1))  # municipal finance: the clock runs
+    s = LifecycleState(
+        achievement_id=sc.disclosure.achievement_id,
+        workflow_id="wf",
+        disclosure=sc.disclosure,
+        policy=DEFAULT_POLICY,
+        exchanges=sc.exchanges,
+        reviewers=sc.reviewers,
+        asking_price=sc.asking_price,
+        pricing=sc.pricing,
+        stage=stage,
+        timeline=[StageEntry(stage=stage, entered_at=NOW - timedelta(days=40))],
+    )
+    return s.model_copy(update=changes)
+
+
+def _due_attribute(s: LifecycleState) -> date | None:
+    [update] = [u for u in rules.search_attributes(s) if u.key == sa.MANDATORY_LISTING_DUE]
+    return update.value.date() if isinstance(update.value, datetime) else None
+
+
+def test_the_mandatory_due_date_means_an_open_obligation_in_the_row_and_the_ui() -> None:
+    open_listing = Listing(
+        exchange="sstec",
+        listing_id="L-1",
+        status=ListingStatus.OPEN,
+        asking_price=Decimal("1.00"),
+        pricing=PricingMethod.AGREEMENT,
+        listed_at=NOW,
+        publicity_ends_at=NOW,
+    )
+    armed = _state(Stage.EVALUATION)
+    assert armed.disclosure.municipal_deadline is not None
+    cases = {
+        "armed": (armed, armed.disclosure.municipal_deadline),
+        "exempted": (_state(Stage.EVALUATION, mandatory_listing_exempted=True), None),
+        "on the market": (_state(Stage.TRANSACTION, listings=[open_listing]), None),
+        "listed under the clock": (
+            _state(Stage.TRANSACTION, mandatory_listing_triggered=True),
+            None,
+        ),
+        "ending": (_state(Stage.REPORTING), None),
+    }
+    for name, (s, expected) in cases.items():
+        row = rules.view(s, NOW).mandatory_listing_due
+        assert row == _due_attribute(s) == expected, name
+
+
+def test_details_say_overdue_since_and_who_must_act() -> None:
+    due = NOW - timedelta(days=3)
+    action = details.next_action("A-1", details.DECIDE, who="an institution officer")
+    s = _state(Stage.EVALUATION)
+    w = Waiting(
+        on="an operator's routing decision",
+        until=due,
+        next_action=action,
+        attention_since=due,
+        attention_reason=AttentionReason.REVIEW_ESCALATED,
+    )
+    text = details.waiting(s, w, NOW)
+    first = text.splitlines()[0]
+    assert first.startswith("**Evaluation** (since 2026-04-22): waiting for an operator's")
+    assert "overdue since 2026-05-29 12:00 UTC" in first
+    assert "Needs a person since 2026-05-29 12:00 UTC (`review_escalated`)" in text
+    assert "Next: an institution officer: `achievements decide A-1 --route" in text
+    # Before its deadline the same wait reads "by", never "overdue".
+    early = details.waiting(s, w.model_copy(update={"until": NOW + timedelta(days=1)}), NOW)
+    assert "by 2026-06-02 12:00 UTC" in early and "overdue" not in early
+    row = rules.view(s.model_copy(update={"waiting": w}), NOW)
+    assert (row.needs_attention_since, row.attention_reason, row.next_action) == (
+        due,
+        "review_escalated",
+        action,
+    )
+    [since, reason] = rules.attention_attributes(s.model_copy(update={"waiting": w}))
+    assert (since.value, reason.value) == (due, "review_escalated")
 
 
 # ---------------------------------------------------------------------------- fast layer
@@ -164,6 +261,42 @@ async def test_details_name_the_call_then_each_stage_and_mark_what_is_overdue(
     assert rules.view(st, datetime.now(UTC)).needs_attention_since is None
     assert (await finish(handle)).final_stage is Stage.WITHDRAWN
     assert "**Withdrawn**" in await current_details(handle)
+
+
+async def test_an_overdue_instalment_needs_a_person_until_it_is_paid(
+    time_skipping_env: WorkflowEnvironment, worker: WorkerGroup, systems: FailingRegistry
+) -> None:
+    systems.outage = False
+    sc = scenarios.cooperative_development(await today(time_skipping_env))
+    policy = DEFAULT_POLICY.model_copy(update={"payment_grace": timedelta(days=10)})
+    handle = await start(time_skipping_env.client, worker.task_queue, sc, policy)
+    listing = (await to_transaction(handle, sc)).listings[0]
+    text = await details_matching(handle, "**Transaction**", "a deal on the exchange (publicity")
+    assert "`POST /webhooks/{system}`" in text and "overdue" not in text
+    st = await state(handle)
+    assert st.waiting is not None and st.waiting.until is None  # publicity end: no deadline
+
+    await time_skipping_env.sleep(DEFAULT_POLICY.publicity_period + timedelta(minutes=1))
+    the_deal = deal(listing.listing_id, listing.exchange, instalments=2, amount="1000.00")
+    await handle.signal(AchievementLifecycle.exchange_deal, the_deal)
+    await until(handle, lambda s: s.contract is not None and s.waiting is not None)
+    await details_matching(handle, "instalment 1 of 2, by ")
+    await time_skipping_env.sleep(timedelta(days=11))
+    st = await until(handle, lambda s: s.overdue_instalments == [1], what="the overdue")
+    text = await details_matching(
+        handle, "overdue instalment 1 of 2", "overdue since", "(`payment_overdue`)"
+    )
+    assert f"`achievements withdraw {st.achievement_id}" in text
+    assert st.waiting is not None and st.waiting.until is not None
+    assert st.waiting.attention_reason is AttentionReason.PAYMENT_OVERDUE
+    assert st.waiting.attention_since == st.waiting.until
+
+    await handle.signal(AchievementLifecycle.exchange_payment, payment(the_deal, 1, "500.00"))
+    st = await until(handle, lambda s: len(s.payments) == 1 and s.waiting is not None)
+    text = await details_matching(handle, "instalment 2 of 2, by ")
+    assert "overdue" not in text and "Needs a person" not in text
+    assert rules.view(st, datetime.now(UTC)).needs_attention_since is None
+    assert (await finish(handle)).final_stage is Stage.WITHDRAWN
 
 
 # ---------------------------------------------------------------------------- visibility
