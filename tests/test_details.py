@@ -43,10 +43,12 @@ from temporalio.testing import WorkflowEnvironment
 from cli.main import app
 from cli.samples import scenario
 from schemas.evaluation import OperatorDecision, Recommendation
+from schemas.events import LifecycleEvent
 from schemas.lifecycle import AttentionReason, LifecycleState, Stage, StageEntry, Waiting
 from schemas.policy import DEFAULT_POLICY
 from schemas.registry_api import AchievementRegistration, RegisterAchievementRequest
 from schemas.transaction import Listing, ListingStatus, PricingMethod
+from schemas.views import AchievementView
 from workers.worker import WorkerGroup
 from workflows import rules
 from workflows import search_attributes as sa
@@ -174,12 +176,23 @@ def test_details_say_overdue_since_and_who_must_act() -> None:
 
 
 class FailingRegistry(CannedSystems):
-    """The registry fails (retryably, as in an outage) until the test lets it answer."""
+    """The registry fails (retryably, as in an outage) until the test lets it answer; the
+    projection keeps the last row each lifecycle wrote."""
 
     def __init__(self) -> None:
         super().__init__()
         self.outage = True
         self.attempts = 0
+        self.rows: dict[str, AchievementView] = {}
+
+    @activity.defn(name="projection.record_events")
+    async def record_events(self, events: list[LifecycleEvent], view: AchievementView) -> int:
+        self.rows[view.workflow_id] = view
+        return await super().record_events(events, view)
+
+    def attention(self, workflow_id: str) -> tuple[datetime | None, str | None]:
+        row = self.rows[workflow_id]
+        return row.needs_attention_since, row.attention_reason
 
     @activity.defn(name="registry.register_achievement")
     async def register_achievement(
@@ -248,6 +261,7 @@ async def test_details_name_the_call_then_each_stage_and_mark_what_is_overdue(
     row = rules.view(st, datetime.now(UTC))
     assert (row.needs_attention_since, row.attention_reason) == (escalated_at, "review_escalated")
     assert row.next_action is not None and "achievements decide" in row.next_action
+    assert systems.attention(handle.id) == (escalated_at, "review_escalated")  # the row written
 
     # The decision moves it on: the details name the new stage, nothing needs a person.
     await handle.execute_update(
@@ -259,6 +273,7 @@ async def test_details_name_the_call_then_each_stage_and_mark_what_is_overdue(
     assert "routing decision" not in text and "Needs a person" not in text
     assert f"`achievements activate {aid}" in text
     assert rules.view(st, datetime.now(UTC)).needs_attention_since is None
+    assert systems.attention(handle.id) == (None, None)
     assert (await finish(handle)).final_stage is Stage.WITHDRAWN
     assert "**Withdrawn**" in await current_details(handle)
 
@@ -290,12 +305,14 @@ async def test_an_overdue_instalment_needs_a_person_until_it_is_paid(
     assert st.waiting is not None and st.waiting.until is not None
     assert st.waiting.attention_reason is AttentionReason.PAYMENT_OVERDUE
     assert st.waiting.attention_since == st.waiting.until
+    assert systems.attention(handle.id) == (st.waiting.until, "payment_overdue")
 
     await handle.signal(AchievementLifecycle.exchange_payment, payment(the_deal, 1, "500.00"))
     st = await until(handle, lambda s: len(s.payments) == 1 and s.waiting is not None)
     text = await details_matching(handle, "instalment 2 of 2, by ")
     assert "overdue" not in text and "Needs a person" not in text
     assert rules.view(st, datetime.now(UTC)).needs_attention_since is None
+    assert systems.attention(handle.id) == (None, None)  # settled with the payment's event
     assert (await finish(handle)).final_stage is Stage.WITHDRAWN
 
 

@@ -330,6 +330,13 @@ class AchievementLifecycle(LifecycleStages):
             },
             f"exchange:{payment.exchange}",
         )
+        # Paid: nobody need chase the buyer any more. Settled here, with the payment's event,
+        # so the projection row (written with the next events) says so as the UI does.
+        # (As the stage counts it: as many payments as the overdue instalment's number.)
+        w = s.waiting
+        overdue = w is not None and w.attention_reason is AttentionReason.PAYMENT_OVERDUE
+        if overdue and len(s.payments) >= max(s.overdue_instalments, default=0):
+            self.mark_attention(None)
 
     def _on_another_exchange(self, listing: Listing | None, exchange: str) -> bool:
         """An exchange speaks only for its own listings (the gateway checked who signed).
