@@ -301,8 +301,8 @@ class LifecycleEngine:
         """An external call; the details name it while it runs (through retries and outages),
         then show the wait again."""
         name = getattr(activity, "__name__", "call").replace("_", " ")
-        workflow.set_current_details(details.calling(self.state, system, name, workflow.now()))
-        result = await call_system(system, activity, args)
+        shown = details.calling(self.state, system, name, workflow.now())
+        result = await call_system(system, activity, args, shown)
         self.show_details()
         return result
 
