@@ -167,7 +167,12 @@ def list_achievements(
     ] = None,
     mandatory_due_before: Annotated[
         datetime | None,
-        typer.Option(formats=["%Y-%m-%d"], help="Mandatory listing due before this date"),
+        typer.Option(
+            formats=["%Y-%m-%d"],
+            help="Must still be listed (mandatory listing, plan item 8), due before this date: "
+            "an open obligation, as the UI's MandatoryListingDue; none once exempted, listed, "
+            "dealt or contracted",
+        ),
     ] = None,
     needs_attention: Annotated[
         bool | None,

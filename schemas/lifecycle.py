@@ -61,6 +61,15 @@ class Stage(StrEnum):
         return self in (Stage.COMPLETED, Stage.WITHDRAWN, Stage.ABANDONED)
 
 
+class AttentionReason(StrEnum):
+    """Why a person must act now (the search attribute AttentionReason): the lifecycle cannot
+    move on by itself until someone does."""
+
+    REVIEW_ESCALATED = "review_escalated"  # reviews late past the grace: an officer routes it
+    PAYMENT_OVERDUE = "payment_overdue"  # an instalment past its grace: chase the buyer
+    POC_MILESTONE_OVERDUE = "poc_milestone_overdue"  # the fund awaits a milestone report
+
+
 class StageEntry(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -70,12 +79,20 @@ class StageEntry(BaseModel):
 
 
 class Waiting(BaseModel):
-    """What the achievement waits for, in plain words, and until when."""
+    """What the achievement waits for, in plain words, and until when; whether a person must
+    act (since when, and why), and what moves it on."""
 
     model_config = ConfigDict(frozen=True)
 
     on: str
+    # A deadline: once it has passed the wait is overdue (lists' --overdue filter).
     until: AwareDatetime | None = None
+    # Set while a person must act (docs/architecture.md "What needs a person"); the projection
+    # and the search attributes NeedsAttentionSince/AttentionReason say the same.
+    attention_since: AwareDatetime | None = None
+    attention_reason: AttentionReason | None = None
+    # The command and the endpoint that move the wait on, in plain words.
+    next_action: str | None = None
 
 
 class LifecycleInput(BaseModel):

@@ -32,7 +32,9 @@ class AchievementView(BaseModel):
         "only a person can take); None while the lifecycle can move on by itself",
     )
     attention_reason: str | None = Field(
-        default=None, description="Why a person must act: a short keyword, e.g. `deadline_passed`"
+        default=None,
+        description="Why a person must act: a keyword of schemas.lifecycle.AttentionReason, "
+        "e.g. `review_escalated`, `payment_overdue`",
     )
     next_action: str | None = Field(
         default=None,

@@ -45,7 +45,7 @@ from schemas.commands import Activation, ListingExpired, MandatoryListingExempti
 from schemas.disclosure import Ownership, OwnershipKind, TransformationMode
 from schemas.evaluation import OperatorDecision, Recommendation
 from schemas.incubation import CompanyFounded
-from schemas.lifecycle import LifecycleState, Stage
+from schemas.lifecycle import AttentionReason, LifecycleState, Stage
 from schemas.policy import DEFAULT_POLICY
 from schemas.proof_of_concept import GoNoGo, PocMilestone, PocMilestoneReport, PocResult
 from schemas.transaction import Bid, Listing, ListingStatus
@@ -603,7 +603,13 @@ async def test_poc_milestones_are_recorded_as_they_happen_on_the_policys_schedul
     assert overdue["milestone_id"] == m2.milestone_id
     at = next(e.occurred_at for e in systems.events if e.type.value == "poc_milestone_overdue")
     assert m2.due_at <= at < m2.due_at + timedelta(minutes=1)
-    assert (await state(handle)).stage is Stage.PROOF_OF_CONCEPT
+    st = await until(
+        handle, lambda s: s.waiting is not None and s.waiting.attention_since is not None
+    )
+    assert st.stage is Stage.PROOF_OF_CONCEPT
+    # A person must act (the team owes the fund a report) since the milestone went overdue.
+    assert st.waiting is not None and st.waiting.attention_since == at
+    assert st.waiting.attention_reason is AttentionReason.POC_MILESTONE_OVERDUE
 
     await child.execute_update(
         ProofOfConcept.go_no_go,
@@ -611,6 +617,7 @@ async def test_poc_milestones_are_recorded_as_they_happen_on_the_policys_schedul
     )
     st = await until(handle, lambda s: s.stage is Stage.RESOURCE)
     assert st.poc is not None and st.poc.milestones_overdue == [m2.milestone_id]
+    assert st.waiting is not None and st.waiting.attention_reason is None  # settled
     types = systems.types()  # the child's end records nothing twice
     assert [types.count(t) for t in ("poc_funded", "poc_milestone", "poc_milestone_overdue")] == [
         1,

@@ -48,8 +48,23 @@ def system_queue(system: System) -> str | None:
     return None
 
 
-async def call_system(system: System, activity: Callable[..., Awaitable[T]], args: list[Any]) -> T:
-    """Call the registry or exchange: retried through outages, on the system's own queue."""
+async def call_system(
+    system: System,
+    activity: Callable[..., Awaitable[T]],
+    args: list[Any],
+    details: str | None = None,
+) -> T:
+    """Call the registry or exchange: retried through outages, on the system's own queue.
+
+    The UI's current details name the call while it runs (`details`, or a plain line): an
+    outage shows as this call and its retries under Pending Activities, never as blank or stale
+    details. The caller shows its next wait when the call is done."""
+    name = getattr(activity, "__name__", "call").replace("_", " ")
+    workflow.set_current_details(
+        details
+        or f"Calling the {system} ({name}) since {workflow.now():%Y-%m-%d %H:%M} UTC; retries "
+        "are shown under Pending Activities."
+    )
     result: T = await workflow.execute_activity_method(
         activity,
         args=args,

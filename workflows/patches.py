@@ -164,6 +164,14 @@ EVALUATION_BY_INSTITUTION = Patch(
     old_path="every evaluation by the expert panel; an evaluation_report signal ignored",
     where="workflows/lifecycle/evaluation_institution.py by_institution, evaluation_report",
 )
+NEEDS_ATTENTION_MARKED = Patch(
+    id="needs-attention-marked",
+    shipped="this change (details that are always true, issue 15 item 1)",
+    histories=ISSUES_13_15_HISTORIES,
+    old_path="no NeedsAttentionSince/AttentionReason upserts; waits record no attention in the "
+    "state (rules.search_attributes(..., attention=False))",
+    where="workflows/lifecycle/engine.py show_waiting, enter; workflow.py poc_progress",
+)
 
 LEDGER = (
     PER_SYSTEM_TASK_QUEUES,
@@ -184,6 +192,7 @@ LEDGER = (
     DEALS_REFUSED_ON_EXCHANGE,
     EXPIRED_LISTINGS,
     EVALUATION_BY_INSTITUTION,
+    NEEDS_ATTENTION_MARKED,
 )
 
 
@@ -259,6 +268,10 @@ def evaluation_by_institution() -> bool:
     return workflow.patched(EVALUATION_BY_INSTITUTION.id)
 
 
+def needs_attention_marked() -> bool:
+    return workflow.patched(NEEDS_ATTENTION_MARKED.id)
+
+
 # Gates that the lifecycle's run loop reaches (not only its signal and update handlers) are
 # decided when a run starts. On replay a local activity's result resumes the loop at once, in
 # an earlier workflow task than it may have live (after a timed-out task, say); a gate first
@@ -270,6 +283,7 @@ RUN_START_GATES = (
     EQUITY_FOLLOWS_OWNERSHIP,
     EXCHANGE_PUBLICITY_CLOCK,
     EVALUATION_BY_INSTITUTION,
+    NEEDS_ATTENTION_MARKED,
 )
 
 

@@ -165,8 +165,17 @@ def equity_shares(
     return equity_share - team, team
 
 
+def mandatory_listing_due(s: LifecycleState) -> date | None:
+    """The mandatory-listing due date as lists and the UI show it: an open obligation, set only
+    while the achievement must still be listed (the clock is armed: `mandatory_due_at`); None
+    once exempted, listed under the clock, on the market, contracted or ending."""
+    due = mandatory_due_at(s)
+    return due.date() if due is not None else None
+
+
 def view(s: LifecycleState, now: datetime) -> AchievementView:
-    """The current-state row that list views read."""
+    """The current-state row that list views read; it says what the search attributes say."""
+    w = s.waiting
     return AchievementView(
         achievement_id=s.achievement_id,
         workflow_id=s.workflow_id,
@@ -176,19 +185,34 @@ def view(s: LifecycleState, now: datetime) -> AchievementView:
         stage=s.stage.value,
         modes=[m.value for m in s.modes],
         funding_kinds=sorted({f.kind.value for f in s.disclosure.funding}),
-        mandatory_listing_due=None
-        if s.mandatory_listing_exempted
-        else s.disclosure.municipal_deadline,
-        waiting_on=s.waiting.on if s.waiting else None,
-        waiting_until=s.waiting.until if s.waiting else None,
+        mandatory_listing_due=mandatory_listing_due(s),
+        waiting_on=w.on if w else None,
+        waiting_until=w.until if w else None,
         synthetic=s.disclosure.synthetic,
         updated_at=now,
         panel=list(s.reviewers),
+        needs_attention_since=w.attention_since if w else None,
+        attention_reason=w.attention_reason.value if w and w.attention_reason else None,
+        next_action=w.next_action if w else None,
     )
 
 
-def search_attributes(s: LifecycleState) -> list[SearchAttributeUpdate[Any]]:
-    """What operators filter by in the Temporal UI."""
+def attention_attributes(s: LifecycleState) -> list[SearchAttributeUpdate[Any]]:
+    """NeedsAttentionSince and AttentionReason: set while a person must act, unset otherwise."""
+    w = s.waiting
+    if w is None or w.attention_since is None or w.attention_reason is None:
+        return [sa.NEEDS_ATTENTION_SINCE.value_unset(), sa.ATTENTION_REASON.value_unset()]
+    return [
+        sa.NEEDS_ATTENTION_SINCE.value_set(w.attention_since),
+        sa.ATTENTION_REASON.value_set(w.attention_reason.value),
+    ]
+
+
+def search_attributes(
+    s: LifecycleState, attention: bool = False
+) -> list[SearchAttributeUpdate[Any]]:
+    """What operators filter by in the Temporal UI. `attention`: with NeedsAttentionSince and
+    AttentionReason (lifecycles recorded before the needs-attention-marked patch upsert without)."""
     due = mandatory_due_at(s)
     return [
         sa.STAGE.value_set(s.stage.value),
@@ -199,6 +223,7 @@ def search_attributes(s: LifecycleState) -> list[SearchAttributeUpdate[Any]]:
         sa.MANDATORY_LISTING_DUE.value_set(due)
         if due is not None
         else sa.MANDATORY_LISTING_DUE.value_unset(),
+        *(attention_attributes(s) if attention else []),
     ]
 
 

@@ -15,6 +15,7 @@ from schemas.lifecycle import LifecycleInput, LifecycleResult
 from workflows import search_attributes as sa
 from workflows.ids import workflow_id
 from workflows.lifecycle import AchievementLifecycle
+from workflows.lifecycle.details import STATIC_DETAILS
 
 Lifecycle = WorkflowHandle[AchievementLifecycle, LifecycleResult]
 
@@ -38,5 +39,7 @@ async def start_lifecycle(client: Client, input: LifecycleInput, task_queue: str
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         # The summary is confidential: the UI shows title, institution and field only.
         static_summary=f"{d.title} | {d.institution.code} {d.institution.name} | {d.field.value}",
+        # The stages in two lines, and where to look: the same for every lifecycle.
+        static_details=STATIC_DETAILS,
         search_attributes=TypedSearchAttributes(attributes),
     )

@@ -7,10 +7,11 @@ The stages build on four promises of the engine:
   (a withdrawal, a due mandatory listing, the server's continue-as-new suggestion) instead of
   waiting through one; every wait first appends what is recorded so far to PostgreSQL;
 - `record(...)` is an event decided, appended in order exactly once (`record_outbox`);
-- `enter(stage)` and `show_waiting(what, until)` keep the state, the search attributes and the
-  UI's current details in step;
+- `enter(stage)` and `show_waiting(what, until, ...)` keep the state, the search attributes
+  (NeedsAttentionSince/AttentionReason too) and the UI's current details in step; `wait_until`
+  rewrites the details at every wake-up, so a passed deadline reads "overdue since";
 - `call_system(...)` and `idempotency_key(step)`: external calls that survive outages and
-  retries without doing anything twice.
+  retries without doing anything twice; the details name the call while it runs.
 """
 
 from __future__ import annotations
@@ -25,10 +26,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.projections import ProjectionActivities
     from schemas.events import EventType, LifecycleEvent
     from schemas.identity import Actor
-    from schemas.lifecycle import LifecycleState, Stage, StageEntry, Waiting
+    from schemas.lifecycle import AttentionReason, LifecycleState, Stage, StageEntry, Waiting
     from schemas.refusals import REFUSALS_KEPT, RefusedEvent, held_event_type
     from workflows import patches, rules
     from workflows.options import PROJECTION_RETRY, PROJECTION_TIMEOUT, System, call_system
+
+# The lifecycle's own modules run in the sandbox (its protection of our code is kept).
+from workflows.lifecycle import details
 
 SEEN_EVENT_IDS_KEPT = 500
 T = TypeVar("T")
@@ -91,6 +95,8 @@ class LifecycleEngine:
         """
         while True:
             await self.record_outbox()
+            # Woken at a deadline or by a signal: what the UI shows is rewritten from the state.
+            self.show_details()
             # Interrupts first: when signals keep the condition true (a stream of payments),
             # the run must still reach continue-as-new once the server suggests it.
             self._raise_interrupts(can_continue_as_new)
@@ -121,15 +127,41 @@ class LifecycleEngine:
             return (self.state.waiting.on if self.state.waiting else "deadline")[:100]
         return "mandatory listing deadline (item 8)" if due is not None else None
 
-    def show_waiting(self, what: str, until: datetime | None = None) -> None:
-        """Say what the lifecycle waits for, and by when: in the state and the UI's details.
-        It does not wait (`wait_until` does)."""
-        self.state.waiting = Waiting(on=what, until=until)
-        by = f" by {until.strftime('%Y-%m-%d %H:%M UTC')}" if until else ""
-        due = rules.mandatory_due_at(self.state)
-        clock = f" Mandatory listing due {due.date().isoformat()}." if due else ""
-        stage = self.state.stage.value.replace("_", " ").title()
-        workflow.set_current_details(f"**{stage}**: waiting for {what}{by}.{clock}")
+    def show_waiting(
+        self,
+        what: str,
+        until: datetime | None = None,
+        *,
+        next_action: str | None = None,
+        attention: tuple[AttentionReason, datetime] | None = None,
+    ) -> None:
+        """Say what the lifecycle waits for, by when (a deadline), what moves it on and, with
+        `attention`, that a person must act (why, since when): in the state, the UI's details
+        and the search attributes. It does not wait (`wait_until` does)."""
+        s = self.state
+        s.waiting = Waiting(on=what, until=until, next_action=next_action)
+        self.mark_attention(attention)
+
+    def mark_attention(self, attention: tuple[AttentionReason, datetime] | None) -> None:
+        """Whether a person must act on the current wait (why, since when), or no longer; the
+        search attributes follow when it changes (gated: lifecycles recorded before the
+        needs-attention-marked patch record no attention at all)."""
+        s = self.state
+        before = rules.attention_attributes(s)
+        marks = patches.needs_attention_marked()
+        if s.waiting is not None:
+            reason, since = attention if attention is not None and marks else (None, None)
+            s.waiting = s.waiting.model_copy(
+                update={"attention_reason": reason, "attention_since": since}
+            )
+        if marks and rules.attention_attributes(s) != before:
+            workflow.upsert_search_attributes(rules.attention_attributes(s))
+        self.show_details()
+
+    def show_details(self) -> None:
+        """Rewrite the UI's current details from the state and the time now."""
+        s = self.state
+        workflow.set_current_details(details.waiting(s, s.waiting, workflow.now()))
 
     # ------------------------------------------------------------------ stages and events
 
@@ -139,7 +171,11 @@ class LifecycleEngine:
         s.timeline.append(StageEntry(stage=stage, entered_at=workflow.now(), note=note))
         s.waiting = None
         self.record(EventType.STAGE_ENTERED, {"stage": stage.value, "note": note})
-        workflow.upsert_search_attributes(rules.search_attributes(s))
+        # A new stage: whatever needed a person before is settled (unset, when marked).
+        workflow.upsert_search_attributes(
+            rules.search_attributes(s, attention=patches.needs_attention_marked())
+        )
+        self.show_details()
         workflow.logger.info("Stage %s: %s", stage.value, note)
         # Incubator events held for a company that can no longer come (only lifecycles with
         # the incubator-events-held patch hold any): refused now, never lost.
@@ -262,7 +298,13 @@ class LifecycleEngine:
     async def call_system(
         self, system: System, activity: Callable[..., Awaitable[T]], args: list[Any]
     ) -> T:
-        return await call_system(system, activity, args)
+        """An external call; the details name it while it runs (through retries and outages),
+        then show the wait again."""
+        name = getattr(activity, "__name__", "call").replace("_", " ")
+        shown = details.calling(self.state, system, name, workflow.now())
+        result = await call_system(system, activity, args, shown)
+        self.show_details()
+        return result
 
     def idempotency_key(self, step: str) -> str:
         """Idempotency key of an external call: stable across retries and continue-as-new."""

@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
         SearchRequest,
     )
     from schemas.incubation import EquityRegistration
-    from schemas.lifecycle import Stage
+    from schemas.lifecycle import AttentionReason, Stage
     from schemas.proof_of_concept import PocInput, PocResult
     from schemas.registry_api import (
         LifecycleReportRequest,
@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.proof_of_concept import ProofOfConcept
 
 # The lifecycle's own modules run in the sandbox (its protection of our code is kept).
+from workflows.lifecycle import details
 from workflows.lifecycle.engine import Interrupt, WithdrawalRequested
 from workflows.lifecycle.evaluation_institution import InstitutionEvaluation
 from workflows.lifecycle.transaction import TransactionStage
@@ -75,7 +76,12 @@ class LifecycleStages(TransactionStage, InstitutionEvaluation):
             self._hold_as_resource("no clear intention to transform")
 
     async def _resource(self) -> None:
-        self.show_waiting("an activation with transformation modes (dormant scientific resource)")
+        self.show_waiting(
+            "an activation with transformation modes (dormant scientific resource)",
+            next_action=details.next_action(
+                self.state.achievement_id, details.ACTIVATE, who="an institution officer"
+            ),
+        )
         await self.wait_until(lambda: self.state.stage is not Stage.RESOURCE)
 
     async def _evaluation(self) -> None:
@@ -102,9 +108,18 @@ class LifecycleStages(TransactionStage, InstitutionEvaluation):
         started = s.stage_since() or workflow.now()
         reminder_at = started + policy.review_sla
         escalation_at = reminder_at + policy.review_escalation_grace
+        reviews = (
+            details.next_action(s.achievement_id, details.REVIEW, who="the assigned experts")
+            + "; "
+            + details.next_action(
+                s.achievement_id, details.DECIDE, who="an institution officer may route it at once"
+            )
+        )
         if not s.review_reminded:
             self.show_waiting(
-                f"{policy.reviewer_count - len(s.reviews)} expert review(s)", reminder_at
+                f"{policy.reviewer_count - len(s.reviews)} expert review(s)",
+                reminder_at,
+                next_action=reviews,
             )
             if not await self.wait_until(decided, until=reminder_at):
                 s.review_reminded = True
@@ -114,19 +129,33 @@ class LifecycleStages(TransactionStage, InstitutionEvaluation):
                 f"the {policy.reviewer_count - len(s.reviews)} remaining expert review(s)"
                 " after a reminder",
                 escalation_at,
+                next_action=reviews,
             )
             if not await self.wait_until(decided, until=escalation_at):
                 s.review_escalated = True
                 self.record(EventType.REVIEW_ESCALATED, self._missing())
         if not decided():
-            self.show_waiting("an operator's routing decision (review SLA escalated)")
+            # Overdue since the escalation: only a person moves it on now.
+            self.show_waiting(
+                "an operator's routing decision (review SLA escalated)",
+                escalation_at,
+                next_action=details.next_action(
+                    s.achievement_id, details.DECIDE, who="an institution officer"
+                ),
+                attention=(AttentionReason.REVIEW_ESCALATED, escalation_at),
+            )
             await self.wait_until(decided)
         self._route()
 
     async def _proof_of_concept(self) -> None:
         s = self.state
         if s.poc is None:
-            self.show_waiting("the proof-of-concept fund: milestones and the go/no-go gate")
+            self.show_waiting(
+                "the proof-of-concept fund: milestones and the go/no-go gate",
+                next_action=details.next_action(
+                    s.achievement_id, details.GO_NO_GO, who="the fund, after the milestones"
+                ),
+            )
             child = await workflow.start_child_workflow(
                 ProofOfConcept.run,
                 PocInput(
@@ -224,7 +253,12 @@ class LifecycleStages(TransactionStage, InstitutionEvaluation):
     async def _incubation(self) -> None:
         s = self.state
         if s.company is None:
-            self.show_waiting("the company to be founded")
+            self.show_waiting(
+                "the company to be founded",
+                next_action=details.next_action(
+                    s.achievement_id, details.SYSTEM_EVENT, who="the incubator's webhook"
+                ),
+            )
             await self.wait_until(lambda: s.company is not None)
         assert s.company is not None
         if s.equity is None:
@@ -270,7 +304,12 @@ class LifecycleStages(TransactionStage, InstitutionEvaluation):
                 payload["institution_equity_share"] = str(c.equity_share - team_share)
             self.record(EventType.EQUITY_REGISTERED, payload, source="registry")
         if s.incubation_exit is None:
-            self.show_waiting("incubation milestones and the exit")
+            self.show_waiting(
+                "incubation milestones and the exit",
+                next_action=details.next_action(
+                    s.achievement_id, details.SYSTEM_EVENT, who="the incubator's webhook"
+                ),
+            )
             await self.wait_until(lambda: s.incubation_exit is not None)
         self.enter(
             Stage.REPORTING, f"incubation exit: {s.incubation_exit and s.incubation_exit.kind}"

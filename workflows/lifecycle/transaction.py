@@ -21,12 +21,13 @@ with workflow.unsafe.imports_passed_through():
         RejectDealRequest,
         WithdrawListingRequest,
     )
-    from schemas.lifecycle import Stage
+    from schemas.lifecycle import AttentionReason, Stage
     from schemas.registry_api import RegisterContractRequest
     from schemas.transaction import ContractRegistration, Deal, Listing, ListingStatus
     from workflows import patches, rules
 
 # The lifecycle's own modules run in the sandbox (its protection of our code is kept).
+from workflows.lifecycle import details
 from workflows.lifecycle.engine import LifecycleEngine
 
 
@@ -45,9 +46,15 @@ class TransactionStage(LifecycleEngine):
                     return  # held as a resource
                 await self._list_on_exchanges(mandatory=s.mandatory_listing_triggered)
                 continue
+            # The end of publicity is no deadline (a deal may come any time after it): it is
+            # said in words, and the wait has no `until` that could read as overdue.
+            publicity = max((x.publicity_ends_at for x in rules.current_listings(s)), default=None)
             self.show_waiting(
-                "a deal on the exchange (publicity period first)",
-                max((x.publicity_ends_at for x in rules.current_listings(s)), default=None),
+                "a deal on the exchange"
+                + (f" (publicity until {publicity:%Y-%m-%d %H:%M} UTC)" if publicity else ""),
+                next_action=details.next_action(
+                    s.achievement_id, details.SYSTEM_EVENT, who="the exchange's webhook"
+                ),
             )
             # Refused deals and lapsed listings exist only on the gated paths.
             await self.wait_until(
@@ -111,7 +118,12 @@ class TransactionStage(LifecycleEngine):
                 s.payments[-1].received_at if s.payments else (s.deal_accepted_at or workflow.now())
             )
             due = last + s.policy.payment_grace
-            self.show_waiting(f"instalment {instalment} of {deal.instalments}", due)
+            paid = details.next_action(
+                s.achievement_id, details.SYSTEM_EVENT, who="the exchange's webhook"
+            )
+            self.show_waiting(
+                f"instalment {instalment} of {deal.instalments}", due, next_action=paid
+            )
 
             def paid_up(n: int = instalment) -> bool:
                 return len(s.payments) >= n
@@ -127,7 +139,13 @@ class TransactionStage(LifecycleEngine):
             # used to wait only when it had just recorded the overdue, so a run continued while
             # waiting looped on the passed deadline without yielding. No history holds that path:
             # the loop never completed a workflow task, so no gate is needed.)
-            self.show_waiting(f"overdue instalment {instalment} of {deal.instalments}")
+            self.show_waiting(
+                f"overdue instalment {instalment} of {deal.instalments}",
+                due,
+                next_action=f"{paid}; an officer chases the buyer, or gives up: "
+                + details.WITHDRAW.text(s.achievement_id),
+                attention=(AttentionReason.PAYMENT_OVERDUE, due),
+            )
             await self._transaction_wait(paid_up)
 
     async def _transaction_wait(

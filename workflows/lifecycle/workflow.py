@@ -27,8 +27,14 @@ with workflow.unsafe.imports_passed_through():
         IncubationMilestone,
         IncubatorAdmission,
     )
-    from schemas.lifecycle import LifecycleInput, LifecycleResult, LifecycleState, Stage
-    from schemas.proof_of_concept import PocProgress
+    from schemas.lifecycle import (
+        AttentionReason,
+        LifecycleInput,
+        LifecycleResult,
+        LifecycleState,
+        Stage,
+    )
+    from schemas.proof_of_concept import PocProgress, PocProgressKind
     from schemas.refusals import ExternalEvent, HeldIncubatorEvent
     from schemas.transaction import (
         Bid,
@@ -227,6 +233,7 @@ class AchievementLifecycle(LifecycleStages):
             actor=exemption.actor,
         )
         workflow.upsert_search_attributes([sa.MANDATORY_LISTING_DUE.value_unset()])
+        self.show_details()  # without the clock
         return "exempted"
 
     @exempt_mandatory_listing.validator
@@ -333,6 +340,13 @@ class AchievementLifecycle(LifecycleStages):
             },
             f"exchange:{payment.exchange}",
         )
+        # Paid: nobody need chase the buyer any more. Settled here, with the payment's event,
+        # so the projection row (written with the next events) says so as the UI does.
+        # (As the stage counts it: as many payments as the overdue instalment's number.)
+        w = s.waiting
+        overdue = w is not None and w.attention_reason is AttentionReason.PAYMENT_OVERDUE
+        if overdue and len(s.payments) >= max(s.overdue_instalments, default=0):
+            self.mark_attention(None)
 
     def _on_another_exchange(self, listing: Listing | None, exchange: str) -> bool:
         """An exchange speaks only for its own listings (the gateway checked who signed).
@@ -369,6 +383,19 @@ class AchievementLifecycle(LifecycleStages):
                 return
             s.poc_recorded.append(recorded)
         self.record(type, payload, source, at=progress.occurred_at)
+        self._poc_attention(progress)
+
+    def _poc_attention(self, progress: PocProgress) -> None:
+        """A milestone overdue needs a person (the team reports it to the fund) until a report
+        comes; the proof of concept's end settles it too (its stage is left)."""
+        s = self.state
+        if s.stage is not Stage.PROOF_OF_CONCEPT or s.waiting is None:
+            return
+        overdue = s.waiting.attention_reason is AttentionReason.POC_MILESTONE_OVERDUE
+        if progress.kind is PocProgressKind.MILESTONE_OVERDUE and not overdue:
+            self.mark_attention((AttentionReason.POC_MILESTONE_OVERDUE, progress.occurred_at))
+        elif progress.kind is PocProgressKind.MILESTONE_REPORTED and overdue:
+            self.mark_attention(None)
 
     def _refuse_exchange_event(self, type: str, event: Bid | Deal | Payment, reason: str) -> None:
         """An exchange's event not applied: recorded with its reason (gated: lifecycles recorded
