@@ -8,7 +8,7 @@ field named as not permitted), so a caller can never speak for someone else.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -145,7 +145,11 @@ class Accepted(BaseModel):
 
 
 class Health(BaseModel):
-    status: str
+    """`/healthz`: overall, then each dependency (ok, unavailable or not configured)."""
+
+    status: Literal["ok", "unavailable"]
+    temporal: Literal["ok", "unavailable"]
+    postgres: Literal["ok", "unavailable", "not configured"]
 
 
 class FieldError(BaseModel):
