@@ -114,7 +114,7 @@ def demo(
 @app.command()
 def stop(
     data_dir: DataDir = Path(".data"),
-    timeout: Annotated[float, typer.Option(min=1, help="Wait at most this many seconds")] = 120,
+    timeout: Annotated[float, typer.Option(min=1, help="Wait at most this many seconds")] = 180,
 ) -> None:
     """Stop the stack running from the data folder (as Ctrl-C in its terminal would)."""
     from cli.stack_control import stop_stack

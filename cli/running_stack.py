@@ -32,12 +32,17 @@ class StackBusy(Exception):
 
 
 def pid_alive(pid: int) -> bool:
+    """Running (a zombie, exited but not yet reaped by its parent, is not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True  # alive, someone else's
+    with contextlib.suppress(OSError, IndexError):
+        # /proc/<pid>/stat: "pid (comm) state ..."; comm may hold spaces, so split after ')'.
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
     return True
 
 

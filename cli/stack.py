@@ -376,6 +376,9 @@ class Stack:
     def announce(self, message: str) -> None:
         """One line on the console and one in logs/stack.log."""
         console.print(f"[yellow]↻ {message}[/]", soft_wrap=True)
+        self.log_line(message)
+
+    def log_line(self, message: str) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         with (self.logs / "stack.log").open("a", encoding="utf-8") as out:
             out.write(f"{stamp} {message}\n")
@@ -449,6 +452,7 @@ class Stack:
         )
         for child in by_order:
             if child.process.poll() is None:
+                began = time.monotonic()
                 child.process.terminate()
                 try:
                     child.process.wait(timeout=self.grace(child))
@@ -459,7 +463,10 @@ class Stack:
                     )
                     child.process.kill()
                     child.process.wait()
+                self.log_line(f"{child.name} stopped in {time.monotonic() - began:.1f}s")
+        began = time.monotonic()
         self.stop_postgres()
+        self.log_line(f"PostgreSQL stopped in {time.monotonic() - began:.1f}s")
         running_stack.withdraw(self.data_dir)
         running_stack.release_lock(self.data_dir)
 

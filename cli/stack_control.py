@@ -33,7 +33,8 @@ def stop_stack(data_dir: Path, timeout: float) -> int:
     typer.echo(f"Stopping the stack (pid {pid}) running from {data_dir}…", err=True)
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while running_stack.pid_alive(pid):
+    # The lock goes last, once every part has stopped.
+    while running_stack.owner(data_dir) == pid:
         if time.monotonic() > deadline:
             fail(f"the stack (pid {pid}) did not stop in {timeout:.0f}s; see {data_dir}/logs")
         time.sleep(0.2)
