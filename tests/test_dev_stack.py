@@ -212,6 +212,25 @@ async def test_a_killed_worker_and_postgres_come_back_and_stop_stops_all(
         assert "worker restarted" in stack_log
         await disclosed_and_moving(layout, http)
 
+        # stack.json is enough for the commands run beside the stack, with nothing configured.
+        data = ("--data-dir", str(layout.data_dir))
+        migrated = await asyncio.to_thread(layout.run, "db", "migrate", *data)
+        assert (migrated.returncode, migrated.stdout.strip()) == (0, "up to date"), migrated
+        scheduled = await asyncio.to_thread(layout.run, "schedule", *data)
+        assert scheduled.returncode == 0, scheduled.stderr
+        assert "schedule annual-report is in place" in scheduled.stdout
+        second = layout.start("worker", *data, log="second-worker")
+        try:
+            out = layout.data_dir.parent / "second-worker"
+            await asyncio.to_thread(
+                wait_for, lambda: "worker_started" in out.read_text(), "second worker up", 60
+            )
+            assert "Joining the embedded stack" in out.read_text()
+            assert second.poll() is None
+        finally:
+            second.terminate()
+            await asyncio.to_thread(second.wait, 60)
+
         # PostgreSQL dies: dev starts it again on the same data folder and socket.
         postmaster = layout.data_dir / "postgres" / "postmaster.pid"
         pg_pid = int(postmaster.read_text().split()[0])
