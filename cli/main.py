@@ -129,12 +129,19 @@ def worker(data_dir: DataDir = Path(".data")) -> None:
     With neither TEMPORAL_ADDRESS nor ACHIEVEMENTS_DATABASE_URL set, it joins the embedded
     stack running from the data folder (its stack.json).
     """
-    from cli.stack_control import join_running_stack
+    from cli.stack_control import fail, join_running_stack
     from workers.worker import run_worker
 
     join_running_stack(data_dir)
     _configure_logging()
-    asyncio.run(run_worker(Settings()))
+    try:
+        asyncio.run(run_worker(Settings()))
+    except OSError as err:  # PostgreSQL (or another dependency) refused: its address, no DSN
+        fail(f"the worker could not start: {type(err).__name__}: {err}")
+    except RuntimeError as err:
+        if "client connect" not in str(err):
+            raise
+        fail(f"the worker could not reach Temporal: {err}")
 
 
 @app.command(hidden=True)

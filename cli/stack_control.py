@@ -48,7 +48,7 @@ def join_running_stack(data_dir: Path, *, quiet: bool = False) -> None:
     Only fills in what the environment leaves unset, so a deployment's configuration always
     wins; with neither configured nor a stack running, the command goes on to its own error.
     """
-    if os.environ.get("TEMPORAL_ADDRESS") or os.environ.get("ACHIEVEMENTS_DATABASE_URL"):
+    if configured_elsewhere():
         return
     stack = running_stack.running(data_dir)
     if stack is None:
@@ -61,6 +61,14 @@ def join_running_stack(data_dir: Path, *, quiet: bool = False) -> None:
             f"(from {data_dir / running_stack.STACK_FILE})",
             err=True,
         )
+
+
+def configured_elsewhere() -> bool:
+    """A Temporal connection or a database is configured (environment, profile or .env)."""
+    from core.settings import Settings
+
+    temporal = ("TEMPORAL_ADDRESS", "TEMPORAL_PROFILE", "TEMPORAL_CONFIG_FILE")
+    return any(os.environ.get(name) for name in temporal) or Settings().database_url is not None
 
 
 def database_of_running_stack(data_dir: Path) -> str:
