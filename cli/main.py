@@ -29,6 +29,15 @@ register_people(app)
 register_login(app)
 
 
+def _exit_now(code: int = 0) -> None:
+    """Leave without interpreter finalization: with a Temporal client made in this process,
+    the SDK's Rust core may abort there ("Fatal Python error: PyGILState_Release", sdk-python
+    #300) after the command has done its work and said so."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def _configure_logging() -> None:
     from core.logging import configure
 
@@ -70,7 +79,7 @@ def dev(
         metrics_port,
         issuer_port,
     )
-    raise typer.Exit(asyncio.run(run_dev(settings, ports)))
+    _exit_now(asyncio.run(run_dev(settings, ports)))
 
 
 @app.command()
@@ -142,6 +151,7 @@ def worker(data_dir: DataDir = Path(".data")) -> None:
         if "client connect" not in str(err):
             raise
         fail(f"the worker could not reach Temporal: {err}")
+    _exit_now()
 
 
 @app.command(hidden=True)
@@ -159,6 +169,7 @@ def services(
     asyncio.run(
         run_services(Settings(), host, gateway_port, registry_port, exchange_port, issuer_port)
     )
+    _exit_now()
 
 
 @app.command()
@@ -171,6 +182,7 @@ def gateway(
 
     _configure_logging()
     asyncio.run(run_gateway(Settings(), host, port))
+    _exit_now()
 
 
 @app.command()
@@ -375,6 +387,7 @@ def schedule(data_dir: DataDir = Path(".data")) -> None:
     except RuntimeError as err:  # the SDK's "Failed client connect"
         fail(f"cannot reach Temporal ({err}); start the stack with `achievements dev`")
     typer.echo(f"schedule {schedule_id} is in place (10 January, 02:00 UTC)")
+    _exit_now()
 
 
 BENCHMARKS = ("throughput", "cpu", "latency", "parked", "report", "timeskip", "all")
@@ -402,8 +415,7 @@ def bench(
     from bench.run import main as run_benchmarks  # late: the benchmarks load the whole stack
 
     run_benchmarks(what, size)  # type: ignore[arg-type]
-    sys.stdout.flush()
-    os._exit(0)  # sdk-python #300: the Rust core may abort at interpreter exit
+    _exit_now()
 
 
 if __name__ == "__main__":
