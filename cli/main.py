@@ -29,22 +29,42 @@ register_people(app)
 register_login(app)
 
 
+def _exit_now(code: int = 0) -> None:
+    """Leave without interpreter finalization: with a Temporal client made in this process,
+    the SDK's Rust core may abort there ("Fatal Python error: PyGILState_Release", sdk-python
+    #300) after the command has done its work and said so."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def _configure_logging() -> None:
     from core.logging import configure
 
     configure(json=os.environ.get("ACHIEVEMENTS_LOG_JSON") == "1")
 
 
+DataDir = Annotated[Path, typer.Option(help="Where the stack's state and logs live")]
+# The embedded stack's ports, the same options for `dev` and `demo`.
+TemporalPort = Annotated[int, typer.Option(help="Temporal frontend port")]
+UiPort = Annotated[int, typer.Option(help="Temporal Web UI port")]
+GatewayPort = Annotated[int, typer.Option(help="Gateway HTTP port")]
+RegistryPort = Annotated[int, typer.Option(help="Registry sandbox port")]
+ExchangePort = Annotated[int, typer.Option(help="Exchange sandbox port")]
+MetricsPort = Annotated[int, typer.Option(help="Worker Prometheus port (0: off)")]
+IssuerPort = Annotated[int, typer.Option(help="Local OIDC issuer port")]
+
+
 @app.command()
 def dev(
-    data_dir: Annotated[Path, typer.Option(help="Where all state and logs live")] = Path(".data"),
-    temporal_port: Annotated[int, typer.Option(help="Temporal frontend port")] = 7233,
-    ui_port: Annotated[int, typer.Option(help="Temporal Web UI port")] = 8233,
-    gateway_port: Annotated[int, typer.Option(help="Gateway HTTP port")] = 8300,
-    registry_port: Annotated[int, typer.Option(help="Registry sandbox port")] = 8301,
-    exchange_port: Annotated[int, typer.Option(help="Exchange sandbox port")] = 8302,
-    metrics_port: Annotated[int, typer.Option(help="Worker Prometheus port (0: off)")] = 9464,
-    issuer_port: Annotated[int, typer.Option(help="Local OIDC issuer port")] = 8303,
+    data_dir: DataDir = Path(".data"),
+    temporal_port: TemporalPort = 7233,
+    ui_port: UiPort = 8233,
+    gateway_port: GatewayPort = 8300,
+    registry_port: RegistryPort = 8301,
+    exchange_port: ExchangePort = 8302,
+    metrics_port: MetricsPort = 9464,
+    issuer_port: IssuerPort = 8303,
 ) -> None:
     """Start the embedded stack in the foreground; Ctrl-C stops all of it."""
     from cli.stack import Ports, run_dev
@@ -59,7 +79,7 @@ def dev(
         metrics_port,
         issuer_port,
     )
-    raise typer.Exit(asyncio.run(run_dev(settings, ports)))
+    _exit_now(asyncio.run(run_dev(settings, ports)))
 
 
 @app.command()
@@ -69,22 +89,69 @@ def demo(
         bool, typer.Option(help="Stop the stack the demo started, and exit, at the end")
     ] = False,
     timeout: Annotated[float, typer.Option(min=10, help="Give up after this many seconds")] = 600,
-    data_dir: Annotated[Path, typer.Option(help="Data folder of the stack")] = Path(".data"),
+    data_dir: DataDir = Path(".data"),
+    temporal_port: TemporalPort = 7233,
+    ui_port: UiPort = 8233,
+    gateway_port: GatewayPort = 8300,
+    registry_port: RegistryPort = 8301,
+    exchange_port: ExchangePort = 8302,
+    metrics_port: MetricsPort = 9464,
+    issuer_port: IssuerPort = 8303,
 ) -> None:
     """Disclose N synthetic achievements and drive them through all six stages."""
     from cli.demo import run_demo
+    from cli.stack import Ports
 
-    settings = Settings(data_dir=data_dir)
-    raise typer.Exit(asyncio.run(run_demo(settings, count, exit_when_done, timeout)))
+    ports = Ports(
+        temporal_port,
+        ui_port,
+        gateway_port,
+        registry_port,
+        exchange_port,
+        metrics_port,
+        issuer_port,
+    )
+    settings = Settings(
+        data_dir=data_dir,
+        gateway_url=f"http://127.0.0.1:{gateway_port}",
+        exchange_url=f"http://127.0.0.1:{exchange_port}",
+        registry_url=f"http://127.0.0.1:{registry_port}",
+    )
+    raise typer.Exit(asyncio.run(run_demo(settings, ports, count, exit_when_done, timeout)))
 
 
 @app.command()
-def worker() -> None:
-    """Run a production worker (TEMPORAL_* standard env config, ACHIEVEMENTS_DATABASE_URL)."""
+def stop(
+    data_dir: DataDir = Path(".data"),
+    timeout: Annotated[float, typer.Option(min=1, help="Wait at most this many seconds")] = 180,
+) -> None:
+    """Stop the stack running from the data folder (as Ctrl-C in its terminal would)."""
+    from cli.stack_control import stop_stack
+
+    raise typer.Exit(stop_stack(data_dir, timeout))
+
+
+@app.command()
+def worker(data_dir: DataDir = Path(".data")) -> None:
+    """Run a worker (TEMPORAL_* env config, ACHIEVEMENTS_DATABASE_URL), else join the stack's.
+
+    With neither TEMPORAL_ADDRESS nor ACHIEVEMENTS_DATABASE_URL set, it joins the embedded
+    stack running from the data folder (its stack.json).
+    """
+    from cli.stack_control import fail, join_running_stack
     from workers.worker import run_worker
 
+    join_running_stack(data_dir)
     _configure_logging()
-    asyncio.run(run_worker(Settings()))
+    try:
+        asyncio.run(run_worker(Settings()))
+    except OSError as err:  # PostgreSQL (or another dependency) refused: its address, no DSN
+        fail(f"the worker could not start: {type(err).__name__}: {err}")
+    except RuntimeError as err:
+        if "client connect" not in str(err):
+            raise
+        fail(f"the worker could not reach Temporal: {err}")
+    _exit_now()
 
 
 @app.command(hidden=True)
@@ -102,6 +169,7 @@ def services(
     asyncio.run(
         run_services(Settings(), host, gateway_port, registry_port, exchange_port, issuer_port)
     )
+    _exit_now()
 
 
 @app.command()
@@ -114,6 +182,7 @@ def gateway(
 
     _configure_logging()
     asyncio.run(run_gateway(Settings(), host, port))
+    _exit_now()
 
 
 @app.command()
@@ -133,15 +202,18 @@ def sandboxes(
 @db_app.command("migrate")
 def db_migrate(
     database_url: Annotated[
-        str | None, typer.Option(envvar="ACHIEVEMENTS_DATABASE_URL", help="PostgreSQL DSN")
+        str | None,
+        typer.Option(
+            envvar="ACHIEVEMENTS_DATABASE_URL",
+            help="PostgreSQL DSN; default: the embedded stack's (stack.json)",
+        ),
     ] = None,
+    data_dir: DataDir = Path(".data"),
 ) -> None:
     """Apply pending migrations of the projection store."""
-    from activities.store import migrate
+    from cli.stack_control import database_of_running_stack, migrate_or_fail
 
-    if not database_url:
-        raise typer.BadParameter("is required", param_hint="--database-url")
-    applied = asyncio.run(migrate(database_url))
+    applied = migrate_or_fail(database_url or database_of_running_stack(data_dir))
     typer.echo(f"applied: {', '.join(applied)}" if applied else "up to date")
 
 
@@ -313,10 +385,16 @@ def report(
 
 
 @app.command()
-def schedule() -> None:
-    """Create or update the `annual-report` Temporal Schedule (TEMPORAL_* env config)."""
+def schedule(data_dir: DataDir = Path(".data")) -> None:
+    """Create or update the `annual-report` Temporal Schedule (TEMPORAL_* env config).
+
+    Without TEMPORAL_ADDRESS, on the embedded stack running from the data folder.
+    """
+    from cli.stack_control import fail, join_running_stack
     from core.temporal import connect
     from workers.schedules import ensure_annual_report_schedule
+
+    join_running_stack(data_dir, quiet=True)
 
     async def ensure() -> str:
         settings = Settings()
@@ -324,7 +402,12 @@ def schedule() -> None:
         handle = await ensure_annual_report_schedule(client, settings.task_queue)
         return handle.id
 
-    typer.echo(f"schedule {asyncio.run(ensure())} is in place (10 January, 02:00 UTC)")
+    try:
+        schedule_id = asyncio.run(ensure())
+    except RuntimeError as err:  # the SDK's "Failed client connect"
+        fail(f"cannot reach Temporal ({err}); start the stack with `achievements dev`")
+    typer.echo(f"schedule {schedule_id} is in place (10 January, 02:00 UTC)")
+    _exit_now()
 
 
 BENCHMARKS = ("throughput", "cpu", "latency", "parked", "report", "timeskip", "all")
@@ -352,8 +435,7 @@ def bench(
     from bench.run import main as run_benchmarks  # late: the benchmarks load the whole stack
 
     run_benchmarks(what, size)  # type: ignore[arg-type]
-    sys.stdout.flush()
-    os._exit(0)  # sdk-python #300: the Rust core may abort at interpreter exit
+    _exit_now()
 
 
 if __name__ == "__main__":

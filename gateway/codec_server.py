@@ -49,18 +49,35 @@ def _problem(status: int, field: str | None, message: str) -> dict[str, Any]:
 CODEC_ROLES = frozenset({Role.TTO_OFFICER, Role.APPROVER, Role.REGULATOR})
 
 
+def allowed_origins(settings: Settings) -> frozenset[str]:
+    """The configured UI origin; in dev also its loopback twin (localhost <-> 127.0.0.1).
+
+    The embedded stack's UI answers at both, and a browser sends whichever the person typed:
+    without the twin the UI at 127.0.0.1 got no answer and showed payloads as blank.
+    """
+    origin = settings.codec_ui_origin
+    if settings.environment != "dev":
+        return frozenset({origin})
+    twins = {"//localhost:": "//127.0.0.1:", "//127.0.0.1:": "//localhost:"}
+    for host, twin in twins.items():
+        if host in origin:
+            return frozenset({origin, origin.replace(host, twin)})
+    return frozenset({origin})
+
+
 def codec_router(
     codec: PayloadCodec | None, settings: Settings, verifier: TokenVerifier | None = None
 ) -> APIRouter:
     router = APIRouter(prefix="/codec", include_in_schema=False)
-    origin_allowed = settings.codec_ui_origin
+    origins = allowed_origins(settings)
     token = settings.codec_auth_token.get_secret_value() if settings.codec_auth_token else ""
 
     def cors(request: Request) -> dict[str, str]:
-        if request.headers.get("origin") != origin_allowed:
+        origin = request.headers.get("origin")
+        if origin not in origins:
             return {"Vary": "Origin"}
         return {
-            "Access-Control-Allow-Origin": origin_allowed,
+            "Access-Control-Allow-Origin": origin,
             # The UI may send its cookies or access token along (includeCredentials).
             "Access-Control-Allow-Credentials": "true",
             "Vary": "Origin",
@@ -101,7 +118,7 @@ def codec_router(
             return JSONResponse(_problem(404, None, detail), 404, headers=headers)
         origin = request.headers.get("origin")
         # No Origin header: not a browser (the temporal CLI, curl); CORS does not apply.
-        if origin is not None and origin != origin_allowed:
+        if origin is not None and origin not in origins:
             log.info("codec request from a foreign origin refused", origin=origin)
             detail = f"origin {origin!r} is not allowed (ACHIEVEMENTS_CODEC_UI_ORIGIN)"
             return JSONResponse(_problem(403, "Origin", detail), 403, headers=headers)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import asyncpg
 import structlog
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,6 +19,16 @@ from temporalio.service import RPCError, RPCStatusCode
 from schemas.gateway_api import Problem, ValidationErrors
 
 log = structlog.get_logger(__name__)
+
+# What asyncpg raises while PostgreSQL is down or restarting: refused, dropped, shutting down.
+DATABASE_DOWN: tuple[type[Exception], ...] = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
 
 ERRORS: dict[int, dict[str, Any]] = {
     400: {"model": Problem, "description": "The body is not UTF-8"},
@@ -98,3 +109,15 @@ def install(app: FastAPI) -> None:
                 headers={"Retry-After": "2"},
             )
         return JSONResponse(status_code=503, content={"detail": "workflow service unavailable"})
+
+    async def _database_down(_: Request, exc: Exception) -> JSONResponse:
+        # PostgreSQL restarting or gone: the list views and feed say so instead of a 500.
+        log.warning("database unavailable", error=type(exc).__name__)
+        return JSONResponse(
+            status_code=503,
+            content={"detail": "the database is unavailable; retry shortly"},
+            headers={"Retry-After": "5"},
+        )
+
+    for kind in DATABASE_DOWN:
+        app.add_exception_handler(kind, _database_down)

@@ -35,6 +35,15 @@ if TYPE_CHECKING:
 else:
     from asyncpg.pool import PoolConnectionProxy as Connection
 JSON = dict[str, Any]
+# What asyncpg raises while PostgreSQL is down or restarting: refused, dropped, shutting down.
+DATABASE_DOWN: tuple[type[Exception], ...] = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
 
 
 class SandboxError(Exception):
@@ -181,6 +190,19 @@ def install_error_handlers(app: FastAPI) -> None:
         kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(exc.status_code, kind, str(exc.detail))
 
+    async def on_database_down(request: Request, exc: Exception) -> JSONResponse:
+        # Not the caller's fault and not a bug: the database is restarting or gone for now.
+        log.warning("sandbox.database_unavailable", path=request.url.path, error=type(exc).__name__)
+        return JSONResponse(
+            ApiError(
+                type="database_unavailable", message="the database is unavailable", fields=[]
+            ).model_dump(mode="json"),
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
     app.add_exception_handler(SandboxError, on_sandbox_error)
+    for kind in DATABASE_DOWN:
+        app.add_exception_handler(kind, on_database_down)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)

@@ -153,7 +153,11 @@ class Accepted(BaseModel):
 
 
 class Health(BaseModel):
-    status: str
+    """`/healthz`: overall, then each dependency (ok, unavailable or not configured)."""
+
+    status: Literal["ok", "unavailable"]
+    temporal: Literal["ok", "unavailable"]
+    postgres: Literal["ok", "unavailable", "not configured"]
 
 
 class FieldError(BaseModel):

@@ -147,8 +147,15 @@ async def test_disclose_then_status_and_a_duplicate_from_stdin(
     assert f"{aid} disclosed: workflow achievement-{aid}" in first.stdout
     assert "policy demo-accelerated.1" in first.stdout
 
+    # Wait for everything read below: registration and the review deadline are set by the
+    # workflow after it enters evaluation, not at the same moment.
     state = await people.until(
-        aid, lambda s: s["stage"] == "evaluation" and bool(s["registration_number"])
+        aid,
+        lambda s: (
+            s["stage"] == "evaluation"
+            and bool(s["registration_number"])
+            and s.get("waiting") is not None
+        ),
     )
     shown = await people.cli("status", aid)
     assert shown.exit_code == 0, shown.output

@@ -51,6 +51,7 @@ from core.policy_book import PolicyBook
 from core.settings import Settings
 from core.temporal import data_converter
 from gateway.app import create_gateway_app
+from gateway.codec_server import allowed_origins
 from gateway.serve import token_verifier
 from schemas.lifecycle import Stage
 from workers.worker import WORKFLOWS, build_worker
@@ -408,6 +409,16 @@ async def test_codec_server_refuses_wrong_token_origin_and_bad_bodies(
     assert response.status_code == 403 and "regulator" in response.json()["detail"]
     assert SUMMARY not in response.text
 
+    # In dev the UI answers at 127.0.0.1 as well as at localhost: the browser's origin then
+    # differs, and the codec must answer it too (it used to refuse, and payloads went blank).
+    twin = UI_ORIGIN.replace("localhost", "127.0.0.1")
+    assert encrypted.settings.environment == "dev"
+    response = await http.post(
+        "/codec/decode", json=body, headers={"Origin": twin, "Authorization": f"Bearer {TOKEN}"}
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["access-control-allow-origin"] == twin
+
     foreign = {"Origin": "http://evil.example", "Authorization": f"Bearer {TOKEN}"}
     response = await http.post("/codec/decode", json=body, headers=foreign)
     assert response.status_code == 403
@@ -444,3 +455,12 @@ async def test_codec_server_refuses_wrong_token_origin_and_bad_bodies(
         response = await plain_gateway.post("/codec/decode", json=body, headers=ui)
     assert response.status_code == 404
     assert SETTING in response.json()["detail"]
+
+
+def test_only_dev_accepts_the_loopback_twin_of_the_ui_origin() -> None:
+    dev = Settings(environment="dev", codec_ui_origin="http://127.0.0.1:8233")
+    assert allowed_origins(dev) == {"http://127.0.0.1:8233", "http://localhost:8233"}
+    elsewhere = dev.model_copy(update={"environment": "production"})
+    assert allowed_origins(elsewhere) == {"http://127.0.0.1:8233"}
+    public = dev.model_copy(update={"codec_ui_origin": "https://temporal.example.edu"})
+    assert allowed_origins(public) == {"https://temporal.example.edu"}

@@ -227,7 +227,7 @@ async def test_healthz_and_openapi(gateway_stack: GatewayStack) -> None:
     # Open to all: no token is sent.
     response = await gateway_stack.http.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok"}
+    assert response.json() == {"status": "ok", "temporal": "ok", "postgres": "ok"}
     paths = (await gateway_stack.http.get("/openapi.json")).json()["paths"]
     assert paths["/achievements"]["post"]["summary"]
     assert "/webhooks/{system}" in paths

@@ -67,6 +67,8 @@ INTERNAL = {
     # What the lifecycle declines to apply, wrapped by the workflow around validated events.
     "refusals",
     "report",
+    # What `achievements dev` writes about itself in stack.json.
+    "stack",
     "text",
     "views",
 }
