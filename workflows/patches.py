@@ -157,6 +157,22 @@ EXPIRED_LISTINGS = Patch(
     " and the mandatory-listing clock stays disarmed in transaction",
     where="workflows/lifecycle/workflow.py listing_expired",
 )
+BROKERAGE_FEE_DEDUCTED = Patch(
+    id="brokerage-fee-deducted",
+    shipped="this change (technology managers and transfer institutions on deals, issue 13)",
+    histories=ISSUES_13_15_HISTORIES,
+    old_path="a deal's service fee ignored: every payment split whole (no fee_due passed to "
+    "Distribution.of)",
+    where="workflows/lifecycle/workflow.py exchange_payment",
+)
+TEAM_EQUITY_REWARD = Patch(
+    id="team-equity-reward",
+    shipped="this change (the team's equity reward, issue 13)",
+    histories=ISSUES_13_15_HISTORIES,
+    old_path="technology equity registered with the team's owned part only (equity_shares), "
+    "no reward out of the institution's part",
+    where="workflows/lifecycle/stages.py _incubation",
+)
 
 LEDGER = (
     PER_SYSTEM_TASK_QUEUES,
@@ -176,6 +192,8 @@ LEDGER = (
     EXCHANGE_PUBLICITY_CLOCK,
     DEALS_REFUSED_ON_EXCHANGE,
     EXPIRED_LISTINGS,
+    BROKERAGE_FEE_DEDUCTED,
+    TEAM_EQUITY_REWARD,
 )
 
 
@@ -247,6 +265,14 @@ def expired_listings() -> bool:
     return workflow.patched(EXPIRED_LISTINGS.id)
 
 
+def brokerage_fee_deducted() -> bool:
+    return workflow.patched(BROKERAGE_FEE_DEDUCTED.id)
+
+
+def team_equity_reward() -> bool:
+    return workflow.patched(TEAM_EQUITY_REWARD.id)
+
+
 # Gates that the lifecycle's run loop reaches (not only its signal and update handlers) are
 # decided when a run starts. On replay a local activity's result resumes the loop at once, in
 # an earlier workflow task than it may have live (after a timed-out task, say); a gate first
@@ -257,6 +283,7 @@ RUN_START_GATES = (
     EVALUATION_IN_PLAIN_WORDS,
     EQUITY_FOLLOWS_OWNERSHIP,
     EXCHANGE_PUBLICITY_CLOCK,
+    TEAM_EQUITY_REWARD,
 )
 
 
