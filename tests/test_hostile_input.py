@@ -63,6 +63,8 @@ INTERNAL = {
     # What the lifecycle declines to apply, wrapped by the workflow around validated events.
     "refusals",
     "report",
+    # The annual report's brokered deals and team equity, derived from recorded events.
+    "report_deals",
     "text",
     "views",
 }
