@@ -22,7 +22,9 @@ import asyncpg
 import httpx
 from helpers import scenarios
 from helpers.lifecycle import start, to_transaction, until
+from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
 
 from activities.report_deals import build_deals_and_equity
 from core.policy_book import DEMO_POLICY
@@ -34,7 +36,8 @@ from schemas.jurisdiction import SHANGHAI
 from schemas.lifecycle import Stage
 from schemas.money import CENT
 from schemas.transaction import Brokerage, Listing, TechnologyManager, TransferInstitution
-from workers.worker import build_worker
+from workers.worker import WORKFLOWS, build_worker
+from workflows import patches
 from workflows.lifecycle import AchievementLifecycle
 
 if TYPE_CHECKING:
@@ -142,6 +145,20 @@ async def test_a_brokers_fee_is_taken_from_the_first_payments_and_the_team_gets_
             AchievementLifecycle.withdraw, Withdrawal(reason="test over", requested_by="test")
         )
         await handle.result()
+        history = await handle.fetch_history()
+
+    # The run took both new paths, and replays with them.
+    markers = [
+        e.marker_recorded_event_attributes.SerializeToString()
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+        and e.marker_recorded_event_attributes.marker_name == "core_patch"
+    ]
+    for patch in (patches.BROKERAGE_FEE_DEDUCTED, patches.TEAM_EQUITY_REWARD):
+        assert any(patch.id.encode() in m for m in markers), (patch.id, markers)
+    replayer = Replayer(workflows=list(WORKFLOWS), data_converter=dev_env.client.data_converter)
+    replayed = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert replayed.replay_failure is None, replayed.replay_failure
 
     [closed] = [d for d in await _events(db, aid, "deal_closed") if d["accepted"]]
     assert closed["brokerage"] == brokerage.model_dump(mode="json")
