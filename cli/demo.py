@@ -250,6 +250,7 @@ async def act(parties: Parties, t: Tracked, state: LifecycleState) -> None:
                 contract_type=sc.contract_type,
                 amount=sc.deal_amount,
                 instalments=sc.instalments,
+                brokerage=sc.brokerage,
             ),
         )
     elif state.stage is Stage.TRANSACTION and state.deal is not None and state.contract:

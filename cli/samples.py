@@ -30,8 +30,15 @@ from schemas.disclosure import (
 from schemas.evaluation import Recommendation, Review
 from schemas.evaluation_institution import EvaluatedBy, EvaluationChoice
 from schemas.lifecycle import LifecycleInput
+from schemas.money import to_cents
 from schemas.policy import Policy
-from schemas.transaction import ContractType, PricingMethod
+from schemas.transaction import (
+    Brokerage,
+    ContractType,
+    PricingMethod,
+    TechnologyManager,
+    TransferInstitution,
+)
 
 # The synthetic experts of the demo's identity provider (sandboxes/identity_directory.py): a
 # reviewer id is the expert's token subject, so panels are drawn from people who can log in.
@@ -89,6 +96,18 @@ MODE_MIXES = [
     [],  # no clear intention: held as a scientific resource, then activated
 ]
 
+# Who brokers the demo's deals (plan items 6 and 7): every other deal has a transfer
+# institution and its technology manager, whose fee is a share of the deal's amount.
+TRANSFER_INSTITUTIONS = [
+    TransferInstitution(code="SYN-TTI-1", name="Synthetic Technology Transfer Centre (demo)"),
+    TransferInstitution(code="SYN-TTI-2", name="Synthetic IP Operations Co (demo)"),
+]
+TECHNOLOGY_MANAGERS = [
+    TechnologyManager(name="Zhou Synthetic (demo)", certificate_number="SYN-TM-0001"),
+    TechnologyManager(name="Wu Synthetic (demo)", certificate_number="SYN-TM-0002"),
+]
+SERVICE_FEE_RATE = Decimal("0.03")
+
 SURNAMES = ["Wang", "Li", "Zhang", "Liu", "Chen", "Yang", "Zhao", "Huang", "Zhou", "Wu"]
 
 
@@ -114,6 +133,7 @@ class Scenario:
         if self.evaluated_by is None:
             return None
         return EvaluationChoice(by=EvaluatedBy.INSTITUTION, institution=self.evaluated_by)
+    brokerage: Brokerage | None = None
 
     def lifecycle_input(self, policy: Policy) -> LifecycleInput:
         """How this achievement starts when the tests and benchmarks start it directly (the
@@ -205,6 +225,16 @@ def scenario(index: int, run_tag: str, today: date, seed: int = 7) -> Scenario:
         TransformationMode.COOPERATIVE_IMPLEMENTATION: ContractType.DEVELOPMENT,
     }
     effective = modes or [TransformationMode.TRANSFER, TransformationMode.EQUITY_INVESTMENT]
+    deal_amount = price + Decimal("12345.67")
+    brokerage = (
+        Brokerage(
+            transfer_institution=TRANSFER_INSTITUTIONS[index // 2 % len(TRANSFER_INSTITUTIONS)],
+            technology_manager=TECHNOLOGY_MANAGERS[index // 2 % len(TECHNOLOGY_MANAGERS)],
+            service_fee=to_cents(deal_amount * SERVICE_FEE_RATE),
+        )
+        if index % 2 == 0
+        else None
+    )
     return Scenario(
         disclosure=disclosure,
         reviewers=[DEMO_EXPERTS[(index + k) % len(DEMO_EXPERTS)] for k in range(3)],
@@ -213,7 +243,8 @@ def scenario(index: int, run_tag: str, today: date, seed: int = 7) -> Scenario:
         pricing=[PricingMethod.AGREEMENT, PricingMethod.AUCTION, PricingMethod.BIDDING][index % 3],
         needs_poc=needs_poc,
         activate_with=[] if modes else effective,
-        deal_amount=price + Decimal("12345.67"),
+        deal_amount=deal_amount,
         contract_type=contract.get(effective[0], ContractType.TRANSFER),
         instalments=1 + index % 3,
+        brokerage=brokerage,
     )

@@ -367,6 +367,7 @@ def create_exchange_app(
                 contract_type=req.contract_type,
                 amount=req.amount,
                 instalments=req.instalments,
+                brokerage=req.brokerage,
             )
             event = _event(row, WebhookType.DEAL, deal=deal)
             # The deal's id is its webhook's event id: the seller rejects a deal by it.

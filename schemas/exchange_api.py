@@ -11,7 +11,13 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 from schemas.disclosure import TechnologyField
 from schemas.money import Money
 from schemas.text import Line, Text
-from schemas.transaction import ContractType, ListingStatus, PricingMethod
+from schemas.transaction import (
+    Brokerage,
+    ContractType,
+    ListingStatus,
+    PricingMethod,
+    check_service_fee,
+)
 
 # The Yangtze River Delta network: the sandbox serves each of these as its own exchange.
 KNOWN_EXCHANGES = ("sstec", "jstec", "zjtec", "ahtec")
@@ -88,6 +94,13 @@ class DealData(BaseModel):
     contract_type: ContractType
     amount: Money
     instalments: int = Field(ge=1, le=60)
+    # The technology manager and/or transfer institution that brokered it, and their fee.
+    brokerage: Brokerage | None = None
+
+    @model_validator(mode="after")
+    def _fee_within_amount(self) -> DealData:
+        check_service_fee(self.amount, self.brokerage)
+        return self
 
 
 class PaymentData(BaseModel):
@@ -122,6 +135,12 @@ class SimulatedDeal(_Request):
     contract_type: ContractType
     amount: Money
     instalments: int = Field(default=1, ge=1, le=60)
+    brokerage: Brokerage | None = None
+
+    @model_validator(mode="after")
+    def _fee_within_amount(self) -> SimulatedDeal:
+        check_service_fee(self.amount, self.brokerage)
+        return self
 
 
 class SimulatedPayment(_Request):

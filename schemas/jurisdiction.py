@@ -18,6 +18,9 @@ class Jurisdiction:
     law: str
     # The research team's minimum share of each payment's net income.
     team_reward_floor: Decimal
+    # The research team's minimum share of the equity an achievement is invested as (what the
+    # institution holds of it; plan items 2 and 3).
+    team_equity_floor: Decimal
     # IANA zone of reporting years and business dates.
     time_zone: str
 
@@ -28,6 +31,8 @@ SHANGHAI = Jurisdiction(
     law="Shanghai Regulations on Promoting the Transformation of Scientific and "
     "Technological Achievements",
     team_reward_floor=Decimal("0.70"),
+    # Art. 40: no less than 70 per cent of the shares or capital contribution formed.
+    team_equity_floor=Decimal("0.70"),
     time_zone="Asia/Shanghai",
 )
 NATIONAL = Jurisdiction(
@@ -35,6 +40,8 @@ NATIONAL = Jurisdiction(
     name="PRC national law",
     law="PRC Law on Promoting the Transformation of Scientific and Technological Achievements",
     team_reward_floor=Decimal("0.50"),
+    # Art. 45: no less than 50 per cent of the shares or capital contribution formed.
+    team_equity_floor=Decimal("0.50"),
     time_zone="Asia/Shanghai",
 )
 

@@ -59,6 +59,47 @@ class Bid(BaseModel):
     placed_at: AwareDatetime
 
 
+class TechnologyManager(BaseModel):
+    """A professional technology manager (broker) who brokered a deal (plan item 7)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: Line = Field(min_length=1, max_length=100)
+    certificate_number: Line = Field(pattern=r"^[A-Za-z0-9-]{4,40}$")
+
+
+class TransferInstitution(BaseModel):
+    """A technology-transfer institution that brokered a deal (plan item 6)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: Line = Field(pattern=r"^[A-Za-z0-9-]{2,32}$")
+    name: Line = Field(min_length=2, max_length=200)
+
+
+class Brokerage(BaseModel):
+    """Who brokered a deal and their service fee: a cost taken from the first payments until
+    covered, before the split (Distribution.of), so the fee never makes net income negative."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    technology_manager: TechnologyManager | None = None
+    transfer_institution: TransferInstitution | None = None
+    service_fee: Money = Decimal("0.00")
+
+    @model_validator(mode="after")
+    def _someone_brokered(self) -> Brokerage:
+        if self.technology_manager is None and self.transfer_institution is None:
+            raise ValueError("a brokerage names a technology_manager or a transfer_institution")
+        return self
+
+
+def check_service_fee(amount: Decimal, brokerage: Brokerage | None) -> None:
+    """A fee above the deal's amount could only be paid out of the institution's own pocket."""
+    if brokerage is not None and brokerage.service_fee > amount:
+        raise ValueError(f"brokerage.service_fee exceeds the deal amount ({amount})")
+
+
 class Deal(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -70,6 +111,17 @@ class Deal(BaseModel):
     amount: Money
     instalments: int = Field(default=1, ge=1, le=60)
     closed_at: AwareDatetime
+    # Plan items 6 and 7: the broker of the deal, if any (added later: absent on older deals).
+    brokerage: Brokerage | None = None
+
+    @model_validator(mode="after")
+    def _fee_within_amount(self) -> Deal:
+        check_service_fee(self.amount, self.brokerage)
+        return self
+
+    @property
+    def service_fee(self) -> Decimal:
+        return self.brokerage.service_fee if self.brokerage is not None else Decimal("0.00")
 
 
 class DealRejection(BaseModel):
@@ -127,6 +179,8 @@ class Distribution(BaseModel):
     # The institution's part of the net (1: it owns the achievement alone; plan item 3).
     institution_part: Rate = Decimal("1")
     team_owner_income: Money = Decimal("0.00")
+    # The broker's service fee taken from this payment before the split (plan items 6, 7).
+    service_fee: Money = Decimal("0.00")
 
     @classmethod
     def of(
@@ -136,6 +190,7 @@ class Distribution(BaseModel):
         *,
         team_rounds_up: bool = True,
         institution_part: Decimal = Decimal(1),
+        fee_due: Decimal = Decimal("0.00"),
     ) -> Distribution:
         """The team's share rounds up to the cent, so it is never below rate x net; the cent comes
         out of the institution's remainder (or, when the rates leave it none, the TTO fund's).
@@ -146,8 +201,12 @@ class Distribution(BaseModel):
 
         team_rounds_up=False is the former half-up rounding, kept only so that workflows replay
         the payments they recorded before the change (workflow.patched("team-share-rounds-up")).
+
+        `fee_due` is what is left of the broker's service fee: this payment pays as much of it as
+        its income after costs covers, never more, so net income is never negative.
         """
-        net = payment.amount - payment.costs
+        fee = min(fee_due, payment.amount - payment.costs)
+        net = payment.amount - payment.costs - fee
         owned = (net * (1 - institution_part)).quantize(CENT, rounding=ROUND_CEILING)
         shared = net - owned
         if not team_rounds_up:
@@ -164,6 +223,7 @@ class Distribution(BaseModel):
             policy_version=policy.version,
             institution_part=institution_part,
             team_owner_income=owned,
+            service_fee=fee,
         )
 
 

@@ -51,6 +51,7 @@ def exchange_signal_arg(hook: ExchangeWebhook) -> Bid | Deal | Payment | Listing
             amount=hook.deal.amount,
             instalments=hook.deal.instalments,
             closed_at=hook.occurred_at,
+            brokerage=hook.deal.brokerage,
         )
     if hook.type is WebhookType.PAYMENT:
         if hook.payment is None:

@@ -262,3 +262,45 @@ def test_the_stack_refuses_a_policy_that_lowers_the_floor_once_by_name(tmp_path:
     assert str(policy) in out and "entry" in out and "team_reward_minimum" in out
     assert "Traceback" not in out
     assert not (tmp_path / "data" / "postgres").exists()  # nothing was started
+
+
+# ---------------------------------------------------------------------------- brokers' fees
+
+
+@given(payments_and_policies(), st.integers(0, MAX_CENTS))
+def test_a_service_fee_never_makes_net_income_negative(
+    case: tuple[Payment, Policy], fee_cents: int
+) -> None:
+    payment, policy = case
+    fee_due = Decimal(fee_cents) * CENT
+    d = Distribution.of(payment, policy, fee_due=fee_due)
+    income = payment.amount - payment.costs
+    assert d.service_fee == min(fee_due, income)  # as much of the fee as the income covers
+    assert d.net_income == income - d.service_fee >= 0
+    assert d.team_reward >= d.net_income * policy.team_reward_rate  # still rounded up
+    assert d.team_reward + d.tto_fund + d.institution + d.team_owner_income == d.net_income
+
+
+def test_a_fee_is_taken_from_the_first_instalments_until_covered() -> None:
+    fee_due = Decimal("450000.01")
+    taken = []
+    for amount in ("300000.00", "300000.00", "400000.00"):
+        d = Distribution.of(_payment(Decimal(amount)), DEFAULT_POLICY, fee_due=fee_due)
+        fee_due -= d.service_fee
+        taken.append((d.service_fee, d.net_income))
+    assert taken == [
+        (Decimal("300000.00"), Decimal("0.00")),
+        (Decimal("150000.01"), Decimal("149999.99")),
+        (Decimal("0.00"), Decimal("400000.00")),
+    ]
+
+
+def test_distributions_recorded_before_fees_still_load() -> None:
+    recorded = Distribution.of(_payment(Decimal("10.00")), DEFAULT_POLICY).model_dump(mode="json")
+    del recorded["service_fee"]
+    assert Distribution.model_validate(recorded).service_fee == Decimal("0.00")
+
+
+def test_every_jurisdiction_has_an_equity_floor_of_its_law() -> None:
+    assert JURISDICTIONS["CN-SH"].team_equity_floor == Decimal("0.70")
+    assert JURISDICTIONS["CN"].team_equity_floor == Decimal("0.50")

@@ -69,6 +69,8 @@ INTERNAL = {
     "report",
     # What `achievements dev` writes about itself in stack.json.
     "stack",
+    # The annual report's brokered deals and team equity, derived from recorded events.
+    "report_deals",
     "text",
     "views",
 }

@@ -209,7 +209,9 @@ async def check_projections(db: asyncpg.Pool, sc: Scenario) -> None:
     for p in payments:
         d = p["distribution"]
         net = Decimal(d["net_income"])
-        assert net == Decimal(p["amount"]) - Decimal(p["costs"]), (aid, p)
+        # A broker's fee (plan items 6, 7) is a cost taken before the split.
+        fee = Decimal(d.get("service_fee", "0.00"))
+        assert net == Decimal(p["amount"]) - Decimal(p["costs"]) - fee >= 0, (aid, p)
         # The team's own part as (co-)owner first (item 3), then the institution's split.
         owned = Decimal(d.get("team_owner_income", "0.00"))
         parts = Decimal(d["team_reward"]) + Decimal(d["tto_fund"]) + Decimal(d["institution"])

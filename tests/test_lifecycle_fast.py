@@ -769,7 +769,13 @@ async def test_a_joint_ownership_splits_income_and_registers_equity_by_its_share
         ),
     )
     st = await until(handle, lambda s: s.equity is not None, what="the equity registration")
-    assert st.equity is not None and st.equity.team_equity_share == Decimal("14.00")
+    # The team's own 70 % of the 20 % is 14 %; of the institution's 6 % the team's reward is at
+    # least the statutory 70 % (4.2 %), so the institution keeps 1.8 %.
+    assert st.equity is not None and st.equity.team_equity_share == Decimal("18.20")
     [equity] = systems.payloads("equity_registered")
-    assert (equity["team_equity_share"], equity["institution_equity_share"]) == ("14.00", "6.00")
+    assert (equity["team_equity_share"], equity["institution_equity_share"]) == ("18.20", "1.80")
+    assert (equity["team_owned_equity_share"], equity["team_reward_equity_share"]) == (
+        "14.00",
+        "4.20",
+    )
     assert (await finish(handle)).final_stage is Stage.WITHDRAWN

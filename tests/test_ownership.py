@@ -182,3 +182,42 @@ def test_the_disclosed_event_carries_the_ownership_terms() -> None:
         "institution_share": "20",
         "granted_on": "2025-06-01",
     }
+
+
+def test_the_teams_equity_reward_is_at_least_the_floor_of_the_institutions_part() -> None:
+    institution = _state(Ownership(kind=OwnershipKind.INSTITUTION))
+    # 70 % of 7.77 % is 5.439 %: rounded up for the team.
+    assert rules.equity_reward(institution, Decimal("7.77"), DISCLOSED) == (
+        Decimal("0.00"),
+        Decimal("5.44"),
+        Decimal("0.70"),
+    )
+    # Under national law the floor is 50 %; a policy at that rate rewards 50 %, rounded up.
+    national = DEFAULT_POLICY.model_copy(
+        update={"jurisdiction": "CN", "team_reward_minimum": Decimal("0.50"),
+                "team_reward_rate": Decimal("0.50")}
+    )  # fmt: skip
+    s = institution.model_copy(update={"policy": national})
+    assert rules.equity_reward(s, Decimal("7.77"), DISCLOSED).team_reward == Decimal("3.89")
+    # A policy above the floor rewards at its own rate.
+    generous = DEFAULT_POLICY.model_copy(update={"team_reward_rate": Decimal("0.80")})
+    s = institution.model_copy(update={"policy": generous})
+    assert rules.equity_reward(s, Decimal("10.00"), DISCLOSED).team_reward == Decimal("8.00")
+
+
+def test_the_teams_equity_adds_its_reward_to_its_owned_part_and_never_exceeds_the_whole() -> None:
+    joint = _state(Ownership(kind=OwnershipKind.JOINT, institution_share=Decimal("30")))
+    reward = rules.equity_reward(joint, Decimal("20.00"), DISCLOSED)
+    assert (reward.team_owned, reward.team_reward, reward.team) == (
+        Decimal("14.00"),
+        Decimal("4.20"),
+        Decimal("18.20"),
+    )
+    researcher = _state(Ownership(kind=OwnershipKind.RESEARCHER_OWNED))
+    whole = rules.equity_reward(researcher, Decimal("0.01"), DISCLOSED)
+    assert whole.team == Decimal("0.01") and whole.team_reward == 0
+    for share in ("0.01", "0.03", "33.33", "100"):
+        r = rules.equity_reward(
+            _state(Ownership(kind=OwnershipKind.INSTITUTION)), Decimal(share), DISCLOSED
+        )
+        assert r.team <= Decimal(share)

@@ -172,6 +172,22 @@ NEEDS_ATTENTION_MARKED = Patch(
     "state (rules.search_attributes(..., attention=False))",
     where="workflows/lifecycle/engine.py show_waiting, enter; workflow.py poc_progress",
 )
+BROKERAGE_FEE_DEDUCTED = Patch(
+    id="brokerage-fee-deducted",
+    shipped="this change (technology managers and transfer institutions on deals, issue 13)",
+    histories=ISSUES_13_15_HISTORIES,
+    old_path="a deal's service fee ignored: every payment split whole (no fee_due passed to "
+    "Distribution.of)",
+    where="workflows/lifecycle/workflow.py exchange_payment",
+)
+TEAM_EQUITY_REWARD = Patch(
+    id="team-equity-reward",
+    shipped="this change (the team's equity reward, issue 13)",
+    histories=ISSUES_13_15_HISTORIES,
+    old_path="technology equity registered with the team's owned part only (equity_shares), "
+    "no reward out of the institution's part",
+    where="workflows/lifecycle/stages.py _incubation",
+)
 
 LEDGER = (
     PER_SYSTEM_TASK_QUEUES,
@@ -193,6 +209,8 @@ LEDGER = (
     EXPIRED_LISTINGS,
     EVALUATION_BY_INSTITUTION,
     NEEDS_ATTENTION_MARKED,
+    BROKERAGE_FEE_DEDUCTED,
+    TEAM_EQUITY_REWARD,
 )
 
 
@@ -272,6 +290,14 @@ def needs_attention_marked() -> bool:
     return workflow.patched(NEEDS_ATTENTION_MARKED.id)
 
 
+def brokerage_fee_deducted() -> bool:
+    return workflow.patched(BROKERAGE_FEE_DEDUCTED.id)
+
+
+def team_equity_reward() -> bool:
+    return workflow.patched(TEAM_EQUITY_REWARD.id)
+
+
 # Gates that the lifecycle's run loop reaches (not only its signal and update handlers) are
 # decided when a run starts. On replay a local activity's result resumes the loop at once, in
 # an earlier workflow task than it may have live (after a timed-out task, say); a gate first
@@ -284,6 +310,7 @@ RUN_START_GATES = (
     EXCHANGE_PUBLICITY_CLOCK,
     EVALUATION_BY_INSTITUTION,
     NEEDS_ATTENTION_MARKED,
+    TEAM_EQUITY_REWARD,
 )
 
 

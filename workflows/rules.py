@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from temporalio.common import SearchAttributeUpdate
 
@@ -171,6 +171,37 @@ def mandatory_listing_due(s: LifecycleState) -> date | None:
     once exempted, listed under the clock, on the market, contracted or ending."""
     due = mandatory_due_at(s)
     return due.date() if due is not None else None
+
+
+class EquityReward(NamedTuple):
+    """The team's part of the equity an achievement was invested as, in per cent of the company."""
+
+    team_owned: Decimal  # what the team owns itself (ownership, plan item 3)
+    team_reward: Decimal  # its reward out of the institution's part (plan items 2 and 3)
+    rate: Decimal  # the reward's rate of the institution's part: at least the statutory floor
+
+    @property
+    def team(self) -> Decimal:
+        return self.team_owned + self.team_reward
+
+
+def equity_reward(s: LifecycleState, equity_share: Decimal, on: datetime) -> EquityReward:
+    """The team's equity: its own part by ownership, plus its reward of the institution's part
+    at the policy's team rate but never below the jurisdiction's equity floor. Both round up to
+    the hundredth, for the team is the party the statute protects; a hundredth never exceeds
+    the institution's part, which is itself in hundredths."""
+    institution, owned = equity_shares(s, equity_share, on)
+    rate = max(s.policy.team_reward_rate, s.policy.statute.team_equity_floor)
+    reward = (institution * rate).quantize(Decimal("0.01"), rounding=ROUND_CEILING)
+    return EquityReward(team_owned=owned, team_reward=reward, rate=rate)
+
+
+def service_fee_due(s: LifecycleState) -> Decimal:
+    """What is left of the accepted deal's service fee after the payments recorded so far."""
+    if s.deal is None:
+        return Decimal("0.00")
+    paid = sum((p.distribution.service_fee for p in s.payments), Decimal("0.00"))
+    return s.deal.service_fee - paid
 
 
 def view(s: LifecycleState, now: datetime) -> AchievementView:

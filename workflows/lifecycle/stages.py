@@ -267,7 +267,15 @@ class LifecycleStages(TransactionStage, InstitutionEvaluation):
             # Item 3: the team's part of the equity follows ownership, as income does; gated
             # only where ownership gives the team a part, so other lifecycles replay unchanged.
             team_share: Decimal | None = None
-            if rules.institution_part(s, c.founded_at) != 1 and patches.equity_follows_ownership():
+            # Items 2 and 3: the team's reward out of the institution's part, at least the
+            # statutory floor; decided at run start (patches.RUN_START_GATES).
+            reward: rules.EquityReward | None = None
+            if patches.team_equity_reward():
+                reward = rules.equity_reward(s, c.equity_share, c.founded_at)
+                team_share = reward.team
+            elif (
+                rules.institution_part(s, c.founded_at) != 1 and patches.equity_follows_ownership()
+            ):
                 team_share = rules.equity_shares(s, c.equity_share, c.founded_at)[1]
             response = await self.call_system(
                 "registry",
@@ -302,6 +310,11 @@ class LifecycleStages(TransactionStage, InstitutionEvaluation):
             if team_share is not None:
                 payload["team_equity_share"] = str(team_share)
                 payload["institution_equity_share"] = str(c.equity_share - team_share)
+            if reward is not None:
+                payload["team_owned_equity_share"] = str(reward.team_owned)
+                payload["team_reward_equity_share"] = str(reward.team_reward)
+                payload["team_reward_rate"] = str(reward.rate)
+                payload["registered_at"] = response.registered_at.isoformat()
             self.record(EventType.EQUITY_REGISTERED, payload, source="registry")
         if s.incubation_exit is None:
             self.show_waiting(

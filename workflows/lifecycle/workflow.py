@@ -12,6 +12,7 @@ workflows/rules.py, every patch gate in workflows/patches.py.
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from temporalio import workflow
@@ -323,12 +324,15 @@ class AchievementLifecycle(LifecycleStages):
         part = rules.institution_part(s, payment.paid_at)
         # Item 3: the team's own part is the team's; gated only where ownership changes the split,
         # so payments recorded before it (and every institution-owned one) replay unchanged.
-        if part != 1 and patches.ownership_splits_income():
-            distribution = Distribution.of(
-                payment, s.policy, team_rounds_up=rounds_up, institution_part=part
-            )
-        else:
-            distribution = Distribution.of(payment, s.policy, team_rounds_up=rounds_up)
+        split = part if part != 1 and patches.ownership_splits_income() else Decimal(1)
+        # Items 6 and 7: a broker's fee is a cost taken before the split; gated only where a
+        # deal carries one (no recorded history has such a deal).
+        fee_due = rules.service_fee_due(s)
+        if not (fee_due > 0 and patches.brokerage_fee_deducted()):
+            fee_due = Decimal("0.00")
+        distribution = Distribution.of(
+            payment, s.policy, team_rounds_up=rounds_up, institution_part=split, fee_due=fee_due
+        )
         s.payments.append(
             RecordedPayment(payment=payment, distribution=distribution, received_at=workflow.now())
         )
