@@ -127,13 +127,13 @@ class Scenario:
     instalments: int = 1
     # Plan item 6: the evaluation institution that evaluates instead of the panel, if any.
     evaluated_by: str | None = None
+    brokerage: Brokerage | None = None
 
     @property
     def evaluation(self) -> EvaluationChoice | None:
         if self.evaluated_by is None:
             return None
         return EvaluationChoice(by=EvaluatedBy.INSTITUTION, institution=self.evaluated_by)
-    brokerage: Brokerage | None = None
 
     def lifecycle_input(self, policy: Policy) -> LifecycleInput:
         """How this achievement starts when the tests and benchmarks start it directly (the
