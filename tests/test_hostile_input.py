@@ -42,6 +42,8 @@ OUTSIDE = {
     "disclosure",
     "evaluation",
     "exchange_api",
+    # The fund's use request comes from an officer; the rest is built from validated input.
+    "fund",
     "gateway_api",
     "identity",
     "incubation",
@@ -63,6 +65,7 @@ INTERNAL = {
     # What the lifecycle declines to apply, wrapped by the workflow around validated events.
     "refusals",
     "report",
+    "report_fund",
     "text",
     "views",
 }
