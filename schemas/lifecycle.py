@@ -152,6 +152,8 @@ class LifecycleState(BaseModel):
     # Events decided but not yet appended to PostgreSQL; carried across continue-as-new.
     outbox: list[LifecycleEvent] = Field(default_factory=list)
     events_recorded: int = 0
+    # Payments (their event ids) whose fund share the institution's transfer fund was sent.
+    fund_accrued: list[str] = Field(default_factory=list)
 
     def stage_since(self) -> datetime | None:
         return self.timeline[-1].entered_at if self.timeline else None

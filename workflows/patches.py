@@ -157,6 +157,14 @@ EXPIRED_LISTINGS = Patch(
     " and the mandatory-listing clock stays disarmed in transaction",
     where="workflows/lifecycle/workflow.py listing_expired",
 )
+FUND_ACCRUALS = Patch(
+    id="fund-accruals",
+    shipped="this change (the transfer fund's ledger, issue 13 item 3)",
+    histories=ISSUES_13_15_HISTORIES,
+    old_path="a payment's fund share only computed in its distribution; nothing sent to the "
+    "institution's TransferFund workflow",
+    where="workflows/lifecycle/transaction.py _accrue_to_fund",
+)
 
 LEDGER = (
     PER_SYSTEM_TASK_QUEUES,
@@ -176,6 +184,7 @@ LEDGER = (
     EXCHANGE_PUBLICITY_CLOCK,
     DEALS_REFUSED_ON_EXCHANGE,
     EXPIRED_LISTINGS,
+    FUND_ACCRUALS,
 )
 
 
@@ -247,6 +256,10 @@ def expired_listings() -> bool:
     return workflow.patched(EXPIRED_LISTINGS.id)
 
 
+def fund_accruals() -> bool:
+    return workflow.patched(FUND_ACCRUALS.id)
+
+
 # Gates that the lifecycle's run loop reaches (not only its signal and update handlers) are
 # decided when a run starts. On replay a local activity's result resumes the loop at once, in
 # an earlier workflow task than it may have live (after a timed-out task, say); a gate first
@@ -257,6 +270,7 @@ RUN_START_GATES = (
     EVALUATION_IN_PLAIN_WORDS,
     EQUITY_FOLLOWS_OWNERSHIP,
     EXCHANGE_PUBLICITY_CLOCK,
+    FUND_ACCRUALS,
 )
 
 
