@@ -40,6 +40,8 @@ class Operation(StrEnum):
     GO_NO_GO = "POST /achievements/{achievement_id}/poc/decision"
     EVENTS = "GET /events"
     REPORT = "GET /reports/annual/{year}"
+    FUND_READ = "GET /funds/{institution}"
+    FUND_USE = "POST /funds/{institution}/uses"
 
 
 R = Role
@@ -67,6 +69,14 @@ PERMISSIONS: dict[Operation, dict[Role, Scope]] = {
     Operation.GO_NO_GO: {R.POC_FUND_OFFICER: Scope.POC},
     Operation.EVENTS: {R.TTO_OFFICER: Scope.OWN, R.APPROVER: Scope.OWN, R.REGULATOR: Scope.ANY},
     Operation.REPORT: {R.TTO_OFFICER: Scope.OWN, R.APPROVER: Scope.OWN, R.REGULATOR: Scope.ANY},
+    Operation.FUND_READ: {
+        R.TTO_OFFICER: Scope.OWN,
+        R.APPROVER: Scope.OWN,
+        R.REGULATOR: Scope.ANY,
+    },
+    # Asked by an officer, approved by an approver of the same institution whose own token
+    # comes with the request (gateway/routes/funds.py): not the officer's alone.
+    Operation.FUND_USE: {R.TTO_OFFICER: Scope.OWN},
 }
 
 # The confidential summary is shown to its institution, its panel and the regulator only.
