@@ -29,6 +29,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from cli.demo_fund import record_fund_uses
 from cli.gateway_client import issuer_url
 from cli.samples import Scenario, scenario
 from core.settings import Settings
@@ -438,6 +439,9 @@ async def run_demo(
                 await asyncio.sleep(0.5)
             live.update(progress_table(tracked))
         await drivers
+        await record_fund_uses(
+            parties, [t.scenario.disclosure.institution.code for t in tracked], run_tag
+        )
     ui = settings_ui(settings)
     console.print(summary_table(tracked))
     unfinished = [t for t in tracked if not t.done]
