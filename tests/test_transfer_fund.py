@@ -371,3 +371,31 @@ async def test_fund_year_equals_an_independent_sum(
         ("patent maintenance", 2, Decimal("40.00")),
         ("training", 1, Decimal("20.00")),
     ]
+
+
+async def test_the_demo_records_fund_uses_once(
+    dev_env: WorkflowEnvironment, db: asyncpg.Pool, stack: Stack
+) -> None:
+    """The demo's call site: the officer's uses with the approver's token, once per run tag."""
+    from cli.demo import Parties
+    from cli.demo_fund import record_fund_uses
+
+    queue, tag = stack.settings.task_queue, uuid.uuid4().hex[:8]
+    parties = Parties(stack.http, stack.settings, stack.tokens)
+    async with build_worker(dev_env.client, stack.deps, queue, stack.settings):
+        seed = _accrual(OWN, "80.00").model_copy(update={"payment_event_id": f"demo-{tag}"})
+        fund = await _accrue(dev_env.client, queue, seed)
+        await _projected(db, fund, OWN)
+        await record_fund_uses(parties, [OWN, OWN], tag)
+        await record_fund_uses(parties, [OWN], tag)  # the same run again: nothing twice
+        await _projected(db, fund, OWN)
+    rows = await db.fetch(
+        "SELECT entry_id, purpose, approver, actor FROM fund_entries"
+        " WHERE institution_code = $1 AND entry_id LIKE $2 ORDER BY seq",
+        OWN,
+        f"use/demo-{tag}-%",
+    )
+    assert [(r["entry_id"], r["approver"], r["actor"]) for r in rows] == [
+        (f"use/demo-{tag}-{n}", "approver:approver.syn-uni", "tto-officer:officer.syn-uni")
+        for n in (1, 2)
+    ]
