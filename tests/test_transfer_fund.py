@@ -18,7 +18,15 @@ from conftest import Stack
 from helpers import scenarios
 from helpers.continue_as_new import SuggestContinueAsNew
 from helpers.eventually import assert_eventually
-from helpers.lifecycle import deal, end_if_open, payment, start, to_transaction, until
+from helpers.lifecycle import (
+    deal,
+    end_if_open,
+    payment,
+    record_history,
+    start,
+    to_transaction,
+    until,
+)
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
@@ -195,6 +203,7 @@ async def test_uses_never_below_zero_and_idempotent(
         last = await fund.execute_update(TransferFund.use, use("u-4", "70.00"))
         assert last.balance == Decimal("0.00")
         await _projected(db, fund, institution)
+        await record_history(fund, "transfer-fund-uses")
         uses = await db.fetch(
             "SELECT amount, purpose, approver, actor FROM fund_entries"
             " WHERE institution_code = $1 AND kind = 'use' ORDER BY seq",
