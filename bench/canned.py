@@ -23,6 +23,7 @@ from schemas.exchange_api import (
     SearchRequest,
     WithdrawListingRequest,
 )
+from schemas.fund import FundAccrual
 from schemas.proof_of_concept import PocMilestone
 from schemas.registry_api import (
     AchievementRegistration,
@@ -177,6 +178,11 @@ async def record_events(events: list[LifecycleEvent], view: AchievementView) -> 
     return len(events)
 
 
+@activity.defn(name="fund.accrue")
+async def accrue_to_fund(accrual: FundAccrual, jurisdiction: str) -> None:
+    """The institution's transfer fund takes the accrual (no fund workflow here)."""
+
+
 REGISTRY: list[Callable[..., Any]] = [
     register_achievement,
     register_contract,
@@ -187,4 +193,10 @@ REGISTRY: list[Callable[..., Any]] = [
     submit_annual_report,
 ]
 EXCHANGE: list[Callable[..., Any]] = [search, create_listing, withdraw_listing, reject_deal]
-MAIN: list[Callable[..., Any]] = [*REGISTRY, *EXCHANGE, record_event, record_events]
+MAIN: list[Callable[..., Any]] = [
+    *REGISTRY,
+    *EXCHANGE,
+    record_event,
+    record_events,
+    accrue_to_fund,
+]

@@ -29,6 +29,7 @@ from rich.live import Live
 from rich.table import Table
 
 from cli import running_stack
+from cli.demo_fund import record_fund_uses
 from cli.demo_report import ReportNotWritten, write_annual_report
 from cli.demo_stack import DemoStopped, ensure_stack
 from cli.demo_stack import stop as stop_stack
@@ -456,6 +457,9 @@ async def _play(
                 await asyncio.sleep(0.5)
             live.update(progress_table(tracked))
         await drivers
+        await record_fund_uses(
+            parties, [t.scenario.disclosure.institution.code for t in tracked], run_tag
+        )
     finally:
         drivers.cancel()
     try:

@@ -192,11 +192,12 @@ def call(
     raw: bytes | None = None,
     options: dict[str, str] | None = None,
     params: dict[str, Any] | None = None,
+    extra_headers: dict[str, str] | None = None,
 ) -> tuple[int, httpx.Response]:
     """One authenticated request to the gateway; any failure becomes a worded `Failed`."""
     base = gateway_url(gateway)
     content = raw if raw is not None else body.model_dump_json().encode() if body else None
-    headers = authorization()
+    headers = authorization() | (extra_headers or {})
     if content is not None:
         headers["Content-Type"] = "application/json"
     try:

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from cli.fund import register as register_fund
 from cli.login import register as register_login
 from cli.people import register as register_people
 from core.settings import Settings
@@ -27,6 +28,8 @@ app.add_typer(db_app, name="db")
 register_people(app)
 # A person's session at the identity provider: login, logout, whoami.
 register_login(app)
+# The transfer fund: fund show, fund use (an officer with an approver's token).
+register_fund(app)
 
 
 def _exit_now(code: int = 0) -> None:

@@ -19,7 +19,7 @@ from gateway.codec_server import MAX_CODEC_BODY, codec_router
 from gateway.dependencies import GatewayContext
 from gateway.lifecycles import Lifecycles
 from gateway.limits import BodyLimits
-from gateway.routes import achievements, commands, health, overview, reads, webhooks
+from gateway.routes import achievements, commands, funds, health, overview, reads, webhooks
 from gateway.routes.webhooks import MAX_WEBHOOK_BODY
 from gateway.tokens import TokenVerifier
 
@@ -59,7 +59,7 @@ def create_gateway_app(
         pool=pool,
     )
     errors.install(app)
-    for router in (health, achievements, commands, webhooks, reads, overview, metrics):
+    for router in (health, achievements, commands, webhooks, reads, overview, metrics, funds):
         app.include_router(router.router)
     # The Web UI's codec server, with the client's own codec (404 when encryption is off).
     app.include_router(codec_router(client.data_converter.payload_codec, settings, verifier))

@@ -41,6 +41,8 @@ class Operation(StrEnum):
     EVENTS = "GET /events"
     REPORT = "GET /reports/annual/{year}"
     OVERVIEW = "GET /overview"
+    FUND_READ = "GET /funds/{institution}"
+    FUND_USE = "POST /funds/{institution}/uses"
 
 
 R = Role
@@ -75,6 +77,14 @@ PERMISSIONS: dict[Operation, dict[Role, Scope]] = {
         R.APPROVER: Scope.OWN,
         R.REGULATOR: Scope.ANY,
     },
+    Operation.FUND_READ: {
+        R.TTO_OFFICER: Scope.OWN,
+        R.APPROVER: Scope.OWN,
+        R.REGULATOR: Scope.ANY,
+    },
+    # Asked by an officer, approved by an approver of the same institution whose own token
+    # comes with the request (gateway/routes/funds.py): not the officer's alone.
+    Operation.FUND_USE: {R.TTO_OFFICER: Scope.OWN},
 }
 
 # The confidential summary is shown to its institution, its panel and the regulator only.

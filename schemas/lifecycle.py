@@ -183,6 +183,8 @@ class LifecycleState(BaseModel):
     institution_report: InstitutionReport | None = None
     # A report that overtook the request's receipt: checked against it once it is in.
     held_report: InstitutionReport | None = None
+    # Payments (their event ids) whose fund share the institution's transfer fund was sent.
+    fund_accrued: list[str] = Field(default_factory=list)
 
     def stage_since(self) -> datetime | None:
         return self.timeline[-1].entered_at if self.timeline else None

@@ -188,6 +188,13 @@ async def call(world: World, operation: str, role: str | None, case: str) -> htt
         return await http.get(
             f"/reports/annual/{datetime.now(UTC).year}", params=params, headers=headers
         )
+    if path.startswith("/funds/"):
+        url = path.replace("{institution}", OWN if case == "own" else OTHER)
+        if method == "GET":
+            return await http.get(url, headers=headers)
+        # Without the approver's token: past authorization, refused as input (422).
+        body = {"request_id": "matrix", "amount": "1.00", "purpose": "authorization matrix"}
+        return await http.post(url, json=body, headers=headers)
     target = world.target(operation, role, case)
     url = path.replace("{achievement_id}", target)
     if method == "GET":

@@ -398,3 +398,56 @@ async def test_login_whoami_and_sessions(people: People, tmp_path: Path) -> None
     out = await asyncio.to_thread(run, "logout")
     assert out.exit_code == 0 and "logged out" in out.stdout
     assert (await asyncio.to_thread(run, "whoami")).exit_code == 2
+
+
+async def test_fund_use_and_show(people: People, dev_env: WorkflowEnvironment) -> None:
+    """`fund use` as the officer with the approver's token, then `fund show`."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from schemas.fund import FundAccrual, FundState
+    from workflows.ids import fund_workflow_id
+    from workflows.transfer_fund import TransferFund
+
+    rid = new_id()
+    seed = FundAccrual(
+        institution="SYN-UNI",
+        achievement_id=rid,
+        payment_event_id="pay-1",
+        amount=Decimal("10.00"),
+        paid_at=datetime.now(UTC),
+        actor="lifecycle:test",
+    )
+    # What a lifecycle's accrual does: signal-with-start the institution's fund.
+    await dev_env.client.start_workflow(
+        TransferFund.run,
+        FundState(institution="SYN-UNI", jurisdiction="CN-SH"),
+        id=fund_workflow_id("SYN-UNI"),
+        task_queue=people.stack.settings.task_queue,
+        start_signal="accrue",
+        start_signal_args=[seed],
+    )
+    approval = (await people.stack.headers(APPROVER))["Authorization"].removeprefix("Bearer ")
+    env = {"ACHIEVEMENTS_APPROVER_TOKEN": approval}
+    gateway = ("--gateway-url", people.stack.gateway_url)
+    use = ("fund", "use", "SYN-UNI", "--purpose", "cli purpose", "--request-id", rid, *gateway)
+    result = await people.cli(*use, "--amount", "1.50", env=env)
+    assert result.exit_code == 0, result.output
+    assert f"use/{rid}: balance" in result.stdout
+    again = await people.cli(*use, "--amount", "1.50", env=env)
+    assert again.exit_code == 0 and "(already recorded)" in again.stdout, again.output
+    too_much = ("--amount", "99999999999.00", "--request-id", f"{rid}-2")
+    refused = await people.cli(*use[:-4], *gateway, *too_much, env=env)
+    assert refused.exit_code != 0 and "--amount" in refused.output, refused.output
+    unapproved = await people.cli(*use, "--amount", "1.50")
+    assert unapproved.exit_code != 0
+    assert "ACHIEVEMENTS_APPROVER_TOKEN" in unapproved.output, unapproved.output
+    # The ledger is written by the fund's activity just after the use: read until it is there.
+    deadline = time.monotonic() + 20
+    while True:
+        shown = await people.cli("fund", "show", "SYN-UNI", as_user=APPROVER)
+        assert shown.exit_code == 0, shown.output
+        if "cli purpose" in shown.stdout or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert "cli purpose" in shown.stdout and "approver:approver.syn-uni" in shown.stdout

@@ -44,6 +44,8 @@ OUTSIDE = {
     # The disclosure's choice of evaluator, and the institution's report the registry relays.
     "evaluation_institution",
     "exchange_api",
+    # The fund's use request comes from an officer; the rest is built from validated input.
+    "fund",
     "gateway_api",
     "identity",
     "incubation",
@@ -71,6 +73,7 @@ INTERNAL = {
     "stack",
     # The annual report's brokered deals and team equity, derived from recorded events.
     "report_deals",
+    "report_fund",
     "text",
     "views",
 }

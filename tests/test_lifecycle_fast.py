@@ -490,6 +490,13 @@ async def test_continue_as_new_mid_payments_keeps_the_state(
     types = systems.types()
     assert types.count("payment_received") == INSTALMENTS  # nothing lost, nothing twice
     assert types.count("disclosed") == 1 and types[-1] == "completed"
+    # Each payment's fund share sent to the transfer fund once, across the runs.
+    assert final.fund_accrued == [f"pay-{n}" for n in range(1, INSTALMENTS + 1)]
+    assert set(systems.fund_accruals.values()) == {1}
+    assert [
+        systems.fund_amounts[f"accrual/{sc.disclosure.achievement_id}/{p.payment.event_id}"]
+        for p in final.payments
+    ] == [p.distribution.tto_fund for p in final.payments]
 
 
 async def test_an_overdue_instalment_is_still_awaited_after_continue_as_new(

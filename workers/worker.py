@@ -21,6 +21,7 @@ from temporalio.worker import Worker, WorkerDeploymentConfig
 import workflows
 from activities.exchange import ExchangeActivities
 from activities.exchange_client import ExchangeClient
+from activities.fund import FundActivities
 from activities.projections import ProjectionActivities
 from activities.registry import RegistryActivities
 from activities.registry_client import RegistryClient
@@ -31,10 +32,11 @@ from core.temporal import connect
 from workflows.annual_report import AnnualReport
 from workflows.lifecycle import AchievementLifecycle
 from workflows.proof_of_concept import ProofOfConcept
+from workflows.transfer_fund import TransferFund
 
 log = structlog.get_logger(__name__)
 
-WORKFLOWS: Sequence[type] = (AchievementLifecycle, ProofOfConcept, AnnualReport)
+WORKFLOWS: Sequence[type] = (AchievementLifecycle, ProofOfConcept, AnnualReport, TransferFund)
 
 
 @dataclass
@@ -130,6 +132,7 @@ def build_worker(
     exchange = ExchangeActivities(deps.exchange)
     projections = ProjectionActivities(deps.pool)
     reports = ReportActivities(deps.pool)
+    fund = FundActivities(deps.pool)
     registry_activities: list[Callable[..., Any]] = [
         registry.register_achievement,
         registry.register_contract,
@@ -172,6 +175,8 @@ def build_worker(
         projections.record_events,
         reports.active_institutions,
         reports.build_institution_report,
+        fund.accrue,
+        fund.record_entries,
     ]
     return WorkerGroup(
         worker(task_queue, main_activities, WORKFLOWS),

@@ -20,3 +20,11 @@ def poc_child_id(lifecycle_workflow_id: str) -> str:
 def poc_workflow_id(achievement_id: str) -> str:
     """The proof-of-concept child workflow of an achievement."""
     return poc_child_id(workflow_id(achievement_id))
+
+
+FUND_PREFIX = "transfer-fund-"
+
+
+def fund_workflow_id(institution_code: str) -> str:
+    """The transfer fund of an institution: one entity workflow holds its balance."""
+    return f"{FUND_PREFIX}{institution_code}"

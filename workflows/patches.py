@@ -188,6 +188,14 @@ TEAM_EQUITY_REWARD = Patch(
     "no reward out of the institution's part",
     where="workflows/lifecycle/stages.py _incubation",
 )
+FUND_ACCRUALS = Patch(
+    id="fund-accruals",
+    shipped="this change (the transfer fund's ledger, issue 13 item 3)",
+    histories=ISSUES_13_15_HISTORIES,
+    old_path="a payment's fund share only computed in its distribution; nothing sent to the "
+    "institution's TransferFund workflow",
+    where="workflows/lifecycle/transaction.py _accrue_to_fund",
+)
 
 LEDGER = (
     PER_SYSTEM_TASK_QUEUES,
@@ -211,6 +219,7 @@ LEDGER = (
     NEEDS_ATTENTION_MARKED,
     BROKERAGE_FEE_DEDUCTED,
     TEAM_EQUITY_REWARD,
+    FUND_ACCRUALS,
 )
 
 
@@ -298,6 +307,10 @@ def team_equity_reward() -> bool:
     return workflow.patched(TEAM_EQUITY_REWARD.id)
 
 
+def fund_accruals() -> bool:
+    return workflow.patched(FUND_ACCRUALS.id)
+
+
 # Gates that the lifecycle's run loop reaches (not only its signal and update handlers) are
 # decided when a run starts. On replay a local activity's result resumes the loop at once, in
 # an earlier workflow task than it may have live (after a timed-out task, say); a gate first
@@ -311,6 +324,7 @@ RUN_START_GATES = (
     EVALUATION_BY_INSTITUTION,
     NEEDS_ATTENTION_MARKED,
     TEAM_EQUITY_REWARD,
+    FUND_ACCRUALS,
 )
 
 

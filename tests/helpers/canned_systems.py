@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from typing import Any
 
 from temporalio import activity
@@ -29,6 +30,7 @@ from schemas.exchange_api import (
     RejectDealRequest,
     WithdrawListingRequest,
 )
+from schemas.fund import FundAccrual
 from schemas.registry_api import (
     AchievementRegistration,
     PocCancellationRequest,
@@ -57,6 +59,14 @@ class CannedSystems:
         self.rejections: Counter[tuple[str, str, str]] = Counter()
         # Each listing call: (idempotency key, request, answer).
         self.listing_calls: list[tuple[str, CreateListingRequest, ListingResponse]] = []
+        # Accrual key -> calls: what the transfer fund was sent, and how often.
+        self.fund_accruals: Counter[str] = Counter()
+        self.fund_amounts: dict[str, Decimal] = {}
+
+    @activity.defn(name="fund.accrue")
+    async def accrue_to_fund(self, accrual: FundAccrual, jurisdiction: str) -> None:
+        self.fund_accruals[accrual.key] += 1
+        self.fund_amounts[accrual.key] = accrual.amount
 
     # Under the real names, so the workflows schedule them exactly as in production.
 
@@ -167,6 +177,7 @@ class CannedSystems:
             *exchange,
             self.record_events,
             self.record_event,
+            self.accrue_to_fund,
         ]
         return WorkerGroup(
             Worker(

@@ -14,6 +14,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.exchange import ExchangeActivities
+    from activities.fund import FundActivities
     from activities.registry import RegistryActivities
     from schemas.events import EventType
     from schemas.exchange_api import (
@@ -21,10 +22,12 @@ with workflow.unsafe.imports_passed_through():
         RejectDealRequest,
         WithdrawListingRequest,
     )
+    from schemas.fund import FundAccrual
     from schemas.lifecycle import AttentionReason, Stage
     from schemas.registry_api import RegisterContractRequest
     from schemas.transaction import ContractRegistration, Deal, Listing, ListingStatus
     from workflows import patches, rules
+    from workflows.options import PROJECTION_RETRY, PROJECTION_TIMEOUT
 
 # The lifecycle's own modules run in the sandbox (its protection of our code is kept).
 from workflows.lifecycle import details
@@ -103,6 +106,7 @@ class TransactionStage(LifecycleEngine):
                 source="registry",
             )
         await self._collect_payments()
+        await self._accrue_to_fund()
         if set(s.modes) & rules.COMPANY_MODES:
             self.enter(Stage.INCUBATION, "contract paid; founding a company")
         else:
@@ -129,6 +133,7 @@ class TransactionStage(LifecycleEngine):
                 return len(s.payments) >= n
 
             if await self._transaction_wait(paid_up, until=due):
+                await self._accrue_to_fund()
                 continue
             if instalment not in s.overdue_instalments:
                 s.overdue_instalments.append(instalment)
@@ -147,6 +152,37 @@ class TransactionStage(LifecycleEngine):
                 attention=(AttentionReason.PAYMENT_OVERDUE, due),
             )
             await self._transaction_wait(paid_up)
+            await self._accrue_to_fund()
+
+    async def _accrue_to_fund(self) -> None:
+        """Send each recorded payment's fund share to the institution's transfer fund (plan
+        item 4), once per payment here and idempotent there by the payment's key, so a retried
+        activity or a replay never accrues twice. Gated (decided at run start): lifecycles
+        recorded before the fund existed keep not sending."""
+        s = self.state
+        if not patches.fund_accruals():
+            return
+        for recorded in s.payments:
+            payment = recorded.payment
+            if payment.event_id in s.fund_accrued:
+                continue
+            await workflow.execute_activity_method(
+                FundActivities.accrue,
+                args=[
+                    FundAccrual(
+                        institution=s.disclosure.institution.code,
+                        achievement_id=s.achievement_id,
+                        payment_event_id=payment.event_id,
+                        amount=recorded.distribution.tto_fund,
+                        paid_at=payment.paid_at,
+                        actor=f"lifecycle:{s.workflow_id}",
+                    ),
+                    s.policy.jurisdiction,
+                ],
+                start_to_close_timeout=PROJECTION_TIMEOUT,
+                retry_policy=PROJECTION_RETRY,
+            )
+            s.fund_accrued.append(payment.event_id)
 
     async def _transaction_wait(
         self, condition: Callable[[], bool], until: datetime | None = None
