@@ -39,8 +39,9 @@ _COLUMNS = (
 
 
 class FundActivities:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, fund_task_queue: str) -> None:
         self._pool = pool
+        self._fund_task_queue = fund_task_queue
 
     @activity.defn(name="fund.accrue")
     async def accrue(self, accrual: FundAccrual, jurisdiction: str) -> None:
@@ -51,7 +52,7 @@ class FundActivities:
             FUND_WORKFLOW,
             FundState(institution=accrual.institution, jurisdiction=jurisdiction),
             id=fund_workflow_id(accrual.institution),
-            task_queue=info.task_queue,
+            task_queue=self._fund_task_queue,
             start_signal=ACCRUE_SIGNAL,
             start_signal_args=[accrual],
         )
