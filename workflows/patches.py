@@ -151,7 +151,7 @@ DEALS_REFUSED_ON_EXCHANGE = Patch(
 )
 EXPIRED_LISTINGS = Patch(
     id="expired-listings",
-    shipped="this change (re-listing after every listing expired, then a resource)",
+    shipped="3084ce7 (re-listing after every listing expired, then a resource)",
     histories=ISSUE_12_HISTORIES,
     old_path="an expiry only marks the listing expired; the lifecycle waits for a deal for ever"
     " and the mandatory-listing clock stays disarmed in transaction",
@@ -159,14 +159,14 @@ EXPIRED_LISTINGS = Patch(
 )
 EVALUATION_BY_INSTITUTION = Patch(
     id="evaluation-by-institution",
-    shipped="this change (evaluation by an evaluation institution, issue 13 item 4)",
+    shipped="69bee33 (evaluation by an evaluation institution, issue 13 item 4)",
     histories=ISSUES_13_15_HISTORIES,
     old_path="every evaluation by the expert panel; an evaluation_report signal ignored",
     where="workflows/lifecycle/evaluation_institution.py by_institution, evaluation_report",
 )
 NEEDS_ATTENTION_MARKED = Patch(
     id="needs-attention-marked",
-    shipped="this change (details that are always true, issue 15 item 1)",
+    shipped="5ded56d (details that are always true, issue 15 item 1)",
     histories=ISSUES_13_15_HISTORIES,
     old_path="no NeedsAttentionSince/AttentionReason upserts; waits record no attention in the "
     "state (rules.search_attributes(..., attention=False))",
@@ -174,7 +174,7 @@ NEEDS_ATTENTION_MARKED = Patch(
 )
 BROKERAGE_FEE_DEDUCTED = Patch(
     id="brokerage-fee-deducted",
-    shipped="this change (technology managers and transfer institutions on deals, issue 13)",
+    shipped="946fea1 (technology managers and transfer institutions on deals, issue 13)",
     histories=ISSUES_13_15_HISTORIES,
     old_path="a deal's service fee ignored: every payment split whole (no fee_due passed to "
     "Distribution.of)",
@@ -182,7 +182,7 @@ BROKERAGE_FEE_DEDUCTED = Patch(
 )
 TEAM_EQUITY_REWARD = Patch(
     id="team-equity-reward",
-    shipped="this change (the team's equity reward, issue 13)",
+    shipped="946fea1 (the team's equity reward, issue 13)",
     histories=ISSUES_13_15_HISTORIES,
     old_path="technology equity registered with the team's owned part only (equity_shares), "
     "no reward out of the institution's part",
@@ -190,7 +190,7 @@ TEAM_EQUITY_REWARD = Patch(
 )
 FUND_ACCRUALS = Patch(
     id="fund-accruals",
-    shipped="this change (the transfer fund's ledger, issue 13 item 3)",
+    shipped="2109ad3 (the transfer fund's ledger, issue 13 item 3)",
     histories=ISSUES_13_15_HISTORIES,
     old_path="a payment's fund share only computed in its distribution; nothing sent to the "
     "institution's TransferFund workflow",
