@@ -76,7 +76,7 @@ EXCHANGE_OWNS_ITS_LISTINGS = Patch(
 )
 POC_CHILD_REPORTS_PROGRESS = Patch(
     id="poc-child-reports-progress",
-    shipped="this change (proof of concept as it happens, issue 12 item 6)",
+    shipped="d671702 (proof of concept as it happens, issue 12 item 6)",
     histories=ISSUE_12_HISTORIES,
     old_path="the child applies without the policy's milestone schedule, tells its parent "
     "nothing until it ends, and waits by the end of each milestone's due day",
@@ -84,7 +84,7 @@ POC_CHILD_REPORTS_PROGRESS = Patch(
 )
 POC_PROGRESS_RECORDED = Patch(
     id="poc-progress-recorded",
-    shipped="this change (proof of concept as it happens, issue 12 item 6)",
+    shipped="d671702 (proof of concept as it happens, issue 12 item 6)",
     histories=ISSUE_12_HISTORIES,
     old_path="the lifecycle ignores the child's poc_progress signal, and cancels a running "
     "proof of concept without waiting for it, recording nothing and telling the fund nothing",
@@ -92,7 +92,7 @@ POC_PROGRESS_RECORDED = Patch(
 )
 EVALUATION_IN_PLAIN_WORDS = Patch(
     id="evaluation-in-plain-words",
-    shipped="this change (small ones seen on the way, issue 12 item 8)",
+    shipped="d671702 (small ones seen on the way, issue 12 item 8)",
     histories=ISSUE_12_HISTORIES,
     old_path="the mean score with every digit, the operator's overridden abandon answered "
     "'abandon', review reminders that name no count of missing reviews",
@@ -100,42 +100,42 @@ EVALUATION_IN_PLAIN_WORDS = Patch(
 )
 EXTERNAL_EVENTS_REFUSED = Patch(
     id="external-events-refused",
-    shipped="this change (every external event not applied is recorded as refused)",
+    shipped="26e2ea3 (every external event not applied is recorded as refused)",
     histories=ISSUE_12_HISTORIES,
     old_path="events of unknown listings, wrong stages or no deal only logged or ignored",
     where="workflows/lifecycle/workflow.py signal handlers (refuse_* helpers)",
 )
 INCUBATOR_EVENTS_HELD = Patch(
     id="incubator-events-held",
-    shipped="this change (incubator events before the company are held, then applied)",
+    shipped="26e2ea3 (incubator events before the company are held, then applied)",
     histories=ISSUE_12_HISTORIES,
     old_path="incubator events before the company dropped (not marked seen)",
     where="workflows/lifecycle/workflow.py hold_incubator_event",
 )
 OWNERSHIP_SPLITS_INCOME = Patch(
     id="ownership-splits-income",
-    shipped="this change (ownership and right of use share the income)",
+    shipped="6ef3173 (ownership and right of use share the income)",
     histories=ISSUE_12_HISTORIES,
     old_path="every payment split as if the institution owned the achievement alone",
     where="workflows/lifecycle/workflow.py exchange_payment",
 )
 EQUITY_FOLLOWS_OWNERSHIP = Patch(
     id="equity-follows-ownership",
-    shipped="this change (the equity registration follows ownership)",
+    shipped="6ef3173 (the equity registration follows ownership)",
     histories=ISSUE_12_HISTORIES,
     old_path="technology equity registered as the institution's alone",
     where="workflows/lifecycle/stages.py _incubation",
 )
 REPORT_YEAR_ON_JURISDICTION_CALENDAR = Patch(
     id="report-year-on-jurisdiction-calendar",
-    shipped="this change (the annual report's default year on the jurisdiction's calendar)",
+    shipped="a098e1a (the annual report's default year on the jurisdiction's calendar)",
     histories=ISSUE_12_HISTORIES,
     old_path="the default year is the UTC year before the start (now.year - 1)",
     where="workflows/annual_report.py _year_before",
 )
 EXCHANGE_PUBLICITY_CLOCK = Patch(
     id="exchange-publicity-clock",
-    shipped="this change (one publicity clock with the exchange)",
+    shipped="3084ce7 (one publicity clock with the exchange)",
     histories=ISSUE_12_HISTORIES,
     old_path="publicity_days rounded to whole days; listed_at and publicity_ends_at from the"
     " workflow's own clock when the listing activity completed",
@@ -143,7 +143,7 @@ EXCHANGE_PUBLICITY_CLOCK = Patch(
 )
 DEALS_REFUSED_ON_EXCHANGE = Patch(
     id="deals-refused-on-exchange",
-    shipped="this change (a deal the workflow refuses is rejected on the exchange)",
+    shipped="3084ce7 (a deal the workflow refuses is rejected on the exchange)",
     histories=ISSUE_12_HISTORIES,
     old_path="a refused deal only recorded as deal_closed with accepted false; the exchange"
     " keeps it",
