@@ -21,7 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from core.policy_book import DEMO_POLICY
 from schemas.lifecycle import LifecycleState, Stage
-from schemas.transaction import ContractType, Deal, Payment
+from schemas.transaction import Bid, ContractType, Deal, Payment
 from workers.worker import build_worker
 from workflows import search_attributes
 from workflows.lifecycle import AchievementLifecycle
@@ -118,3 +118,66 @@ async def test_continue_as_new_mid_payments_keeps_every_field(
     types = await event_types(db, aid)
     assert types.count("payment_received") == INSTALMENTS  # nothing lost, nothing twice
     assert types.count("disclosed") == 1 and types[-1] == "completed"
+
+
+async def test_an_overdue_instalment_is_still_awaited_after_continue_as_new(
+    small_history_env: WorkflowEnvironment, stack: Stack, db: asyncpg.Pool, task_queue: str
+) -> None:
+    """A run continued while an instalment is overdue waits for it (it used to spin on the
+    passed deadline). Here, not on the time-skipping server: that server's continue-as-new is
+    not atomic with signals arriving meanwhile, and a test sending them across one there hangs
+    now and then (sdk-java#1537)."""
+    client = small_history_env.client
+    sc = scenarios.cooperative_development(datetime.now(UTC).date())
+    aid = sc.disclosure.achievement_id
+    policy_used = DEMO_POLICY.model_copy(
+        update={"publicity_period": timedelta(0), "payment_grace": timedelta(seconds=2)}
+    )
+    async with build_worker(client, stack.deps, task_queue, stack.settings):
+        handle = await start(client, task_queue, sc, policy_used)
+        await until(handle, lambda s: s.stage is Stage.EVALUATION and s.search is not None)
+        for review in sc.reviews():
+            await handle.execute_update(AchievementLifecycle.submit_review, review)
+        listing = (await until(handle, lambda s: len(s.listings) >= 1)).listings[0]
+        deal = Deal(
+            event_id="deal",
+            exchange=listing.exchange,
+            listing_id=listing.listing_id,
+            buyer="Synthetic Buyer",
+            contract_type=ContractType.DEVELOPMENT,
+            amount=Decimal("1000.00"),
+            instalments=1,
+            closed_at=datetime.now(UTC),
+        )
+        await handle.signal(AchievementLifecycle.exchange_deal, deal)
+        await until(handle, lambda s: s.overdue_instalments == [1], what="the overdue")
+        overdue_run = (await handle.describe()).run_id
+        # Bids grow the history until the server suggests continue-as-new mid-overdue-wait.
+        for n in range(200):
+            bid = Bid(
+                event_id=f"bid-{n}",
+                exchange=listing.exchange,
+                listing_id=listing.listing_id,
+                bidder="Late Bidder",
+                amount=Decimal("1.00"),
+                placed_at=datetime.now(UTC),
+            )
+            await handle.signal(AchievementLifecycle.exchange_bid, bid)
+            if (await handle.describe()).run_id != overdue_run:
+                break
+        assert (await handle.describe()).run_id != overdue_run, "no continue-as-new"
+        await until(
+            handle, lambda s: s.waiting is not None and "overdue" in s.waiting.on, what="waiting"
+        )
+        payment = Payment(
+            event_id="pay-1",
+            exchange=listing.exchange,
+            listing_id=listing.listing_id,
+            instalment=1,
+            amount=Decimal("1000.00"),
+            paid_at=datetime.now(UTC),
+        )
+        await handle.signal(AchievementLifecycle.exchange_payment, payment)
+        result = await handle.result()
+    assert result.final_stage is Stage.COMPLETED and result.total_received == "1000.00"
+    assert (await event_types(db, aid)).count("payment_overdue") == 1

@@ -14,14 +14,12 @@ import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from functools import partial
 from typing import Any
 
 import pytest
 import pytest_asyncio
 from helpers import scenarios
 from helpers.canned_systems import CannedSystems
-from helpers.continue_as_new import SuggestContinueAsNew
 from helpers.eventually import assert_eventually
 from helpers.lifecycle import (
     Handle,
@@ -45,10 +43,10 @@ from schemas.commands import Activation, ListingExpired, MandatoryListingExempti
 from schemas.disclosure import Ownership, OwnershipKind, TransformationMode
 from schemas.evaluation import OperatorDecision, Recommendation
 from schemas.incubation import CompanyFounded
-from schemas.lifecycle import AttentionReason, LifecycleState, Stage
+from schemas.lifecycle import AttentionReason, Stage
 from schemas.policy import DEFAULT_POLICY
 from schemas.proof_of_concept import GoNoGo, PocMilestone, PocMilestoneReport, PocResult
-from schemas.transaction import Bid, Listing, ListingStatus
+from schemas.transaction import Listing, ListingStatus
 from workers.worker import WorkerGroup
 from workflows import rules
 from workflows.ids import poc_child_id
@@ -431,118 +429,10 @@ async def test_withdraw_mid_transaction_withdraws_every_open_listing(
     assert types.count("listing_withdrawn") == 3 and types[-1] == "withdrawn"
 
 
-INSTALMENTS = 12
-# Past the ~60 events of a lifecycle's history up to its deal, so the first run hands over a few
-# instalments in (each adds about eight events).
-SUGGEST_AFTER_EVENTS = 100
-
-
-def _paid_or_over(n: int, st: LifecycleState) -> bool:
-    return len(st.payments) >= n or st.stage.is_final
-
-
-async def test_continue_as_new_mid_payments_keeps_the_state(
-    time_skipping_env: WorkflowEnvironment, systems: CannedSystems, task_queue: str
-) -> None:
-    client = time_skipping_env.client
-    sc = scenarios.cooperative_development(
-        await today(time_skipping_env), exchanges=["sstec", "jstec"]
-    )
-    # A policy of its own, to see that the state carried over is this one.
-    policy = DEFAULT_POLICY.model_copy(update={"payment_grace": timedelta(days=45)})
-    suggest = SuggestContinueAsNew(after_events=SUGGEST_AFTER_EVENTS)
-    async with systems.serving(client, task_queue, interceptors=[suggest]):
-        handle = await start(client, task_queue, sc, policy)
-        first_run = handle.result_run_id
-        before = await to_transaction(handle, sc)
-        await time_skipping_env.sleep(AFTER_PUBLICITY)
-        listing = before.listings[1]
-        the_deal = deal(listing.listing_id, "jstec", instalments=INSTALMENTS, amount="1000000.00")
-        await handle.signal(AchievementLifecycle.exchange_deal, the_deal)
-        await until(handle, lambda s: s.contract is not None, what="the contract")
-        for n in range(1, INSTALMENTS + 1):
-            instalment = payment(the_deal, n, "83333.33" if n < INSTALMENTS else "83333.37")
-            await handle.signal(AchievementLifecycle.exchange_payment, instalment)
-            if n < INSTALMENTS:  # after the last one the lifecycle may already be over
-                await handle.signal(AchievementLifecycle.exchange_payment, instalment)
-            await until(handle, partial(_paid_or_over, n), what=f"instalment {n}")
-        result = await handle.result()
-        final = await state(handle)
-
-    assert result.final_stage is Stage.COMPLETED and result.total_received == "1000000.00"
-    # The first run handed over mid-payments: it took some instalments, a later run the rest.
-    # (Its history rather than describe(): the test server's search attributes fail to decode.)
-    history = await client.get_workflow_handle(handle.id, run_id=first_run).fetch_history()
-    assert history.events[-1].event_type is EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
-    signals = [
-        e.workflow_execution_signaled_event_attributes.signal_name
-        for e in history.events
-        if e.event_type is EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
-    ]
-    assert 0 < signals.count("exchange_payment") < 2 * INSTALMENTS - 1, signals
-    assert final.registration_number == before.registration_number
-    assert final.policy == policy
-    assert [r.reviewer_id for r in final.reviews] == sc.reviewers
-    assert [x.listing_id for x in final.listings] == [x.listing_id for x in before.listings]
-    assert [p.payment.instalment for p in final.payments] == list(range(1, INSTALMENTS + 1))
-    assert final.timeline[0].stage is Stage.DISCLOSURE
-    assert final.timeline[-1].stage is Stage.COMPLETED
-    types = systems.types()
-    assert types.count("payment_received") == INSTALMENTS  # nothing lost, nothing twice
-    assert types.count("disclosed") == 1 and types[-1] == "completed"
-    # Each payment's fund share sent to the transfer fund once, across the runs.
-    assert final.fund_accrued == [f"pay-{n}" for n in range(1, INSTALMENTS + 1)]
-    assert set(systems.fund_accruals.values()) == {1}
-    assert [
-        systems.fund_amounts[f"accrual/{sc.disclosure.achievement_id}/{p.payment.event_id}"]
-        for p in final.payments
-    ] == [p.distribution.tto_fund for p in final.payments]
-
-
-async def test_an_overdue_instalment_is_still_awaited_after_continue_as_new(
-    time_skipping_env: WorkflowEnvironment, systems: CannedSystems, task_queue: str
-) -> None:
-    client = time_skipping_env.client
-    sc = scenarios.cooperative_development(await today(time_skipping_env))
-    policy = DEFAULT_POLICY.model_copy(update={"payment_grace": timedelta(days=10)})
-    suggest = SuggestContinueAsNew(after_events=SUGGEST_AFTER_EVENTS)
-    async with systems.serving(client, task_queue, interceptors=[suggest]):
-        handle = await start(client, task_queue, sc, policy)
-        first_run = handle.result_run_id
-        listing = (await to_transaction(handle, sc)).listings[0]
-        await time_skipping_env.sleep(AFTER_PUBLICITY)
-        the_deal = deal(listing.listing_id, listing.exchange, instalments=1, amount="1000.00")
-        await handle.signal(AchievementLifecycle.exchange_deal, the_deal)
-        await until(handle, lambda s: s.contract is not None, what="the contract")
-        await time_skipping_env.sleep(timedelta(days=11))
-        await until(handle, lambda s: s.overdue_instalments == [1], what="the overdue")
-        # Bids grow the history until the server suggests continue-as-new mid-overdue-wait.
-        first = client.get_workflow_handle(handle.id, run_id=first_run)
-        for n in range(SUGGEST_AFTER_EVENTS // 2):
-            bid = Bid(
-                event_id=f"bid-{n}",
-                exchange=listing.exchange,
-                listing_id=listing.listing_id,
-                bidder="Late Bidder",
-                amount=Decimal("1.00"),
-                placed_at=datetime.now(UTC),
-            )
-            await handle.signal(AchievementLifecycle.exchange_bid, bid)
-
-        async def continued() -> None:
-            # (Its history rather than describe(): the test server's search attributes fail.)
-            last = (await first.fetch_history()).events[-1].event_type
-            assert last is EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW, last
-
-        await assert_eventually(continued, within=20, what="continue-as-new mid-overdue-wait")
-        # The new run waits for the overdue instalment (it used to spin on the passed deadline).
-        await until(
-            handle, lambda s: s.waiting is not None and "overdue" in s.waiting.on, what="waiting"
-        )
-        await handle.signal(AchievementLifecycle.exchange_payment, payment(the_deal, 1, "1000.00"))
-        result = await handle.result()
-    assert result.final_stage is Stage.COMPLETED and result.total_received == "1000.00"
-    assert systems.types().count("payment_overdue") == 1
+# Continue-as-new mid-payments and mid-overdue-wait are tested on a real dev server that
+# suggests it (tests/test_continue_as_new.py): the time-skipping server's continue-as-new is not
+# atomic with signals arriving meanwhile (sdk-java#1537), and a run handed over while the test
+# signals it there sometimes never lets time move again, so such a test hangs now and then.
 
 
 # ---------------------------------------------------------------------- proof of concept (item 6)
