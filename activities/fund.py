@@ -39,9 +39,8 @@ _COLUMNS = (
 
 
 class FundActivities:
-    def __init__(self, pool: asyncpg.Pool, fund_task_queue: str) -> None:
+    def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
-        self._fund_task_queue = fund_task_queue
 
     @activity.defn(name="fund.accrue")
     async def accrue(self, accrual: FundAccrual, jurisdiction: str) -> None:
@@ -52,7 +51,7 @@ class FundActivities:
             FUND_WORKFLOW,
             FundState(institution=accrual.institution, jurisdiction=jurisdiction),
             id=fund_workflow_id(accrual.institution),
-            task_queue=self._fund_task_queue,
+            task_queue=info.task_queue,
             start_signal=ACCRUE_SIGNAL,
             start_signal_args=[accrual],
         )

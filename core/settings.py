@@ -14,10 +14,6 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TASK_QUEUE = "achievements"
-# The institutions' transfer funds have a queue of their own, named the same for every worker
-# of a namespace: a fund outlives any one lifecycle's worker (and, in tests, any one test's
-# task queue), so whichever worker is up takes its tasks.
-FUND_TASK_QUEUE = "achievements-transfer-funds"
 # Systems that sign webhooks: each exchange of the Yangtze River Delta network, the registry,
 # incubators and the proof-of-concept fund.
 EXCHANGES = ("sstec", "jstec", "zjtec", "ahtec")
@@ -42,7 +38,6 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path(".data")
     task_queue: str = TASK_QUEUE
-    fund_task_queue: str = FUND_TASK_QUEUE
     database_url: SecretStr | None = Field(
         default=None, description="PostgreSQL DSN; the embedded server is used when unset"
     )

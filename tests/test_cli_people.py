@@ -423,7 +423,7 @@ async def test_fund_use_and_show(people: People, dev_env: WorkflowEnvironment) -
         TransferFund.run,
         FundState(institution="SYN-UNI", jurisdiction="CN-SH"),
         id=fund_workflow_id("SYN-UNI"),
-        task_queue=people.stack.settings.fund_task_queue,
+        task_queue=people.stack.settings.task_queue,
         start_signal="accrue",
         start_signal_args=[seed],
     )

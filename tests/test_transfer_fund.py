@@ -226,7 +226,7 @@ async def test_continue_as_new_keeps_balance_and_keys(
         client,
         task_queue=task_queue,
         workflows=[TransferFund],
-        activities=[FundActivities(stack.deps.pool, task_queue).record_entries],
+        activities=[FundActivities(stack.deps.pool).record_entries],
         interceptors=[SuggestContinueAsNew(after_events=20)],
     )
     async with worker:

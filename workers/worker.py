@@ -36,7 +36,7 @@ from workflows.transfer_fund import TransferFund
 
 log = structlog.get_logger(__name__)
 
-WORKFLOWS: Sequence[type] = (AchievementLifecycle, ProofOfConcept, AnnualReport)
+WORKFLOWS: Sequence[type] = (AchievementLifecycle, ProofOfConcept, AnnualReport, TransferFund)
 
 
 @dataclass
@@ -67,8 +67,7 @@ class WorkerGroup:
     Registry and exchange activities run on their own task queues ("<queue>-registry",
     "<queue>-exchange") so that each system's rate limit is enforced by the server across
     every worker process. The main queue also keeps them, for calls scheduled there by
-    lifecycles that started before the split. The institutions' transfer funds run on one
-    queue shared by every group (settings.fund_task_queue).
+    lifecycles that started before the split.
     """
 
     def __init__(self, main: Worker, *systems: Worker) -> None:
@@ -133,7 +132,7 @@ def build_worker(
     exchange = ExchangeActivities(deps.exchange)
     projections = ProjectionActivities(deps.pool)
     reports = ReportActivities(deps.pool)
-    fund = FundActivities(deps.pool, settings.fund_task_queue)
+    fund = FundActivities(deps.pool)
     registry_activities: list[Callable[..., Any]] = [
         registry.register_achievement,
         registry.register_contract,
@@ -177,6 +176,7 @@ def build_worker(
         reports.active_institutions,
         reports.build_institution_report,
         fund.accrue,
+        fund.record_entries,
     ]
     return WorkerGroup(
         worker(task_queue, main_activities, WORKFLOWS),
@@ -186,7 +186,6 @@ def build_worker(
         worker(
             f"{task_queue}-exchange", exchange_activities, rate_limit=settings.exchange_rate_limit
         ),
-        worker(settings.fund_task_queue, [fund.record_entries], [TransferFund]),
     )
 
 
