@@ -17,10 +17,9 @@ import asyncpg
 import structlog
 from asyncpg.pool import PoolConnectionProxy
 
-from activities.reports import year_bounds
 from schemas.jurisdiction import DEFAULT_JURISDICTION, JURISDICTIONS
 from schemas.money import CENT
-from schemas.report import books_close, report_zone
+from schemas.report import books_close, report_zone, year_bounds
 from schemas.report_deals import BrokerFigures, DealsAndEquityFigures, TeamEquityReward
 
 log = structlog.get_logger(__name__)

@@ -34,6 +34,8 @@ import structlog
 from asyncpg.pool import PoolConnectionProxy
 from temporalio import activity
 
+from activities.report_deals import build_deals_and_equity
+from activities.report_fund import fund_year
 from schemas.jurisdiction import DEFAULT_JURISDICTION, JURISDICTIONS
 from schemas.money import CENT
 from schemas.report import (
@@ -53,6 +55,7 @@ from schemas.report import (
     books_close,
     report_zone,
 )
+from schemas.report import year_bounds as year_bounds  # where bench/ and callers import it
 
 log = structlog.get_logger(__name__)
 
@@ -210,12 +213,6 @@ ORDER BY 1
 # year's events rather than hash a few hundred groups. The parameters (a year) always cover a
 # large share of the table, which a generic plan would not assume.
 _SETTINGS = "SET LOCAL work_mem = '64MB'; SET LOCAL plan_cache_mode = force_custom_plan"
-
-
-def year_bounds(year: int, jurisdiction: str = DEFAULT_JURISDICTION) -> tuple[datetime, datetime]:
-    """The year on the jurisdiction's calendar: midnight of 1 January there, to the next."""
-    zone = report_zone(jurisdiction)
-    return datetime(year, 1, 1, tzinfo=zone), datetime(year + 1, 1, 1, tzinfo=zone)
 
 
 @dataclass(frozen=True)
@@ -472,8 +469,11 @@ async def _build(
                 codes = [institution]
             dims = await _fields(conn, figures.year)
             people = await _people(conn, period, codes)
-    return [
-        _report(
+    # Brokered deals, team equity (events) and the transfer fund (its ledger): the same year
+    # and books-close rule on the same calendar, each read in its own snapshot.
+    reports = []
+    for code in codes:
+        report = _report(
             code,
             period,
             generated_at,
@@ -482,8 +482,10 @@ async def _build(
             dims[code],
             people[code],
         )
-        for code in codes
-    ]
+        brokered = await build_deals_and_equity(pool, code, period.year, period.jurisdiction)
+        fund = await fund_year(pool, code, period.year)
+        reports.append(report.model_copy(update={"brokered": brokered, "fund": fund}))
+    return reports
 
 
 async def build_institution_report(
