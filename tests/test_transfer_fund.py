@@ -33,7 +33,11 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.fund import FundActivities
+from activities.report.amounts import yuan
+from activities.report.rows import report_rows
 from activities.report_fund import fund_year
+from activities.report_render import to_html
+from activities.reports import build_institution_report
 from core.policy_book import DEMO_POLICY
 from schemas.fund import FundAccrual, FundBalance, FundState, FundUse, FundUseRequest
 from schemas.identity import Actor, Role
@@ -335,7 +339,8 @@ async def test_fund_year_equals_an_independent_sum(
             accrual = _accrual(institution, amount, n).model_copy(
                 update={"payment_event_id": key, "paid_at": at}
             )
-            fund = await _accrue(client, task_queue, accrual)
+            # The funds' own queue, where build_worker runs TransferFund.
+            fund = await _accrue(client, stack.settings.fund_task_queue, accrual)
         for request_id, amount, purpose in [
             ("u-1", "30.00", "patent maintenance"),
             ("u-2", "20.00", "training"),
@@ -380,6 +385,20 @@ async def test_fund_year_equals_an_independent_sum(
         ("patent maintenance", 2, Decimal("40.00")),
         ("training", 1, Decimal("20.00")),
     ]
+
+    # The annual report of the year carries and renders the same figures.
+    report = await build_institution_report(db, institution, this_year, datetime.now(UTC))
+    assert report.fund == now
+    closing = await db.fetchval(
+        "SELECT sum(CASE kind WHEN 'accrual' THEN amount ELSE -amount END) FROM fund_entries"
+        " WHERE institution_code = $1",
+        institution,
+    )
+    rows = {(r["part"], r["item"]): r for r in report_rows(report)}
+    assert Decimal(rows[("fund", "closing_balance")]["amount"]) == closing == balance
+    assert Decimal(rows[("fund", "opening_balance")]["amount"]) == before.closing_balance
+    html = to_html([report], this_year)
+    assert 'data-part="fund"' in html and "patent maintenance" in html and yuan(closing) in html
 
 
 async def test_the_demo_records_fund_uses_once(
