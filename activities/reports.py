@@ -9,7 +9,9 @@ pass sums the money figures per institution, type, month of a payment and contra
 stage, and returns the achievements disclosed, entering a stage or rewarded, whose distinct
 counts (funnel, teams) and IP assets by kind are taken here. Two small queries add the field
 and funding of the disclosed achievements and whether the inventors of the rewarded ones are
-known. Rendering (HTML, PDF, CSV rows) is in activities/report/.
+known. In the same snapshot, per institution, activities/report_deals.py adds the brokered
+deals and team equity and activities/report_fund.py the transfer fund's year (its ledger).
+Rendering (HTML, PDF, CSV rows) is in activities/report/.
 
 Events count by their business date (`business_at`, migration 0006: a payment's paid_at, a
 contract's registered_at, a company's founded_at, otherwise when it occurred), in the
@@ -34,7 +36,7 @@ import structlog
 from asyncpg.pool import PoolConnectionProxy
 from temporalio import activity
 
-from activities.report_deals import build_deals_and_equity
+from activities.report_deals import deals_and_equity_in
 from activities.report_fund import fund_year
 from schemas.jurisdiction import DEFAULT_JURISDICTION, JURISDICTIONS
 from schemas.money import CENT
@@ -469,11 +471,15 @@ async def _build(
                 codes = [institution]
             dims = await _fields(conn, figures.year)
             people = await _people(conn, period, codes)
-    # Brokered deals, team equity (events) and the transfer fund (its ledger): the same year
-    # and books-close rule on the same calendar, each read in its own snapshot.
-    reports = []
-    for code in codes:
-        report = _report(
+            # Brokered deals and team equity (events), the transfer fund (its ledger): the
+            # same year, books-close rule and calendar, in the same snapshot.
+            brokered = {
+                code: await deals_and_equity_in(conn, code, period.year, period.jurisdiction)
+                for code in codes
+            }
+            funds = {code: await fund_year(conn, code, period.year) for code in codes}
+    return [
+        _report(
             code,
             period,
             generated_at,
@@ -481,11 +487,9 @@ async def _build(
             figures.late.get(code, {}),
             dims[code],
             people[code],
-        )
-        brokered = await build_deals_and_equity(pool, code, period.year, period.jurisdiction)
-        fund = await fund_year(pool, code, period.year)
-        reports.append(report.model_copy(update={"brokered": brokered, "fund": fund}))
-    return reports
+        ).model_copy(update={"brokered": brokered[code], "fund": funds[code]})
+        for code in codes
+    ]
 
 
 async def build_institution_report(
