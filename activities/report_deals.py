@@ -17,10 +17,9 @@ import asyncpg
 import structlog
 from asyncpg.pool import PoolConnectionProxy
 
-from activities.reports import year_bounds
 from schemas.jurisdiction import DEFAULT_JURISDICTION, JURISDICTIONS
 from schemas.money import CENT
-from schemas.report import books_close, report_zone
+from schemas.report import books_close, report_zone, year_bounds
 from schemas.report_deals import BrokerFigures, DealsAndEquityFigures, TeamEquityReward
 
 log = structlog.get_logger(__name__)
@@ -117,12 +116,20 @@ async def build_deals_and_equity(
     pool: asyncpg.Pool, institution_code: str, year: int, jurisdiction: str = DEFAULT_JURISDICTION
 ) -> DealsAndEquityFigures:
     """One institution's brokered deals, fees and team equity rewards in a year."""
-    params = (*_period(year, jurisdiction), institution_code)
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        brokers = {
-            part: await _brokers(conn, params, kind, key) for part, (kind, key) in _KINDS.items()
-        }
-        equity = [TeamEquityReward(**dict(r)) for r in await conn.fetch(_EQUITY, *params)]
+        return await deals_and_equity_in(conn, institution_code, year, jurisdiction)
+
+
+async def deals_and_equity_in(
+    conn: _Conn, institution_code: str, year: int, jurisdiction: str = DEFAULT_JURISDICTION
+) -> DealsAndEquityFigures:
+    """The same, read on a connection in a transaction of the caller's (the annual report's
+    snapshot)."""
+    params = (*_period(year, jurisdiction), institution_code)
+    brokers = {
+        part: await _brokers(conn, params, kind, key) for part, (kind, key) in _KINDS.items()
+    }
+    equity = [TeamEquityReward(**dict(r)) for r in await conn.fetch(_EQUITY, *params)]
     log.info(
         "deals and equity figures built",
         institution_code=institution_code,

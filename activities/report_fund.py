@@ -7,6 +7,7 @@ from datetime import date
 from decimal import Decimal
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from schemas.report_fund import FundUseByPurpose, FundYear
 
@@ -31,9 +32,12 @@ ORDER BY sum(amount) DESC, purpose
 """
 
 
-async def fund_year(pool: asyncpg.Pool, institution: str, year: int) -> FundYear:
+async def fund_year(
+    pool: asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy, institution: str, year: int
+) -> FundYear:
     """The fund's year of one institution: its opening balance, accruals, uses by purpose and
-    closing balance. Entries count on their business date (a payment's, a use's approval)."""
+    closing balance. Entries count on their business date (a payment's, a use's approval).
+    On a connection, read in the caller's transaction (the annual report's snapshot)."""
     start, end = date(year, 1, 1), date(year + 1, 1, 1)
     totals = await pool.fetchrow(_TOTALS, institution, start, end)
     assert totals is not None  # an aggregate always has a row

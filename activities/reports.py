@@ -9,7 +9,9 @@ pass sums the money figures per institution, type, month of a payment and contra
 stage, and returns the achievements disclosed, entering a stage or rewarded, whose distinct
 counts (funnel, teams) and IP assets by kind are taken here. Two small queries add the field
 and funding of the disclosed achievements and whether the inventors of the rewarded ones are
-known. Rendering (HTML, PDF, CSV rows) is in activities/report/.
+known. In the same snapshot, per institution, activities/report_deals.py adds the brokered
+deals and team equity and activities/report_fund.py the transfer fund's year (its ledger).
+Rendering (HTML, PDF, CSV rows) is in activities/report/.
 
 Events count by their business date (`business_at`, migration 0006: a payment's paid_at, a
 contract's registered_at, a company's founded_at, otherwise when it occurred), in the
@@ -34,6 +36,8 @@ import structlog
 from asyncpg.pool import PoolConnectionProxy
 from temporalio import activity
 
+from activities.report_deals import deals_and_equity_in
+from activities.report_fund import fund_year
 from schemas.jurisdiction import DEFAULT_JURISDICTION, JURISDICTIONS
 from schemas.money import CENT
 from schemas.report import (
@@ -53,6 +57,7 @@ from schemas.report import (
     books_close,
     report_zone,
 )
+from schemas.report import year_bounds as year_bounds  # where bench/ and callers import it
 
 log = structlog.get_logger(__name__)
 
@@ -210,12 +215,6 @@ ORDER BY 1
 # year's events rather than hash a few hundred groups. The parameters (a year) always cover a
 # large share of the table, which a generic plan would not assume.
 _SETTINGS = "SET LOCAL work_mem = '64MB'; SET LOCAL plan_cache_mode = force_custom_plan"
-
-
-def year_bounds(year: int, jurisdiction: str = DEFAULT_JURISDICTION) -> tuple[datetime, datetime]:
-    """The year on the jurisdiction's calendar: midnight of 1 January there, to the next."""
-    zone = report_zone(jurisdiction)
-    return datetime(year, 1, 1, tzinfo=zone), datetime(year + 1, 1, 1, tzinfo=zone)
 
 
 @dataclass(frozen=True)
@@ -472,6 +471,13 @@ async def _build(
                 codes = [institution]
             dims = await _fields(conn, figures.year)
             people = await _people(conn, period, codes)
+            # Brokered deals and team equity (events), the transfer fund (its ledger): the
+            # same year, books-close rule and calendar, in the same snapshot.
+            brokered = {
+                code: await deals_and_equity_in(conn, code, period.year, period.jurisdiction)
+                for code in codes
+            }
+            funds = {code: await fund_year(conn, code, period.year) for code in codes}
     return [
         _report(
             code,
@@ -481,7 +487,7 @@ async def _build(
             figures.late.get(code, {}),
             dims[code],
             people[code],
-        )
+        ).model_copy(update={"brokered": brokered[code], "fund": funds[code]})
         for code in codes
     ]
 

@@ -17,6 +17,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from schemas.jurisdiction import DEFAULT_JURISDICTION, JURISDICTIONS
 from schemas.money import Money
+from schemas.report_deals import DealsAndEquityFigures
+from schemas.report_fund import FundYear
 
 # The years a report can be built for: one range for the workflow, the gateway and the CLI.
 FIRST_YEAR, LAST_YEAR = 2000, 2100
@@ -50,6 +52,12 @@ def report_zone(jurisdiction: str = DEFAULT_JURISDICTION) -> ZoneInfo:
 def books_close(year: int, zone: ZoneInfo) -> datetime:
     """When the year's figures are final: later events dated in it are next year's corrections."""
     return datetime(year + 1, BOOKS_CLOSE_MONTH, BOOKS_CLOSE_DAY, tzinfo=zone)
+
+
+def year_bounds(year: int, jurisdiction: str = DEFAULT_JURISDICTION) -> tuple[datetime, datetime]:
+    """The year on the jurisdiction's calendar: midnight of 1 January there, to the next."""
+    zone = report_zone(jurisdiction)
+    return datetime(year, 1, 1, tzinfo=zone), datetime(year + 1, 1, 1, tzinfo=zone)
 
 
 def previous_year(now: datetime, zone: ZoneInfo) -> int:
@@ -200,6 +208,15 @@ class InstitutionAnnualReport(_Part):
     listings: ListingsPart = ListingsPart()
     poc: PocPart = PocPart()
     funnel: dict[str, int] = Field(description="Achievements entering each stage in the year")
+    # None: a report built before these parts (docs/architecture.md "Reading and reporting").
+    brokered: DealsAndEquityFigures | None = Field(
+        default=None,
+        description="Deals brokered by transfer institutions and technology managers, their "
+        "fees, and the equity registered for research teams",
+    )
+    fund: FundYear | None = Field(
+        default=None, description="The technology transfer fund's year, from its ledger"
+    )
     corrections: list[Correction] = Field(
         default_factory=list,
         description="Earlier years' events recorded after those years closed, by year",

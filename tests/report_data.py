@@ -21,11 +21,13 @@ import asyncpg
 from temporalio.testing import ActivityEnvironment
 
 from activities.projections import ProjectionActivities
+from activities.reports import build_institution_report
 from schemas.disclosure import FundingKind, IPAssetKind, TechnologyField, TransformationMode
 from schemas.events import EventType, LifecycleEvent
 from schemas.incubation import CompanyFounded
 from schemas.money import CENT
-from schemas.policy import Policy
+from schemas.policy import DEFAULT_POLICY, Policy
+from schemas.report import InstitutionAnnualReport
 from schemas.transaction import ContractRegistration, ContractType, Distribution, Payment
 from schemas.views import AchievementView
 from workflows.ids import workflow_id
@@ -454,3 +456,86 @@ async def sql_figures(pool: asyncpg.Pool, institution: str, year: int) -> dict[s
         "poc": (poc["n"], poc["amount"]),
         "mandatory": (mandatory["triggered"], mandatory["exempted"]),
     }
+
+
+class Ledger:
+    """One fresh institution's hand-written events, recorded through the real projection."""
+
+    def __init__(self) -> None:
+        self.inst = f"B{uuid.uuid4().hex[:6].upper()}"
+        self.ds = DataSet(institutions=[self.inst], years=[])
+
+    def _emit(
+        self, type: EventType, payload: dict[str, Any], occurred_at: datetime, n: int
+    ) -> None:
+        aid = f"{self.inst}-{n:03d}"
+        self.ds.events.append(
+            LifecycleEvent(
+                event_id=str(uuid.uuid4()),
+                achievement_id=aid,
+                workflow_id=f"achievement-{aid}",
+                institution_code=self.inst,
+                type=type,
+                stage="transaction",
+                occurred_at=occurred_at,
+                source="test",
+                payload=payload,
+            )
+        )
+        self.ds.views[aid] = AchievementView(
+            achievement_id=aid,
+            workflow_id=f"achievement-{aid}",
+            institution_code=self.inst,
+            title=f"Dated achievement {aid}",
+            field="biomedicine",
+            stage="transaction",
+            modes=["licence"],
+            funding_kinds=[],
+            mandatory_listing_due=None,
+            waiting_on=None,
+            waiting_until=None,
+            synthetic=True,
+            updated_at=occurred_at,
+        )
+
+    def pay(self, amount: str, paid_at: datetime, delivered: datetime) -> None:
+        n = len(self.ds.events)
+        payment = Payment(
+            event_id=f"pay-{self.inst}-{n}",
+            exchange="sstec",
+            listing_id=f"L-{self.inst}-{n}",
+            instalment=1,
+            amount=Decimal(amount),
+            costs=Decimal("10.00"),
+            paid_at=paid_at,
+        )
+        distribution = Distribution.of(payment, DEFAULT_POLICY, team_rounds_up=True)
+        payload = {
+            **payment.model_dump(mode="json"),
+            "distribution": distribution.model_dump(mode="json"),
+        }
+        self._emit(EventType.PAYMENT_RECEIVED, payload, delivered, n)
+
+    def contract(self, amount: str, registered_at: datetime, delivered: datetime) -> None:
+        payload = {
+            "certificate_number": "TC-1",
+            "verified_amount": amount,
+            "tax_preference_eligible": True,
+            "registered_at": registered_at.isoformat(),
+            "contract_type": "licence",
+            "amount": amount,
+        }
+        self._emit(EventType.CONTRACT_REGISTERED, payload, delivered, len(self.ds.events))
+
+    def company(self, founded_at: datetime, delivered: datetime) -> None:
+        payload = {"company_name": "Spin-off", "founded_at": founded_at.isoformat()}
+        self._emit(EventType.COMPANY_FOUNDED, payload, delivered, len(self.ds.events))
+
+    def disclose(self, disclosed_at: datetime) -> None:
+        self._emit(EventType.DISCLOSED, {"title": "x"}, disclosed_at, len(self.ds.events))
+
+    async def record(self, db: asyncpg.Pool) -> None:
+        await record(db, self.ds.events, self.ds)
+
+    async def report(self, db: asyncpg.Pool, year: int) -> InstitutionAnnualReport:
+        return await build_institution_report(db, self.inst, year, datetime.now(UTC))

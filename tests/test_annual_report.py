@@ -11,14 +11,13 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest_asyncio
 from conftest import Stack
-from report_data import DataSet, business_at, generate, record, sql_figures
+from report_data import DataSet, Ledger, business_at, generate, record, sql_figures
 from temporalio.client import ScheduleActionExecutionStartWorkflow
 from temporalio.testing import WorkflowEnvironment
 
@@ -29,8 +28,7 @@ from activities.report_render import (
 )
 from activities.reports import build_institution_report, build_reports
 from activities.store import _migrations, migrate
-from schemas.events import EventType, LifecycleEvent
-from schemas.policy import DEFAULT_POLICY
+from schemas.events import EventType
 from schemas.report import (
     AnnualReportInput,
     CountAmount,
@@ -39,8 +37,6 @@ from schemas.report import (
     previous_year,
     report_zone,
 )
-from schemas.transaction import Distribution, Payment
-from schemas.views import AchievementView
 from workers.schedules import annual_report_schedule, ensure_annual_report_schedule
 from workers.worker import build_worker
 from workflows.annual_report import AnnualReport
@@ -271,89 +267,6 @@ async def test_json_and_csv_carry_the_same_figures(
 CST = ZoneInfo("Asia/Shanghai")
 
 
-class _Ledger:
-    """One fresh institution's hand-written events, recorded through the real projection."""
-
-    def __init__(self) -> None:
-        self.inst = f"B{uuid.uuid4().hex[:6].upper()}"
-        self.ds = DataSet(institutions=[self.inst], years=[])
-
-    def _emit(
-        self, type: EventType, payload: dict[str, Any], occurred_at: datetime, n: int
-    ) -> None:
-        aid = f"{self.inst}-{n:03d}"
-        self.ds.events.append(
-            LifecycleEvent(
-                event_id=str(uuid.uuid4()),
-                achievement_id=aid,
-                workflow_id=f"achievement-{aid}",
-                institution_code=self.inst,
-                type=type,
-                stage="transaction",
-                occurred_at=occurred_at,
-                source="test",
-                payload=payload,
-            )
-        )
-        self.ds.views[aid] = AchievementView(
-            achievement_id=aid,
-            workflow_id=f"achievement-{aid}",
-            institution_code=self.inst,
-            title=f"Dated achievement {aid}",
-            field="biomedicine",
-            stage="transaction",
-            modes=["licence"],
-            funding_kinds=[],
-            mandatory_listing_due=None,
-            waiting_on=None,
-            waiting_until=None,
-            synthetic=True,
-            updated_at=occurred_at,
-        )
-
-    def pay(self, amount: str, paid_at: datetime, delivered: datetime) -> None:
-        n = len(self.ds.events)
-        payment = Payment(
-            event_id=f"pay-{self.inst}-{n}",
-            exchange="sstec",
-            listing_id=f"L-{self.inst}-{n}",
-            instalment=1,
-            amount=Decimal(amount),
-            costs=Decimal("10.00"),
-            paid_at=paid_at,
-        )
-        distribution = Distribution.of(payment, DEFAULT_POLICY, team_rounds_up=True)
-        payload = {
-            **payment.model_dump(mode="json"),
-            "distribution": distribution.model_dump(mode="json"),
-        }
-        self._emit(EventType.PAYMENT_RECEIVED, payload, delivered, n)
-
-    def contract(self, amount: str, registered_at: datetime, delivered: datetime) -> None:
-        payload = {
-            "certificate_number": "TC-1",
-            "verified_amount": amount,
-            "tax_preference_eligible": True,
-            "registered_at": registered_at.isoformat(),
-            "contract_type": "licence",
-            "amount": amount,
-        }
-        self._emit(EventType.CONTRACT_REGISTERED, payload, delivered, len(self.ds.events))
-
-    def company(self, founded_at: datetime, delivered: datetime) -> None:
-        payload = {"company_name": "Spin-off", "founded_at": founded_at.isoformat()}
-        self._emit(EventType.COMPANY_FOUNDED, payload, delivered, len(self.ds.events))
-
-    def disclose(self, disclosed_at: datetime) -> None:
-        self._emit(EventType.DISCLOSED, {"title": "x"}, disclosed_at, len(self.ds.events))
-
-    async def record(self, db: asyncpg.Pool) -> None:
-        await record(db, self.ds.events, self.ds)
-
-    async def report(self, db: asyncpg.Pool, year: int) -> InstitutionAnnualReport:
-        return await build_institution_report(db, self.inst, year, datetime.now(UTC))
-
-
 async def _sql_cash(db: asyncpg.Pool, inst: str, year: int) -> Decimal:
     """An independent sum: payments paid in the year in Shanghai, delivered before 10 January."""
     total: Decimal = await db.fetchval(
@@ -372,7 +285,7 @@ async def test_a_31_december_payment_delivered_in_january_counts_in_december(
     db: asyncpg.Pool,
 ) -> None:
     y = THIS_YEAR - 2
-    ledger = _Ledger()
+    ledger = Ledger()
     ledger.pay(
         "1000.00", datetime(y, 12, 31, 15, tzinfo=CST), datetime(y + 1, 1, 2, 10, tzinfo=CST)
     )
@@ -388,7 +301,7 @@ async def test_the_year_turns_at_shanghai_midnight_not_utc(db: asyncpg.Pool) -> 
     y = THIS_YEAR - 2
     before = datetime(y, 12, 31, 23, 30, tzinfo=CST)  # 15:30 UTC: the same day in UTC
     after = datetime(y + 1, 1, 1, 0, 30, tzinfo=CST)  # 16:30 UTC on 31 December, in UTC
-    ledger = _Ledger()
+    ledger = Ledger()
     for at, amount in ((before, "100.00"), (after, "200.00")):
         ledger.pay(amount, at, at)
         ledger.contract(amount, at, at)
@@ -411,7 +324,7 @@ async def test_a_payment_for_a_closed_year_is_a_correction_in_the_next_report(
     db: asyncpg.Pool,
 ) -> None:
     y = THIS_YEAR - 2
-    ledger = _Ledger()
+    ledger = Ledger()
     ledger.pay("500.00", datetime(y, 6, 1, tzinfo=CST), datetime(y, 6, 1, tzinfo=CST))
     await ledger.record(db)
     filed = await ledger.report(db, y)

@@ -26,7 +26,11 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
+from activities.report.amounts import yuan
+from activities.report.rows import report_rows
 from activities.report_deals import build_deals_and_equity
+from activities.report_render import to_html
+from activities.reports import build_institution_report
 from core.policy_book import DEMO_POLICY
 from gateway.signing import sign
 from schemas.commands import Withdrawal
@@ -226,6 +230,22 @@ async def test_a_brokers_fee_is_taken_from_the_first_payments_and_the_team_gets_
         Decimal("5.44"),
         Decimal("0.70"),
     )
+
+    # The annual report carries and renders the same figures.
+    report = await build_institution_report(
+        db, sc.disclosure.institution.code, year, datetime.now(UTC)
+    )
+    assert report.brokered is not None
+    rows = {(r["part"], r["item"]): r for r in report_rows(report)}
+    for part, broker_id in (("transfer_institution", code), ("technology_manager", certificate)):
+        row = rows[(part, f"{broker_id}:deals")]
+        assert (row["count"], Decimal(row["amount"])) == (deals["n"], deals["amount"])
+        assert Decimal(rows[(part, f"{broker_id}:fees_agreed")]["amount"]) == deals["fee"]
+        assert Decimal(rows[(part, f"{broker_id}:fees_paid")]["amount"]) == fees_paid
+    [in_report] = [r for r in report.brokered.team_equity if r.achievement_id == aid]
+    assert in_report.team_equity_share == team_share
+    html = to_html([report], year)
+    assert f"TTI-{tag}" in html and f"TM-{tag}" in html and yuan(fees_paid) in html
 
 
 async def test_a_hostile_broker_field_in_the_exchanges_webhook_is_422_naming_it(

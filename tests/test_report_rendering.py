@@ -158,6 +158,11 @@ async def test_html_report_renders_its_charts_in_chromium(
     assert '<html lang="zh-CN">' in html and "科技成果转化年度报告" in html
     for part in ("一、科技成果情况", "三、技术合同", "六、创设企业与股权", "概念验证资助"):
         assert part in html
+    # Brokered deals and team equity, and the transfer fund, each a section of its own.
+    assert report.brokered is not None and report.fund is not None
+    for part in ("brokered", "fund"):
+        assert f'data-part="{part}"' in html
+    assert "技术转移机构与技术经理人促成交易" in html and "年末余额" in html
     # Tall enough for the whole report: the funnel is its last chart.
     width, height, rows = await _screenshot(html, tmp_path, (1280, 4000), keep=True)
     assert (width, height) == (1280, 4000)
@@ -290,8 +295,38 @@ def _dwarfed_report() -> InstitutionAnnualReport:
             },
             "poc": {"grants": 1, "granted_amount": "300000.00"},
             "funnel": {},
+            "brokered": {
+                "institution_code": "SYN-UNI",
+                "year": THIS_YEAR - 1,
+                "time_zone": "Asia/Shanghai",
+                "transfer_institutions": [_broker("TTI-1", "上海合成技术转移有限公司")],
+                "technology_managers": [_broker("TM-1", "李合成")],
+                "team_equity": [],
+            },
+            "fund": {
+                "institution": "SYN-UNI",
+                "year": THIS_YEAR - 1,
+                "opening_balance": "100.00",
+                "accruals": 1,
+                "accrued": "50.00",
+                "uses": 1,
+                "used": "30.00",
+                "closing_balance": "120.00",
+                "by_purpose": [{"purpose": "专利维护", "uses": 1, "amount": "30.00"}],
+            },
         }
     )
+
+
+def _broker(id: str, name: str) -> dict[str, object]:
+    return {
+        "id": id,
+        "name": name,
+        "deals": 1,
+        "amount": "1200000.00",
+        "fees_agreed": "36000.00",
+        "fees_paid": "12000.00",
+    }
 
 
 def _bars(svg: str) -> list[tuple[float, float, float, str]]:
@@ -369,6 +404,9 @@ async def test_pdf_report_prints_in_chinese_with_every_bar() -> None:
     finally:
         document.close()
     assert "科技成果转化年度报告" in text and "技术转让" in text and "专利" in text
+    # The brokered deals' and the fund's sections print too.
+    assert "技术经理人" in text and "李合成" in text and "36,000.00" in text
+    assert "技术转移专项资金" in text and "年末余额" in text and "专利维护" in text
     # Ink where the charts are: each non-zero contract bar's colour (nothing else uses them).
     inked = [len(p.tobytes()) // 3 - _near(p, "#ffffff", 0) for p in pages]
     assert inked[0] > 10_000, inked

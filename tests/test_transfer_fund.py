@@ -33,7 +33,11 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.fund import FundActivities
+from activities.report.amounts import yuan
+from activities.report.rows import report_rows
 from activities.report_fund import fund_year
+from activities.report_render import to_html
+from activities.reports import build_institution_report
 from core.policy_book import DEMO_POLICY
 from schemas.fund import FundAccrual, FundBalance, FundState, FundUse, FundUseRequest
 from schemas.identity import Actor, Role
@@ -149,7 +153,7 @@ async def test_each_payment_accrues_once(
             paid_at=done.payments[0].payment.paid_at,
             actor=f"lifecycle:{handle.id}",
         )
-        await _accrue(client, task_queue, again)
+        await _accrue(client, stack.settings.fund_task_queue, again)
         await _projected(db, fund, institution)
         after = await _balance(fund)
         assert (after.balance, after.entries) == (shares, 2)
@@ -176,7 +180,9 @@ async def test_uses_never_below_zero_and_idempotent(
         return FundUse(institution=institution, request=request, officer=officer, approver=who)
 
     async with build_worker(client, stack.deps, task_queue, stack.settings):
-        fund = await _accrue(client, task_queue, _accrual(institution, "100.00"))
+        fund = await _accrue(
+            client, stack.settings.fund_task_queue, _accrual(institution, "100.00")
+        )
         first = await fund.execute_update(TransferFund.use, use("u-1", "30.00"))
         assert (first.balance, first.duplicate) == (Decimal("70.00"), False)
         try:
@@ -265,7 +271,7 @@ async def test_fund_through_the_gateway(
         seed = _accrual(OWN, "50.00", 0).model_copy(
             update={"payment_event_id": f"pay-{request_id}"}
         )
-        fund = await _accrue(client, queue, seed)
+        fund = await _accrue(client, stack.settings.fund_task_queue, seed)
         await _projected(db, fund, OWN)
         before = (await _balance(fund)).balance
 
@@ -335,7 +341,8 @@ async def test_fund_year_equals_an_independent_sum(
             accrual = _accrual(institution, amount, n).model_copy(
                 update={"payment_event_id": key, "paid_at": at}
             )
-            fund = await _accrue(client, task_queue, accrual)
+            # The funds' own queue, where build_worker runs TransferFund.
+            fund = await _accrue(client, stack.settings.fund_task_queue, accrual)
         for request_id, amount, purpose in [
             ("u-1", "30.00", "patent maintenance"),
             ("u-2", "20.00", "training"),
@@ -381,6 +388,20 @@ async def test_fund_year_equals_an_independent_sum(
         ("training", 1, Decimal("20.00")),
     ]
 
+    # The annual report of the year carries and renders the same figures.
+    report = await build_institution_report(db, institution, this_year, datetime.now(UTC))
+    assert report.fund == now
+    closing = await db.fetchval(
+        "SELECT sum(CASE kind WHEN 'accrual' THEN amount ELSE -amount END) FROM fund_entries"
+        " WHERE institution_code = $1",
+        institution,
+    )
+    rows = {(r["part"], r["item"]): r for r in report_rows(report)}
+    assert Decimal(rows[("fund", "closing_balance")]["amount"]) == closing == balance
+    assert Decimal(rows[("fund", "opening_balance")]["amount"]) == before.closing_balance
+    html = to_html([report], this_year)
+    assert 'data-part="fund"' in html and "patent maintenance" in html and yuan(closing) in html
+
 
 async def test_the_demo_records_fund_uses_once(
     dev_env: WorkflowEnvironment, db: asyncpg.Pool, stack: Stack
@@ -393,7 +414,7 @@ async def test_the_demo_records_fund_uses_once(
     parties = Parties(stack.http, stack.settings, stack.tokens)
     async with build_worker(dev_env.client, stack.deps, queue, stack.settings):
         seed = _accrual(OWN, "80.00").model_copy(update={"payment_event_id": f"demo-{tag}"})
-        fund = await _accrue(dev_env.client, queue, seed)
+        fund = await _accrue(dev_env.client, stack.settings.fund_task_queue, seed)
         await _projected(db, fund, OWN)
         await record_fund_uses(parties, [OWN, OWN], tag)
         await record_fund_uses(parties, [OWN], tag)  # the same run again: nothing twice

@@ -33,6 +33,11 @@ _TERMS: dict[str, tuple[str, str]] = {
     "part.companies": ("六、创设企业与股权", "6. Companies created and equity held"),
     "part.listings": ("强制挂牌交易", "Mandatory listing"),
     "part.poc": ("概念验证资助", "Proof-of-concept grants"),
+    "part.brokered": (
+        "技术转移机构与技术经理人促成交易、团队股权奖励",
+        "Deals brokered by transfer institutions and technology managers; the team's equity",
+    ),
+    "part.fund": ("技术转移专项资金", "The technology transfer fund"),
     "part.funnel": ("各阶段进展", "Progress through the stages"),
     "part.corrections": ("以前年度更正", "Corrections to earlier years"),
     # Figures.
@@ -154,3 +159,28 @@ def term(prefix: str, value: str, lang: Lang) -> str:
 def both(key: str, **values: object) -> tuple[str, str]:
     """Chinese and English, for a heading that shows both."""
     return t(key, "zh", **values), t(key, "en", **values)
+
+
+# The own words of the brokered deals' and the fund's sections (activities/report/sections.py).
+BROKERED_TERMS = {
+    "named": ("{name}（{id}）", "{name} ({id})"),
+    "transfer_institutions": ("技术转移机构", "Technology transfer institutions"),
+    "technology_managers": ("技术经理人", "Technology managers"),
+    "broker": ("名称（编号）", "Name (number)"),
+    "deals": ("促成交易（项）", "Deals brokered"),
+    "deal_amount": ("合同金额（元）", "Contract amount (CNY)"),
+    "fees_agreed": ("约定服务费（元）", "Fees agreed (CNY)"),
+    "fees_paid": ("已收取服务费（元）", "Fees taken (CNY)"),
+    "team_equity": ("作价投资 团队股权奖励", "Equity investments: the team's equity reward"),
+    "achievement": ("成果", "Achievement"),
+    "certificate": ("股权登记证书", "Equity certificate"),
+    "equity_share": ("作价股权比例", "Equity share"),
+    "team_share": ("团队股权比例", "Team's share"),
+    "reward": ("其中：奖励部分", "of which its reward"),
+}
+FUND_TERMS = {
+    "opening_balance": ("年初余额", "Opening balance"),
+    "accrued": ("本年计提", "Accrued"),
+    "used": ("本年使用", "Used"),
+    "closing_balance": ("年末余额", "Closing balance"),
+}

@@ -68,6 +68,29 @@ def report_rows(report: InstitutionAnnualReport) -> list[dict[str, Any]]:
     add("listings", "mandatory_triggered", report.listings.mandatory_triggered)
     add("listings", "mandatory_exempted", report.listings.mandatory_exempted)
     add("poc", "grants", report.poc.grants, report.poc.granted_amount)
+    # Parts a report built before them does not have (None): no rows.
+    if report.brokered is not None:
+        b = report.brokered
+        for part, brokers in (
+            ("transfer_institution", b.transfer_institutions),
+            ("technology_manager", b.technology_managers),
+        ):
+            for x in brokers:
+                add(part, f"{x.id}:deals", x.deals, x.amount)
+                add(part, f"{x.id}:fees_agreed", amount=x.fees_agreed)
+                add(part, f"{x.id}:fees_paid", amount=x.fees_paid)
+        for e in b.team_equity:  # shares in per cent, in the amount column
+            item = f"{e.achievement_id}:{e.equity_certificate}"
+            add("team_equity", f"{item}:team_equity_share_percent", 1, e.team_equity_share)
+            add("team_equity", f"{item}:reward_share_percent", amount=e.team_reward_equity_share)
+    if report.fund is not None:
+        f = report.fund
+        add("fund", "opening_balance", amount=f.opening_balance)
+        add("fund", "accrued", f.accruals, f.accrued)
+        add("fund", "used", f.uses, f.used)
+        for u in f.by_purpose:
+            add("fund", f"purpose:{u.purpose}", u.uses, u.amount)
+        add("fund", "closing_balance", amount=f.closing_balance)
     for stage, n in report.funnel.items():
         add("funnel", stage, n)
     # Late events of earlier, closed years: one part per year they belong to.

@@ -13,7 +13,7 @@ from html import escape
 
 from activities.report.amounts import yuan
 from activities.report.charts import bars_svg, funnel_svg
-from activities.report.labels import MONTHS, Lang, t, term
+from activities.report.labels import BROKERED_TERMS, FUND_TERMS, MONTHS, Lang, t, term
 from schemas.report import InstitutionAnnualReport
 
 # (label, count, amount, depth): a row of a part's figures table; None leaves a cell empty.
@@ -199,6 +199,70 @@ def _corrections(r: InstitutionAnnualReport, w: Words) -> str:
     return w.table(rows)
 
 
+def _grid(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A table of several figures per row; `rows` are escaped or formatted already."""
+    th = "".join(f"<th>{escape(h)}</th>" for h in head)
+    body = "".join(
+        "<tr><td>" + r[0] + "</td>" + "".join(f'<td class="n">{c}</td>' for c in r[1:]) + "</tr>"
+        for r in rows
+    )
+    return f"<table><tr>{th}</tr>{body}</table>"
+
+
+def _not_built(w: Words) -> str:
+    """A report built before the part was (an activity result in a recorded history)."""
+    return f"<p>{escape(w('not_recorded'))}</p>"
+
+
+def _brokered(r: InstitutionAnnualReport, w: Words) -> str:
+    """Per transfer institution and technology manager: deals closed in the year, their amount,
+    the fees agreed in them and the fees taken from the year's payments; then the equity
+    registered for research teams (作价投资 团队股权奖励)."""
+    b = r.brokered
+    if b is None:
+        return _not_built(w)
+    out = []
+    head = [w("broker"), w("deals"), w("deal_amount"), w("fees_agreed"), w("fees_paid")]
+    for key, brokers in (
+        ("transfer_institutions", b.transfer_institutions),
+        ("technology_managers", b.technology_managers),
+    ):
+        rows = [
+            [
+                escape(w("named", name=x.name, id=x.id)),
+                f"{x.deals:,}",
+                *map(yuan, (x.amount, x.fees_agreed, x.fees_paid)),
+            ]
+            for x in brokers
+        ]
+        body = _grid(head, rows) if rows else f"<p>{escape(w('none'))}</p>"
+        out.append(f"<h4>{escape(w(key))}</h4>{body}")
+    equity = [
+        [escape(e.achievement_id), escape(e.equity_certificate)]
+        + [f"{v}%" for v in (e.equity_share, e.team_equity_share, e.team_reward_equity_share)]
+        for e in b.team_equity
+    ]
+    head = [w("achievement"), w("certificate"), w("equity_share"), w("team_share"), w("reward")]
+    body = _grid(head, equity) if equity else f"<p>{escape(w('none'))}</p>"
+    out.append(f"<h4>{escape(w('team_equity'))}</h4>{body}")
+    return "".join(out)
+
+
+def _fund(r: InstitutionAnnualReport, w: Words) -> str:
+    """The fund's year: opening + accrued - used = closing, the uses by purpose."""
+    f = r.fund
+    if f is None:
+        return _not_built(w)
+    rows: list[Row] = [
+        (w("opening_balance"), None, f.opening_balance, 0),
+        (w("accrued"), f.accruals, f.accrued, 0),
+        (w("used"), f.uses, f.used, 0),
+        *[(u.purpose, u.uses, u.amount, 1) for u in f.by_purpose],
+        (w("closing_balance"), None, f.closing_balance, 0),
+    ]
+    return w.table(rows)
+
+
 def _titled(key: str) -> tuple[str, str]:
     return t(key, "zh"), t(key, "en")
 
@@ -212,6 +276,8 @@ SECTIONS: list[Section] = [
     Section("companies", _titled("part.companies"), _companies),
     Section("listings", _titled("part.listings"), _listings),
     Section("poc", _titled("part.poc"), _poc),
+    Section("brokered", _titled("part.brokered"), _brokered, BROKERED_TERMS),
+    Section("fund", _titled("part.fund"), _fund, FUND_TERMS),
     Section("funnel", _titled("part.funnel"), _funnel),
 ]
 # Shown only when the report has some: a filed year's late events.
