@@ -123,7 +123,7 @@ async def test_brokered_deals_team_equity_and_the_fund_equal_plain_sql_sums(
     for i, e in enumerate(entries):
         balance += -e.amount if e.kind == EntryKind.USE else e.amount
         entries[i] = e.model_copy(update={"balance_after": balance})
-    fund = FundActivities(db, "unused")
+    fund = FundActivities(db)
     assert await ActivityEnvironment().run(fund.record_entries, entries, "CN-SH") == len(entries)
 
     report = await ledger.report(db, y)

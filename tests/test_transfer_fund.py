@@ -153,7 +153,7 @@ async def test_each_payment_accrues_once(
             paid_at=done.payments[0].payment.paid_at,
             actor=f"lifecycle:{handle.id}",
         )
-        await _accrue(client, stack.settings.fund_task_queue, again)
+        await _accrue(client, task_queue, again)
         await _projected(db, fund, institution)
         after = await _balance(fund)
         assert (after.balance, after.entries) == (shares, 2)
@@ -180,9 +180,7 @@ async def test_uses_never_below_zero_and_idempotent(
         return FundUse(institution=institution, request=request, officer=officer, approver=who)
 
     async with build_worker(client, stack.deps, task_queue, stack.settings):
-        fund = await _accrue(
-            client, stack.settings.fund_task_queue, _accrual(institution, "100.00")
-        )
+        fund = await _accrue(client, task_queue, _accrual(institution, "100.00"))
         first = await fund.execute_update(TransferFund.use, use("u-1", "30.00"))
         assert (first.balance, first.duplicate) == (Decimal("70.00"), False)
         try:
@@ -271,7 +269,7 @@ async def test_fund_through_the_gateway(
         seed = _accrual(OWN, "50.00", 0).model_copy(
             update={"payment_event_id": f"pay-{request_id}"}
         )
-        fund = await _accrue(client, stack.settings.fund_task_queue, seed)
+        fund = await _accrue(client, queue, seed)
         await _projected(db, fund, OWN)
         before = (await _balance(fund)).balance
 
@@ -341,8 +339,7 @@ async def test_fund_year_equals_an_independent_sum(
             accrual = _accrual(institution, amount, n).model_copy(
                 update={"payment_event_id": key, "paid_at": at}
             )
-            # The funds' own queue, where build_worker runs TransferFund.
-            fund = await _accrue(client, stack.settings.fund_task_queue, accrual)
+            fund = await _accrue(client, task_queue, accrual)
         for request_id, amount, purpose in [
             ("u-1", "30.00", "patent maintenance"),
             ("u-2", "20.00", "training"),
@@ -414,7 +411,7 @@ async def test_the_demo_records_fund_uses_once(
     parties = Parties(stack.http, stack.settings, stack.tokens)
     async with build_worker(dev_env.client, stack.deps, queue, stack.settings):
         seed = _accrual(OWN, "80.00").model_copy(update={"payment_event_id": f"demo-{tag}"})
-        fund = await _accrue(dev_env.client, stack.settings.fund_task_queue, seed)
+        fund = await _accrue(dev_env.client, queue, seed)
         await _projected(db, fund, OWN)
         await record_fund_uses(parties, [OWN, OWN], tag)
         await record_fund_uses(parties, [OWN], tag)  # the same run again: nothing twice
