@@ -462,8 +462,11 @@ async def _play(
         )
     finally:
         drivers.cancel()
+    pdf_skipped: str | None = None
     try:
-        report_files = await write_annual_report(http, settings, parties.people, today.year)
+        report_files, pdf_skipped = await write_annual_report(
+            http, settings, parties.people, today.year
+        )
         report_error = None
     except (ReportNotWritten, httpx.HTTPError) as exc:
         report_files, report_error = [], str(exc) or type(exc).__name__
@@ -483,6 +486,8 @@ async def _play(
     console.print(f"{completed} of {count} achievements completed all their stages.")
     for path in report_files:
         console.print(f"The annual report (in Chinese): {path.as_uri()}")
+    if pdf_skipped:
+        console.print(f"[yellow]The annual report's PDF was not printed here: {pdf_skipped}[/]")
     if report_error:
         console.print(f"[red]The annual report was not written: {report_error}[/]")
     return 0 if not unfinished and not report_error else 1

@@ -22,12 +22,14 @@ class ReportNotWritten(Exception):
 
 async def write_annual_report(
     http: httpx.AsyncClient, settings: Settings, people: SyntheticSignIn, year: int
-) -> list[Path]:
-    """The report's files, HTML then PDF, under the data directory's reports/."""
+) -> tuple[list[Path], str | None]:
+    """The report's files, HTML then PDF, under the data directory's reports/, and why the
+    PDF was not printed, if it was not: a machine without Pango or a Chinese font (a fresh one
+    with only Python) still runs the demo and gets the HTML, with what to install."""
     headers = await people.headers(REGULATOR)
     folder = settings.data_dir / "reports"
     folder.mkdir(parents=True, exist_ok=True)
-    written = []
+    written: list[Path] = []
     for fmt in FORMATS:
         response = await http.get(
             f"{settings.gateway_url}/reports/annual/{year}",
@@ -35,6 +37,8 @@ async def write_annual_report(
             headers=headers,
             timeout=TIMEOUT,
         )
+        if fmt == "pdf" and response.status_code == 503:
+            return written, _detail(response)
         if response.status_code != 200:
             try:
                 detail = response.json().get("detail", response.text)
@@ -44,4 +48,11 @@ async def write_annual_report(
         path = folder / f"annual-report-{year}-zh.{fmt}"
         path.write_bytes(response.content)
         written.append(path.resolve())
-    return written
+    return written, None
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("detail", response.text))
+    except ValueError:
+        return response.text[:300]
