@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import httpx
 from helpers import scenarios
-from helpers.lifecycle import start, to_transaction, until
+from helpers.lifecycle import record_history, start, to_transaction, until
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
@@ -150,6 +150,7 @@ async def test_a_brokers_fee_is_taken_from_the_first_payments_and_the_team_gets_
         )
         await handle.result()
         history = await handle.fetch_history()
+        await record_history(handle, "brokered_deal_fee_and_team_equity")
 
     # The run took both new paths, and replays with them.
     markers = [
