@@ -113,6 +113,8 @@ SELECT institution_code, type, {_MONTH} AS month, {_KEY} AS key, {_LATE_YEAR} AS
         FILTER (WHERE type = 'payment_received') AS inst,
     sum((payload->'distribution'->>'team_owner_income')::numeric)
         FILTER (WHERE type = 'payment_received') AS owned,
+    sum((payload->'distribution'->>'service_fee')::numeric)
+        FILTER (WHERE type = 'payment_received') AS fee,
     count(*) FILTER (
         WHERE type = 'equity_registered' AND (payload->>'state_owned_equity')::boolean
     ) AS state_owned,
@@ -433,6 +435,7 @@ def _report(
             institution=_money(e.total("inst")),
             by_month=by_month,
             team_owner_income=_money(e.total("owned")),
+            service_fees=_money(e.total("fee")),
         ),
         rewards=RewardsPart(
             rewards_paid=team,

@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 
 # What the demo spends, and on what (plan item 4: the office's work and its people).
 PURPOSES = (
-    (Decimal("0.40"), "patent maintenance fees"),
-    (Decimal("0.25"), "training of technology managers"),
+    (Decimal("0.40"), "专利维护费 (patent maintenance fees)"),
+    (Decimal("0.25"), "技术经理人培训 (training of technology managers)"),
 )
 
 

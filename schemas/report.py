@@ -125,6 +125,9 @@ class IncomePart(_Part):
     # The team's own part as (co-)owner or holder of a right of use (item 3): not a reward, so
     # net_income = team_owner_income + team_reward + tto_fund + institution.
     team_owner_income: Money = ZERO
+    # Brokers' service fees taken from the payments before the split (plan items 6 and 7), so
+    # cash_received = costs + service_fees + net_income.
+    service_fees: Money = ZERO
 
 
 class RewardsPart(_Part):

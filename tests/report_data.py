@@ -389,6 +389,7 @@ _SQL_FIGURES = {
         SELECT count(*) AS n,
             coalesce(sum((payload->>'amount')::numeric), 0) AS cash,
             coalesce(sum((payload->>'costs')::numeric), 0) AS costs,
+            coalesce(sum((payload->'distribution'->>'service_fee')::numeric), 0) AS fee,
             coalesce(sum((payload->'distribution'->>'net_income')::numeric), 0) AS net,
             coalesce(sum((payload->'distribution'->>'team_reward')::numeric), 0) AS team,
             coalesce(sum((payload->'distribution'->>'tto_fund')::numeric), 0) AS tto,
@@ -444,7 +445,7 @@ async def sql_figures(pool: asyncpg.Pool, institution: str, year: int) -> dict[s
     months = {r["month"]: r["cash"] for r in rows["months"]}
     return {
         "payments": pay["n"],
-        "cash": (pay["cash"], pay["costs"], pay["net"]),
+        "cash": (pay["cash"], pay["costs"], pay["fee"], pay["net"]),
         "split": (pay["team"], pay["tto"], pay["inst"]),
         "months": [months.get(m, Decimal(0)) for m in range(1, 13)],
         "contracts": {r["kind"]: (r["n"], r["amount"]) for r in rows["contracts"]},

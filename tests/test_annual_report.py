@@ -172,8 +172,11 @@ async def test_report_figures_match_independent_sums(db: asyncpg.Pool, dataset: 
             assert r.income.tto_fund == dist["tto_fund"]
             assert r.income.institution == dist["institution"]
             assert r.income.by_month == x["months"]
-            # The parts add up to the cent: cash = costs + net; net = reward + fund + institution.
-            assert r.income.cash_received == r.income.costs + r.income.net_income
+            # The parts add up to the cent: cash = costs + brokers' fees + net;
+            # net = reward + fund + institution.
+            assert r.income.cash_received == (
+                r.income.costs + r.income.service_fees + r.income.net_income
+            )
             assert r.income.team_owner_income == dist["team_owner_income"]
             assert r.income.net_income == (
                 r.income.team_owner_income
@@ -206,7 +209,7 @@ async def test_report_figures_match_independent_sums(db: asyncpg.Pool, dataset: 
             assert r.achievements.by_ip_kind == dict(x["ip_kinds"]) == sql["ip_kinds"]  # type: ignore[call-overload]
             i = r.income
             assert i.payments == sql["payments"]
-            assert (i.cash_received, i.costs, i.net_income) == sql["cash"]
+            assert (i.cash_received, i.costs, i.service_fees, i.net_income) == sql["cash"]
             assert (i.team_reward, i.tto_fund, i.institution) == sql["split"]
             assert i.by_month == sql["months"]
             assert {

@@ -237,6 +237,10 @@ async def test_a_brokers_fee_is_taken_from_the_first_payments_and_the_team_gets_
         db, sc.disclosure.institution.code, year, datetime.now(UTC)
     )
     assert report.brokered is not None
+    # The fees taken before the split are a row of the income part, so its rows add up.
+    income = report.income
+    assert income.service_fees == fees_paid
+    assert income.cash_received == income.costs + income.service_fees + income.net_income
     rows = {(r["part"], r["item"]): r for r in report_rows(report)}
     for part, broker_id in (("transfer_institution", code), ("technology_manager", certificate)):
         row = rows[(part, f"{broker_id}:deals")]

@@ -58,6 +58,7 @@ _TERMS: dict[str, tuple[str, str]] = {
     "contract_amounts": ("各类技术合同金额", "Contract amounts by type"),
     "cash_received": ("现金收入", "Cash received"),
     "costs": ("相关成本", "Costs"),
+    "service_fees": ("技术转移服务费", "Brokers' service fees"),
     "net_income": ("净收入", "Net income"),
     "team_owner_income": ("团队作为权利人所得", "Team as (co-)owner"),
     "team_reward": ("科研团队奖励", "Team reward"),

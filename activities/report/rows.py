@@ -48,6 +48,7 @@ def report_rows(report: InstitutionAnnualReport) -> list[dict[str, Any]]:
     add("income", "cash_received", i.payments, i.cash_received)
     for name in (
         "costs",
+        "service_fees",
         "net_income",
         "team_owner_income",
         "team_reward",

@@ -123,6 +123,7 @@ def _income(r: InstitutionAnnualReport, w: Words) -> str:
     rows: list[Row] = [
         (w("cash_received"), i.payments, i.cash_received, 0),
         (w("costs"), None, i.costs, 1),
+        (w("service_fees"), None, i.service_fees, 1),
         (w("net_income"), None, i.net_income, 1),
         (w("team_owner_income"), None, i.team_owner_income, 2),
         (w("team_reward"), None, i.team_reward, 2),
