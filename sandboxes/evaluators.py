@@ -9,9 +9,6 @@ once, signed with the registry's webhook secret, to the gateway's `/webhooks/reg
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import uuid
 from datetime import datetime, timedelta
 
 import httpx
@@ -20,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.signing import sign
 from sandboxes.store import Connection, Pool, Record
-from sandboxes.webhooks import RETRYABLE_4XX, backoff
+from sandboxes.webhooks import RETRYABLE_4XX, OutboxPoller, backoff
 from schemas.evaluation import Recommendation, ReviewScores
 from schemas.evaluation_institution import EvaluationReportWebhook
 from schemas.registry_api import EvaluationRequest
@@ -92,41 +89,17 @@ async def enqueue(conn: Connection, report: EvaluationReportWebhook, due_at: dat
     )
 
 
-class ReportDeliverer:
+class ReportDeliverer(OutboxPoller):
     """Polls the report outbox and POSTs due reports to the gateway until stopped."""
 
+    name = "sandbox-evaluation-reports"
+    poll_interval = POLL_INTERVAL
+
     def __init__(self, pool: Pool, gateway_url: str, secret: str, timeout: float = 10.0) -> None:
+        super().__init__(timeout)
         self._pool = pool
         self._url = gateway_url.rstrip("/") + WEBHOOK_PATH
         self._secret = secret
-        self._http = httpx.AsyncClient(timeout=timeout)
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        name = f"sandbox-evaluation-reports-{uuid.uuid4().hex[:6]}"
-        self._task = asyncio.create_task(self._run(), name=name)
-
-    async def stop(self, grace: float = 5.0) -> None:
-        self._stop.set()
-        if self._task is not None:
-            done, _ = await asyncio.wait({self._task}, timeout=grace)
-            if not done:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
-        await self._http.aclose()
-
-    async def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                handled = await self.deliver_due()
-            except Exception:
-                log.exception("evaluation_report.poll_failed")
-                handled = 0
-            if handled == 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), POLL_INTERVAL)
 
     async def deliver_due(self) -> int:
         # Claimed with a lease, sent outside the transaction (as the exchange's webhooks).

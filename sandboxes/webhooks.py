@@ -55,27 +55,23 @@ def backoff(attempts: int) -> float:
     return min(FIRST_BACKOFF * 2.0 ** max(attempts - 1, 0), MAX_BACKOFF)
 
 
-class WebhookDeliverer:
-    """Polls the outbox and POSTs due events to the gateway until stopped."""
+class OutboxPoller:
+    """A background task that calls `deliver_due` until stopped, resting `poll_interval`
+    whenever nothing was due: the loop every sandbox outbox shares."""
 
-    def __init__(
-        self,
-        pool: Pool,
-        gateway_url: str,
-        secrets: Mapping[str, str],
-        faults: FaultState,
-        timeout: float = 10.0,
-    ) -> None:
-        self._pool = pool
-        self._url = gateway_url.rstrip("/") + WEBHOOK_PATH
-        self._secrets = dict(secrets)
-        self._faults = faults
+    name = "sandbox-outbox"
+    poll_interval = POLL_INTERVAL
+
+    def __init__(self, timeout: float) -> None:
         self._http = httpx.AsyncClient(timeout=timeout)
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
+    async def deliver_due(self) -> int:
+        raise NotImplementedError
+
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="sandbox-webhook-delivery")
+        self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self, grace: float = 5.0) -> None:
         self._stop.set()
@@ -94,11 +90,31 @@ class WebhookDeliverer:
                 handled = await self.deliver_due()
             except Exception:
                 # The database may be restarting: keep polling rather than die silently.
-                log.exception("webhook.poll_failed")
+                log.exception("outbox.poll_failed", outbox=self.name)
                 handled = 0
             if handled == 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), POLL_INTERVAL)
+                    await asyncio.wait_for(self._stop.wait(), self.poll_interval)
+
+
+class WebhookDeliverer(OutboxPoller):
+    """Polls the outbox and POSTs due events to the gateway until stopped."""
+
+    name = "sandbox-webhook-delivery"
+
+    def __init__(
+        self,
+        pool: Pool,
+        gateway_url: str,
+        secrets: Mapping[str, str],
+        faults: FaultState,
+        timeout: float = 10.0,
+    ) -> None:
+        super().__init__(timeout)
+        self._pool = pool
+        self._url = gateway_url.rstrip("/") + WEBHOOK_PATH
+        self._secrets = dict(secrets)
+        self._faults = faults
 
     async def deliver_due(self) -> int:
         delay_s = self._faults.current.webhook_delay_ms / 1000
