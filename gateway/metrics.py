@@ -82,6 +82,9 @@ def registry_of(request: Request) -> tuple[CollectorRegistry, LifecycleFigures]:
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request, ctx: Context) -> Response:
     token = ctx.settings.metrics_token
+    if (token is None or not token.get_secret_value()) and ctx.settings.environment != "dev":
+        # Per-institution counts are no anonymous read outside dev: a scraper shows a token.
+        raise HTTPException(403, "metrics are off: set ACHIEVEMENTS_METRICS_TOKEN for scrapers")
     if token is not None and token.get_secret_value():  # "" is unset, as for the codec token
         sent = request.headers.get("authorization", "")
         expected = f"Bearer {token.get_secret_value()}"

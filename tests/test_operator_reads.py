@@ -495,3 +495,24 @@ async def test_metrics_with_a_scrape_token_refuse_scrapers_without_it(
         scraped = await http.get("/metrics", headers={"Authorization": f"Bearer {token}"})
         assert scraped.status_code == 200 and "achievements_lifecycles" in scraped.text
     await verifier.close()
+
+
+async def test_metrics_outside_dev_need_a_scrape_token(
+    dev_env: WorkflowEnvironment, stack: Stack, db: asyncpg.Pool
+) -> None:
+    """In production, no token configured means no anonymous per-institution counts."""
+    from gateway.app import create_gateway_app
+
+    settings = stack.settings.model_copy(update={"environment": "production"})
+    verifier = token_verifier(settings)
+    gateway = create_gateway_app(dev_env.client, settings, PolicyBook.load(), verifier, pool=db)
+    sock = bind_socket("127.0.0.1")
+    async with (
+        serving(gateway, sock),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}") as http,
+    ):
+        refused = await http.get("/metrics")
+        assert refused.status_code == 403, refused.text
+        assert "ACHIEVEMENTS_METRICS_TOKEN" in refused.text
+        assert "achievements_lifecycles" not in refused.text
+    await verifier.close()
