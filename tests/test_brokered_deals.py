@@ -22,9 +22,9 @@ import asyncpg
 import httpx
 from helpers import scenarios
 from helpers.lifecycle import record_history, start, to_transaction, until
+from helpers.replay import assert_replays
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer
 
 from activities.report.amounts import yuan
 from activities.report.rows import report_rows
@@ -40,7 +40,7 @@ from schemas.jurisdiction import SHANGHAI
 from schemas.lifecycle import Stage
 from schemas.money import CENT
 from schemas.transaction import Brokerage, Listing, TechnologyManager, TransferInstitution
-from workers.worker import WORKFLOWS, build_worker
+from workers.worker import build_worker
 from workflows import patches
 from workflows.lifecycle import AchievementLifecycle
 
@@ -161,9 +161,7 @@ async def test_a_brokers_fee_is_taken_from_the_first_payments_and_the_team_gets_
     ]
     for patch in (patches.BROKERAGE_FEE_DEDUCTED, patches.TEAM_EQUITY_REWARD):
         assert any(patch.id.encode() in m for m in markers), (patch.id, markers)
-    replayer = Replayer(workflows=list(WORKFLOWS), data_converter=dev_env.client.data_converter)
-    replayed = await replayer.replay_workflow(history, raise_on_replay_failure=False)
-    assert replayed.replay_failure is None, replayed.replay_failure
+    await assert_replays(history, dev_env.client.data_converter, "brokered-deal")
 
     [closed] = [d for d in await _events(db, aid, "deal_closed") if d["accepted"]]
     assert closed["brokerage"] == brokerage.model_dump(mode="json")

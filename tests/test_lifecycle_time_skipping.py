@@ -192,7 +192,8 @@ async def test_external_calls_run_on_their_systems_rate_limited_queues(
     ]
     queues = {a.activity_type.name: a.task_queue.name for a in scheduled}
     assert queues["registry.register_achievement"] == f"{task_queue}-registry"
-    # The projection appends are local activities of the workflow's own worker: no task queue.
-    assert "projection.record_events" not in queues
+    # The projection appends run on the workflow's own queue, unthrottled: regular activities
+    # (workflows/patches.py projection-as-activity), no local activity any more.
+    assert queues["projection.record_events"] == task_queue
     markers = [e.marker_recorded_event_attributes.marker_name for e in history.events]
-    assert "core_local_activity" in markers
+    assert "core_local_activity" not in markers

@@ -196,6 +196,16 @@ FUND_ACCRUALS = Patch(
     "institution's TransferFund workflow",
     where="workflows/lifecycle/transaction.py _accrue_to_fund",
 )
+# Shipped with the commit that adds it; the histories before it are those of issues 13 and 15
+# re-recorded with every gate on its new path (tests/histories/before-projection-as-activity).
+PROJECTION_AS_ACTIVITY = Patch(
+    id="projection-as-activity",
+    shipped="this series (appends as regular activities again: local activities and queries)",
+    histories="tests/histories/before-projection-as-activity",
+    old_path="the appends as local activities (the local-projection branch; it goes with this "
+    "patch's old path once no running lifecycle took it)",
+    where="workflows/lifecycle/engine.py record_outbox",
+)
 
 LEDGER = (
     PER_SYSTEM_TASK_QUEUES,
@@ -220,6 +230,7 @@ LEDGER = (
     BROKERAGE_FEE_DEDUCTED,
     TEAM_EQUITY_REWARD,
     FUND_ACCRUALS,
+    PROJECTION_AS_ACTIVITY,
 )
 
 
@@ -237,6 +248,10 @@ def no_listing_after_deal() -> bool:
 
 def local_projection() -> bool:
     return workflow.patched(LOCAL_PROJECTION.id)
+
+
+def projection_as_activity() -> bool:
+    return workflow.patched(PROJECTION_AS_ACTIVITY.id)
 
 
 def team_share_rounds_up() -> bool:
@@ -325,6 +340,7 @@ RUN_START_GATES = (
     NEEDS_ATTENTION_MARKED,
     TEAM_EQUITY_REWARD,
     FUND_ACCRUALS,
+    PROJECTION_AS_ACTIVITY,
 )
 
 

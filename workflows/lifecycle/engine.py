@@ -249,13 +249,21 @@ class LifecycleEngine:
         workflow.logger.warning("%s event %s (%s) refused: %s", source, type, event_id, reason)
 
     async def record_outbox(self) -> None:
-        """Append the outbox to PostgreSQL, in order, each event exactly once."""
+        """Append the outbox to PostgreSQL, in order, each event exactly once.
+
+        Since `projection-as-activity`, one batch a call: events that arrive during the append
+        go with the next one, after the caller has looked at interrupts. Looping until the
+        outbox is empty would keep a lifecycle under a stream of signals (a burst of bids)
+        appending for as long as the stream lasts, and never reaching its continue-as-new.
+        """
         s = self.state
         while s.outbox:
-            if patches.local_projection():
-                # A local activity: appended by this worker (it holds the pool) within the
-                # workflow task, one marker in history instead of three events and a task round
-                # trip through the server. The append is short and idempotent.
+            # Regular activities again since `projection-as-activity`: with a local one, a query
+            # that arrives while it runs can complete the workflow task before the workflow has
+            # seen its result, and that history does not replay (temporalio 1.35.0; reproduced
+            # by tests/test_queries_while_recording.py). Older runs keep their recorded path.
+            as_activity = patches.projection_as_activity()
+            if not as_activity and patches.local_projection():
                 batch = list(s.outbox)
                 await workflow.execute_local_activity_method(
                     ProjectionActivities.record_events,
@@ -263,7 +271,7 @@ class LifecycleEngine:
                     start_to_close_timeout=PROJECTION_TIMEOUT,
                     retry_policy=PROJECTION_RETRY,
                 )
-            elif patches.batched_projection():
+            elif as_activity or patches.batched_projection():
                 # One activity per wake-up instead of one per event: a third of the history.
                 batch = list(s.outbox)
                 await workflow.execute_activity_method(
@@ -283,6 +291,13 @@ class LifecycleEngine:
             # Handlers may have appended more meanwhile: only the recorded ones leave.
             del s.outbox[: len(batch)]
             s.events_recorded += len(batch)
+            if as_activity:
+                return
+
+    async def record_everything(self) -> None:
+        """Append until the outbox is empty (the end of a run)."""
+        while self.state.outbox:
+            await self.record_outbox()
 
     def first_delivery(self, event_id: str) -> bool:
         """Whether an external event is new: a redelivered one has no second effect."""

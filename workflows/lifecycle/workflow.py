@@ -104,7 +104,10 @@ class AchievementLifecycle(LifecycleStages):
             except MandatoryListingDue:
                 await self._trigger_mandatory_listing()
             except ContinueAsNewSuggested:
-                await self.record_outbox()
+                # The outbox is part of the state: the new run appends it at its first wait.
+                # (Runs recorded before projection-as-activity appended it here.)
+                if not patches.projection_as_activity():
+                    await self.record_outbox()
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(
                     LifecycleInput(
@@ -114,7 +117,7 @@ class AchievementLifecycle(LifecycleStages):
                         resume=self.state,
                     )
                 )
-        await self.record_outbox()
+        await self.record_everything()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return rules.result(self.state)
 
