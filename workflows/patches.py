@@ -196,11 +196,10 @@ FUND_ACCRUALS = Patch(
     "institution's TransferFund workflow",
     where="workflows/lifecycle/transaction.py _accrue_to_fund",
 )
-# Shipped with the commit that adds it; the histories before it are those of issues 13 and 15
-# re-recorded with every gate on its new path (tests/histories/before-projection-as-activity).
+# The histories before it: those of issues 13 and 15, with every earlier gate on its new path.
 PROJECTION_AS_ACTIVITY = Patch(
     id="projection-as-activity",
-    shipped="this series (appends as regular activities again: local activities and queries)",
+    shipped="0fb4678 (appends as regular activities again: local activities and queries)",
     histories="tests/histories/before-projection-as-activity",
     old_path="the appends as local activities (the local-projection branch; it goes with this "
     "patch's old path once no running lifecycle took it)",
