@@ -136,7 +136,9 @@ class GatewayProcess:
 async def _session() -> AsyncIterator[aiohttp.ClientSession]:
     """The requests' client: aiohttp, whose CPU per request is a fraction of httpx's, so the
     driver takes less of the cores the gateway and the server share with it."""
-    connector = aiohttp.TCPConnector(limit=CONCURRENCY)
+    # Idle connections are dropped before uvicorn's keep-alive (5 s) closes them: reusing one
+    # the server is closing at that instant fails a POST, which is never retried.
+    connector = aiohttp.TCPConnector(limit=CONCURRENCY, keepalive_timeout=2.0)
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         yield session
