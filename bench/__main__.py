@@ -1,4 +1,7 @@
-"""python -m bench [throughput|cpu|latency|parked|report|timeskip|all] [--size tiny|full]"""
+"""python -m bench [NAME|all|NAME,NAME...] [--size tiny|full]
+
+NAME: throughput, cpu, latency, parked, report, timeskip, gateway, scaleout.
+"""
 
 from __future__ import annotations
 

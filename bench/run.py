@@ -9,7 +9,7 @@ from pathlib import Path
 from bench.harness import RESULTS, Result, Runner, Size, show, write
 from core.binaries import BinaryNotFound
 
-NAMES = ("throughput", "cpu", "latency", "parked", "report", "timeskip")
+NAMES = ("throughput", "cpu", "latency", "parked", "report", "timeskip", "gateway", "scaleout")
 
 
 def _runner(name: str) -> Runner:
@@ -37,6 +37,14 @@ def _runner(name: str) -> Runner:
         from bench.timeskip import measure as timeskip
 
         return timeskip
+    if name == "gateway":
+        from bench.gateway import measure as gateway
+
+        return gateway
+    if name == "scaleout":
+        from bench.scaleout import measure as scaleout
+
+        return scaleout
     raise ValueError(f"unknown benchmark {name!r}: one of {', '.join(NAMES)} or all")
 
 

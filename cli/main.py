@@ -413,7 +413,17 @@ def schedule(data_dir: DataDir = Path(".data")) -> None:
     _exit_now()
 
 
-BENCHMARKS = ("throughput", "cpu", "latency", "parked", "report", "timeskip", "all")
+BENCHMARKS = (
+    "throughput",
+    "cpu",
+    "latency",
+    "parked",
+    "report",
+    "timeskip",
+    "gateway",
+    "scaleout",
+    "all",
+)
 
 
 @app.command()

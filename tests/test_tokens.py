@@ -291,3 +291,69 @@ async def test_a_webhook_signature_that_is_not_ascii_is_401(stack: Stack) -> Non
         f"{stack.gateway_url}/webhooks/registry", content=body, headers=headers
     )
     assert response.status_code == 401, response.text
+
+
+ISSUER = "https://issuer.example"
+
+
+def _issuer_http(keys: KeyRing) -> httpx.AsyncClient:
+    """The discovery document and the JWKS of `keys`, as an issuer at ISSUER would serve them."""
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/.well-known/openid-configuration":
+            return httpx.Response(200, json={"issuer": ISSUER, "jwks_uri": f"{ISSUER}/jwks"})
+        return httpx.Response(200, json=keys.public_jwks())
+
+    return httpx.AsyncClient(transport=httpx.MockTransport(serve))
+
+
+def _signed(keys: KeyRing, **overrides: Any) -> str:
+    now = int(time.time())
+    body = {"iss": ISSUER, "sub": "officer.syn-uni", "aud": "gw", "iat": now, "exp": now + 300}
+    return keys.sign({}, {**body, **overrides})
+
+
+async def test_a_verified_token_is_remembered_until_its_expiry_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    keys = KeyRing()
+    async with _issuer_http(keys) as http:
+        verifier = TokenVerifier(ISSUER, "gw", leeway_seconds=30, http=http)
+        exp = int(time.time()) - 10  # expired, but within the leeway
+        token = _signed(keys, exp=exp)
+        assert (await verifier.verify(token)).subject == "officer.syn-uni"
+        verifier.leeway = 0  # a full verification would now refuse it...
+        assert (await verifier.verify(token)).subject == "officer.syn-uni"  # ...a repeat is kept
+        # Past exp + leeway the kept principal is dropped and the token verified again: refused.
+        monkeypatch.setattr("gateway.tokens.time.time", lambda: exp + 31.0)
+        with pytest.raises(InvalidToken, match="expired"):
+            await verifier.verify(token)
+
+
+async def test_only_tokens_that_verify_are_remembered() -> None:
+    keys = KeyRing()
+    async with _issuer_http(keys) as http:
+        verifier = TokenVerifier(ISSUER, "gw", http=http)
+        forged = _signed(KeyRing())  # another key under the same claims
+        for _ in range(2):
+            with pytest.raises(InvalidToken):
+                await verifier.verify(forged)
+        wrong_audience = _signed(keys, aud="another")
+        for _ in range(2):
+            with pytest.raises(InvalidToken, match="audience"):
+                await verifier.verify(wrong_audience)
+
+
+async def test_a_key_the_issuer_withdrew_takes_its_remembered_tokens_with_it() -> None:
+    keys = KeyRing(retain=2)
+    async with _issuer_http(keys) as http:
+        verifier = TokenVerifier(ISSUER, "gw", refresh_interval_seconds=0, http=http)
+        old = _signed(keys)
+        assert (await verifier.verify(old)).subject == "officer.syn-uni"
+        keys.rotate()
+        keys.rotate()  # two keys kept: the one that signed `old` is no longer published
+        # A token of the new key makes the gateway fetch the keys again...
+        assert (await verifier.verify(_signed(keys))).subject == "officer.syn-uni"
+        # ...and the old token, though verified before, is verified again: refused.
+        with pytest.raises(InvalidToken, match="signing key"):
+            await verifier.verify(old)
