@@ -1,7 +1,8 @@
 """The floor: a bare workflow with no logic and bare payloads that replays a lifecycle's shape.
 
 Its script is the lifecycle's own history reduced to tokens (bench/shape.py): `A` runs a no-op
-activity, `L` the same as a local activity (with `notify`: one that sends the append's NOTIFY,
+activity (`r`/`x`: on the `-registry`/`-exchange` queue, as the lifecycle's external calls),
+`L` the same as a local activity (with `notify`: one that sends the append's NOTIFY,
 bench/events.py, labelled with the wait that comes next, `U1`/`S1`..., when no other append lies
 between, else `appended`), `T` starts a timer that the next wait cancels (as the lifecycle's
 timed waits are), `U`/`S` wait for the next update/signal from the driver, `W` parks on a timer
@@ -79,6 +80,15 @@ class BareWorkflow:
             if token == "A":
                 await workflow.execute_activity(
                     noop, "x", start_to_close_timeout=timedelta(seconds=30)
+                )
+            elif token in "rx":
+                # On the worker's `-registry` / `-exchange` queue, as the lifecycle's calls.
+                suffix = "registry" if token == "r" else "exchange"
+                await workflow.execute_activity(
+                    noop,
+                    "x",
+                    start_to_close_timeout=timedelta(seconds=30),
+                    task_queue=f"{workflow.info().task_queue}-{suffix}",
                 )
             elif token == "L" and not input.notify:
                 await workflow.execute_local_activity(

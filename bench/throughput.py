@@ -84,7 +84,7 @@ async def _run_engine(
                 listener,
                 listing_of,
             )
-            script = script or await script_of(handle)  # type: ignore[arg-type]
+            script = script or await script_of(handle, queues=True)  # type: ignore[arg-type]
         async with _Meter(stack, worker, listener) as meter:
             await driver.drive_lifecycles(
                 stack.client, worker.task_queue, n, listener, listing_of, tag
@@ -100,7 +100,7 @@ async def _run_bare(
     async with listening(stack.dsn) as listener:
         for i in range(warmup):
             h = await driver.drive_bare(stack.client, q, f"bare-w-{tag}-{i}", script, listener)
-            bare_script = bare_script or await script_of(h)  # type: ignore[arg-type]
+            bare_script = bare_script or await script_of(h, queues=True)  # type: ignore[arg-type]
         async with _Meter(stack, worker, listener) as meter:
             await driver.bounded(
                 n,
@@ -108,7 +108,9 @@ async def _run_bare(
                 lambda i: driver.drive_bare(stack.client, q, f"bare-{tag}-{i}", script, listener),
             )
     if not bare_script:
-        bare_script = await script_of(stack.client.get_workflow_handle(f"bare-{tag}-0"))
+        bare_script = await script_of(
+            stack.client.get_workflow_handle(f"bare-{tag}-0"), queues=True
+        )
     return {"script": bare_script, **meter.figures(n)}
 
 

@@ -41,13 +41,22 @@ async def _run(args: argparse.Namespace) -> None:
     common = worker_options(Settings(drain_timeout_seconds=2))
     if args.mode == "bare":
         from bench.bare import BareWorkflow, noop
+        from workers.worker import WorkerGroup
 
-        group: object = Worker(
-            client,
-            task_queue=args.task_queue,
-            workflows=[BareWorkflow],
-            activities=[noop, notifier.append],
-            **common,
+        def bare(queue: str, workflows: list[type], activities: list[object]) -> Worker:
+            return Worker(
+                client,
+                task_queue=queue,
+                workflows=workflows,
+                activities=activities,  # type: ignore[arg-type]
+                **common,
+            )
+
+        # The engine's three queues, so that `r`/`x` activities go where the lifecycle's do.
+        group: object = WorkerGroup(
+            bare(args.task_queue, [BareWorkflow], [noop, notifier.append]),
+            bare(f"{args.task_queue}-registry", [], [noop]),
+            bare(f"{args.task_queue}-exchange", [], [noop]),
         )
     elif args.mode == "canned":
         from bench import canned
