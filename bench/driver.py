@@ -28,7 +28,7 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from bench import events
 from bench.bare import BareInput, BareWorkflow, append_labels
@@ -212,11 +212,21 @@ async def _review(handle: Lifecycle, review: Review) -> None:
             return
         except WorkflowUpdateRPCTimeoutOrCancelledError:
             continue
+        except RPCError as err:
+            await _task_failed(err)
         except WorkflowUpdateFailedError as err:
             if "already reviewed" in str(err.cause):
                 return
             raise
     raise TimeoutError(f"review by {review.reviewer_id} never accepted")
+
+
+async def _task_failed(err: RPCError) -> None:
+    """An update refused because the workflow task failed (on a starved machine, the SDK's
+    2 s deadlock detector): the server retries the task; send the update again shortly."""
+    if err.status is not RPCStatusCode.FAILED_PRECONDITION:
+        raise err
+    await asyncio.sleep(0.5)
 
 
 Bare = WorkflowHandle[BareWorkflow, int]
@@ -262,6 +272,8 @@ async def _updates(handle: Bare, n: int) -> None:
                 break
             except WorkflowUpdateRPCTimeoutOrCancelledError:
                 continue
+            except RPCError as err:
+                await _task_failed(err)
 
 
 async def _signals(handle: Bare, n: int) -> None:
