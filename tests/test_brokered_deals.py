@@ -152,15 +152,21 @@ async def test_a_brokers_fee_is_taken_from_the_first_payments_and_the_team_gets_
         history = await handle.fetch_history()
         await record_history(handle, "brokered_deal_fee_and_team_equity")
 
-    # The run took both new paths, and replays with them.
+    # The run took both new paths (a new run records them in the one marker of every gate
+    # before it), and replays with them.
     markers = [
         e.marker_recorded_event_attributes.SerializeToString()
         for e in history.events
         if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
         and e.marker_recorded_event_attributes.marker_name == "core_patch"
     ]
-    for patch in (patches.BROKERAGE_FEE_DEDUCTED, patches.TEAM_EQUITY_REWARD):
-        assert any(patch.id.encode() in m for m in markers), (patch.id, markers)
+    assert patches.LEDGER.index(patches.BROKERAGE_FEE_DEDUCTED) < patches.LEDGER.index(
+        patches.NEW_RUNS_TAKE_EVERY_GATE
+    ) and patches.LEDGER.index(patches.TEAM_EQUITY_REWARD) < patches.LEDGER.index(
+        patches.NEW_RUNS_TAKE_EVERY_GATE
+    )
+    every = patches.NEW_RUNS_TAKE_EVERY_GATE.id.encode()
+    assert [m for m in markers if every in m] == markers and len(markers) == 1, markers
     replayer = Replayer(workflows=list(WORKFLOWS), data_converter=dev_env.client.data_converter)
     replayed = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert replayed.replay_failure is None, replayed.replay_failure
