@@ -1,11 +1,13 @@
 """The floor: a bare workflow with no logic and bare payloads that replays a lifecycle's shape.
 
 Its script is the lifecycle's own history reduced to tokens (bench/shape.py): `A` runs a no-op
-activity, `L` the same as a local activity, `T` starts a timer that the next wait cancels (as
-the lifecycle's timed waits are), `U`/`S` wait for the next update/signal from the driver, `W`
-parks on a timer that fires at `wake_at` (the mandatory-listing clock), `Z` parks forever. The
-driver plays it the same way it plays the lifecycle, so both do the same activities, signals,
-timers and updates.
+activity (`r`/`x`: on the `-registry`/`-exchange` queue, as the lifecycle's external calls),
+`L` the same as a local activity (with `notify`: one that sends the append's NOTIFY,
+bench/events.py, labelled with the wait that comes next, `U1`/`S1`..., when no other append lies
+between, else `appended`), `T` starts a timer that the next wait cancels (as the lifecycle's
+timed waits are), `U`/`S` wait for the next update/signal from the driver, `W` parks on a timer
+that fires at `wake_at` (the mandatory-listing clock), `Z` parks forever. The driver plays it the
+same way it plays the lifecycle, so both do the same activities, signals, timers and updates.
 """
 
 from __future__ import annotations
@@ -30,11 +32,35 @@ class BareInput(BaseModel):
     timer_seconds: float = 86_400.0
     mark_parked: bool = False
     wake_at: datetime | None = None
+    # `L` sends the append's NOTIFY (the worker then needs bench.events.Notifier); off, a no-op.
+    notify: bool = False
 
 
 @activity.defn(name="bench.noop")
 async def noop(value: str) -> str:
     return value
+
+
+def append_labels(script: str) -> dict[int, str]:
+    """For each `L` at index i: the wait after it (`U1`, `S1`, ...) when the next wait comes
+    before the next append, else `appended`. The driver acts on those labels as it acts on the
+    lifecycle's "entered evaluation" and "listed" notifications."""
+    labels: dict[int, str] = {}
+    pending: int | None = None
+    seen = {"U": 0, "S": 0}
+    for i, token in enumerate(script):
+        if token == "L":
+            if pending is not None:
+                labels[pending] = "appended"
+            pending = i
+        elif token in "US":
+            seen[token] += 1
+            if pending is not None:
+                labels[pending] = f"{token}{seen[token]}"
+                pending = None
+    if pending is not None:
+        labels[pending] = "appended"
+    return labels
 
 
 @workflow.defn(name="BenchBareWorkflow")
@@ -49,14 +75,30 @@ class BareWorkflow:
     async def run(self, input: BareInput) -> int:
         timers: list[asyncio.Task[None]] = []
         need_u = need_s = 0
-        for token in input.script:
+        labels = append_labels(input.script)
+        for i, token in enumerate(input.script):
             if token == "A":
                 await workflow.execute_activity(
                     noop, "x", start_to_close_timeout=timedelta(seconds=30)
                 )
-            elif token == "L":
+            elif token in "rx":
+                # On the worker's `-registry` / `-exchange` queue, as the lifecycle's calls.
+                suffix = "registry" if token == "r" else "exchange"
+                await workflow.execute_activity(
+                    noop,
+                    "x",
+                    start_to_close_timeout=timedelta(seconds=30),
+                    task_queue=f"{workflow.info().task_queue}-{suffix}",
+                )
+            elif token == "L" and not input.notify:
                 await workflow.execute_local_activity(
                     noop, "x", start_to_close_timeout=timedelta(seconds=30)
+                )
+            elif token == "L":
+                await workflow.execute_local_activity(
+                    "bench.append",
+                    args=[workflow.info().workflow_id, labels[i]],
+                    start_to_close_timeout=timedelta(seconds=30),
                 )
             elif token == "T":
                 timers.append(asyncio.create_task(asyncio.sleep(input.timer_seconds)))

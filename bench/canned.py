@@ -1,5 +1,7 @@
 """In-process activities under the engine's own names that return canned results: no HTTP and
-no PostgreSQL, to separate the cost of the external calls from the cost of orchestration.
+no projection writes, to separate the cost of the external calls from the cost of orchestration.
+The append only sends the real append's NOTIFY (`NotifyingProjection`), so the parties see the
+same events as on the real path.
 
 The fast workflow tests answer with them too (tests/helpers/canned_systems.py), so a canned
 answer that changes here changes what those tests see.
@@ -14,6 +16,7 @@ from typing import Any
 
 from temporalio import activity
 
+from bench.events import Notifier
 from schemas.evaluation import TechnologySearchResult
 from schemas.events import LifecycleEvent
 from schemas.exchange_api import (
@@ -168,14 +171,21 @@ async def reject_deal(
     return _listing_now(exchange, listing_id, ListingStatus.OPEN)
 
 
-@activity.defn(name="projection.record_event")
-async def record_event(event: LifecycleEvent, view: AchievementView) -> bool:
-    return True
+class NotifyingProjection:
+    """The append as the benchmark's parties see it: one NOTIFY (bench/events.py), no rows."""
 
+    def __init__(self, notifier: Notifier) -> None:
+        self._notifier = notifier
 
-@activity.defn(name="projection.record_events")
-async def record_events(events: list[LifecycleEvent], view: AchievementView) -> int:
-    return len(events)
+    @activity.defn(name="projection.record_event")
+    async def record_event(self, event: LifecycleEvent, view: AchievementView) -> bool:
+        return await self.record_events([event], view) == 1
+
+    @activity.defn(name="projection.record_events")
+    async def record_events(self, events: list[LifecycleEvent], view: AchievementView) -> int:
+        if events:
+            await self._notifier.notify(view.workflow_id, view.stage, (e.type for e in events))
+        return len(events)
 
 
 @activity.defn(name="fund.accrue")
@@ -193,10 +203,5 @@ REGISTRY: list[Callable[..., Any]] = [
     submit_annual_report,
 ]
 EXCHANGE: list[Callable[..., Any]] = [search, create_listing, withdraw_listing, reject_deal]
-MAIN: list[Callable[..., Any]] = [
-    *REGISTRY,
-    *EXCHANGE,
-    record_event,
-    record_events,
-    accrue_to_fund,
-]
+MAIN: list[Callable[..., Any]] = [*REGISTRY, *EXCHANGE, accrue_to_fund]
+"""With `NotifyingProjection(...).record_events` and `.record_event`, the main queue's."""

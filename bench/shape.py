@@ -1,6 +1,12 @@
 """A lifecycle's shape, read from its real history: the activities (and local activities),
 signals, timers and updates it performed, in order, as the script of the bare floor
-(bench/bare.py)."""
+(bench/bare.py).
+
+With `queues=True` an activity scheduled on another task queue than the workflow's is `r`
+(a queue ending in `-registry`) or `x` (any other: the exchange's): the lifecycle's external
+calls go through each system's own rate-limited queue, which the server dispatches through
+matching, while an activity on the workflow's own queue may be handed back eagerly with the
+workflow task's completion. The floor then schedules its no-ops on the same kind of queue."""
 
 from __future__ import annotations
 
@@ -27,18 +33,27 @@ NAMES = {
 LOCAL_ACTIVITY_MARKER = "core_local_activity"
 
 
-def token(event: HistoryEvent) -> str | None:
+def token(event: HistoryEvent, own_queue: str | None = None) -> str | None:
+    """One history event's token; with `own_queue`, activities elsewhere are `r`/`x`."""
+    if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED and own_queue:
+        queue = event.activity_task_scheduled_event_attributes.task_queue.name
+        if queue and queue != own_queue:
+            return "r" if queue.endswith("-registry") else "x"
     if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
         name = event.marker_recorded_event_attributes.marker_name
         return "L" if name == LOCAL_ACTIVITY_MARKER else None
     return TOKENS.get(event.event_type)
 
 
-async def script_of(handle: WorkflowHandle[object, object]) -> str:
+async def script_of(handle: WorkflowHandle[object, object], queues: bool = False) -> str:
     history = await handle.fetch_history()
-    return "".join(t for e in history.events if (t := token(e)) is not None)
+    own = None
+    if queues:
+        own = history.events[0].workflow_execution_started_event_attributes.task_queue.name
+    return "".join(t for e in history.events if (t := token(e, own)) is not None)
 
 
 def counts(script: str) -> dict[str, int]:
-    c = Counter(script.replace("W", "T"))  # the floor's W is a timer that fires
+    # The floor's W is a timer that fires; r/x are activities on another queue.
+    c = Counter(script.replace("W", "T").replace("r", "A").replace("x", "A"))
     return {NAMES[k]: c.get(k, 0) for k in "ALTSU"}

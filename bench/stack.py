@@ -12,6 +12,7 @@ import os
 import pathlib
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,14 @@ SQLITE_PRAGMAS = ["journal_mode=wal", "synchronous=normal"]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+def _label(labels: str, name: str) -> str:
+    for part in labels.split(","):
+        key, _, value = part.partition("=")
+        if key == name:
+            return value.strip('"')
+    return ""
+
+
 class WorkerProcess:
     """A worker subprocess (bench/worker.py): its CPU time and RSS are read from /proc."""
 
@@ -54,11 +63,11 @@ class WorkerProcess:
             stack.target,
             "--task-queue",
             task_queue,
+            "--dsn",
+            stack.dsn,
         ]
         if mode == "engine":
             args += [
-                "--dsn",
-                stack.dsn,
                 "--registry-url",
                 stack.settings.registry_url,
                 "--exchange-url",
@@ -102,6 +111,12 @@ class WorkerProcess:
         self.log.close()
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @dataclass
 class Stack:
     env: WorkflowEnvironment
@@ -110,7 +125,24 @@ class Stack:
     dsn: str
     pool: asyncpg.Pool
     settings: Settings
+    metrics_url: str
     workers: list[WorkerProcess] = field(default_factory=list)
+
+    async def server_requests(self) -> dict[str, float]:
+        """The dev server's request counters by operation (`service_requests`, all services),
+        read from its Prometheus endpoint: compare two reads around a run."""
+        import aiohttp
+
+        async with aiohttp.ClientSession() as session, session.get(self.metrics_url) as resp:
+            text = await resp.text()
+        counts: dict[str, float] = {}
+        for line in text.splitlines():
+            if not line.startswith("service_requests{"):
+                continue
+            labels, value = line[len("service_requests{") :].rsplit("} ", 1)
+            op = _label(labels, "operation")
+            counts[op] = counts.get(op, 0.0) + float(value)
+        return counts
 
     @property
     def client(self) -> Client:
@@ -172,6 +204,7 @@ async def open_stack(http: bool = True) -> AsyncIterator[Stack]:
         await migrate(dsn)
         pool = await create_pool(dsn, max_size=4)
         db_file = tmp / "temporal.db"
+        metrics_port = _free_port()
         env = await WorkflowEnvironment.start_local(
             data_converter=CONVERTER,
             dev_server_existing_path=binary("temporal"),
@@ -181,7 +214,11 @@ async def open_stack(http: bool = True) -> AsyncIterator[Stack]:
             # calls) buried the table; a failing server fails the benchmark's calls anyway.
             dev_server_log_level="never",
             search_attributes=search_attributes.ALL,
-            dev_server_extra_args=[a for p in SQLITE_PRAGMAS for a in ("--sqlite-pragma", p)],
+            dev_server_extra_args=[
+                *(a for p in SQLITE_PRAGMAS for a in ("--sqlite-pragma", p)),
+                # Its request counters: how many queries a benchmark made the server answer.
+                *("--metrics-port", str(metrics_port)),
+            ],
         )
         sockets = [bind_socket("127.0.0.1") for _ in range(3)]
         gw, reg, ex = (f"http://127.0.0.1:{s.getsockname()[1]}" for s in sockets)
@@ -204,7 +241,15 @@ async def open_stack(http: bool = True) -> AsyncIterator[Stack]:
         else:
             for sock in sockets:
                 sock.close()
-        yield Stack(env=env, tmp=tmp, db_file=db_file, dsn=dsn, pool=pool, settings=settings)
+        yield Stack(
+            env=env,
+            tmp=tmp,
+            db_file=db_file,
+            dsn=dsn,
+            pool=pool,
+            settings=settings,
+            metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
+        )
     finally:
         await servers.aclose()
         if env is not None:

@@ -3,17 +3,23 @@
 N achievements driven concurrently through the common path (disclosure → evaluation →
 transaction → payment → reporting; sandboxes at zero latency) on three workers in turn, each
 in its own subprocess: the engine with its real activities (HTTP + PostgreSQL), the engine with
-canned in-process activities, and the bare floor replaying the lifecycle's own shape.
+canned in-process activities, and the bare floor replaying the lifecycle's own shape. The
+parties react to the appends' NOTIFYs (bench/events.py), never to a query; the dev server's
+request counters, read around each run, show how many queries it still answered.
+
+`ACHIEVEMENTS_BENCH_THROUGHPUT_N` overrides N (e.g. 40 for a profile on a shared machine).
 """
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from bench import driver
+from bench.events import Listener, listening
 from bench.harness import Figure, Result, Size
 from bench.shape import counts, script_of
 from bench.stack import Stack, WorkerProcess, open_stack
@@ -23,32 +29,67 @@ WARMUP = {"tiny": 0, "full": 5}
 _cache: dict[Size, dict[str, Any]] = {}
 
 
+def _size(size: Size) -> tuple[int, int]:
+    """N and the warm-up lifecycles per worker; an N from the environment gets full's warm-up."""
+    n = os.environ.get("ACHIEVEMENTS_BENCH_THROUGHPUT_N")
+    return (int(n), WARMUP["full"]) if n else (SIZES[size], WARMUP[size])
+
+
+class _Meter:
+    """Worker CPU, wall time and the server's requests over one measured batch."""
+
+    def __init__(self, stack: Stack, worker: WorkerProcess, listener: Listener) -> None:
+        self.stack, self.worker, self.listener = stack, worker, listener
+
+    async def __aenter__(self) -> _Meter:
+        self.requests0 = await self.stack.server_requests()
+        self.heard0 = self.listener.received
+        self.cpu0, self.t0 = self.worker.cpu_seconds(), time.perf_counter()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self.t0
+        self.cpu = self.worker.cpu_seconds() - self.cpu0
+        self.heard = self.listener.received - self.heard0
+        after = await self.stack.server_requests()
+        self.requests = {k: v - self.requests0.get(k, 0.0) for k, v in after.items()}
+
+    def figures(self, n: int) -> dict[str, Any]:
+        queries = self.requests.get("QueryWorkflow", 0.0)
+        return {
+            "wall_s": self.wall,
+            "per_s": n / self.wall,
+            "cpu_per_lifecycle_s": self.cpu / max(n, 1),
+            "notifications_per_lifecycle": self.heard / max(n, 1),
+            "server_queries_per_s": queries / self.wall,
+            "server_requests_per_s": sum(self.requests.values()) / self.wall,
+            "server_requests_per_lifecycle": sum(self.requests.values()) / max(n, 1),
+        }
+
+
 async def _run_engine(
     stack: Stack, worker: WorkerProcess, n: int, warmup: int, tag: str
 ) -> dict[str, Any]:
     today = datetime.now(UTC).date()
-    script = ""
-    for i in range(warmup):
-        handle, _ = await driver.drive_lifecycle(
-            stack.client, worker.task_queue, driver.common_path(i, f"W{tag}", today)
-        )
-        script = script or await script_of(handle)  # type: ignore[arg-type]
-    cpu0, t0 = worker.cpu_seconds(), time.perf_counter()
-    await driver.bounded(
-        n,
-        n,
-        lambda i: driver.drive_lifecycle(
-            stack.client, worker.task_queue, driver.common_path(i, tag, today)
-        ),
+    listing_of = (
+        driver.canned_listing if worker.mode == "canned" else driver.sandbox_listing(stack.pool)
     )
-    wall = time.perf_counter() - t0
-    cpu = worker.cpu_seconds() - cpu0
-    return {
-        "script": script,
-        "wall_s": wall,
-        "per_s": n / wall,
-        "cpu_per_lifecycle_s": cpu / max(n, 1),
-    }
+    script = ""
+    async with listening(stack.dsn) as listener:
+        for i in range(warmup):
+            handle, _ = await driver.drive_lifecycle(
+                stack.client,
+                worker.task_queue,
+                driver.common_path(i, f"W{tag}", today),
+                listener,
+                listing_of,
+            )
+            script = script or await script_of(handle, queues=True)  # type: ignore[arg-type]
+        async with _Meter(stack, worker, listener) as meter:
+            await driver.drive_lifecycles(
+                stack.client, worker.task_queue, n, listener, listing_of, tag
+            )
+    return {"script": script, **meter.figures(n)}
 
 
 async def _run_bare(
@@ -56,30 +97,28 @@ async def _run_bare(
 ) -> dict[str, Any]:
     q = worker.task_queue
     bare_script = ""
-    for i in range(warmup):
-        h = await driver.drive_bare(stack.client, q, f"bare-w-{tag}-{i}", script)
-        bare_script = bare_script or await script_of(h)  # type: ignore[arg-type]
-    cpu0, t0 = worker.cpu_seconds(), time.perf_counter()
-    await driver.bounded(
-        n, n, lambda i: driver.drive_bare(stack.client, q, f"bare-{tag}-{i}", script)
-    )
-    wall = time.perf_counter() - t0
-    cpu = worker.cpu_seconds() - cpu0
+    async with listening(stack.dsn) as listener:
+        for i in range(warmup):
+            h = await driver.drive_bare(stack.client, q, f"bare-w-{tag}-{i}", script, listener)
+            bare_script = bare_script or await script_of(h, queues=True)  # type: ignore[arg-type]
+        async with _Meter(stack, worker, listener) as meter:
+            await driver.bounded(
+                n,
+                n,
+                lambda i: driver.drive_bare(stack.client, q, f"bare-{tag}-{i}", script, listener),
+            )
     if not bare_script:
-        bare_script = await script_of(stack.client.get_workflow_handle(f"bare-{tag}-0"))
-    return {
-        "script": bare_script,
-        "wall_s": wall,
-        "per_s": n / wall,
-        "cpu_per_lifecycle_s": cpu / n,
-    }
+        bare_script = await script_of(
+            stack.client.get_workflow_handle(f"bare-{tag}-0"), queues=True
+        )
+    return {"script": bare_script, **meter.figures(n)}
 
 
 async def run(size: Size) -> dict[str, Any]:
     """Engine (HTTP), bare floor, engine (canned); cached so `all` measures once for 1 and 2."""
     if size in _cache:
         return _cache[size]
-    n, warmup = SIZES[size], WARMUP[size]
+    n, warmup = _size(size)
     tag = uuid.uuid4().hex[:6].upper()
     started = time.perf_counter()
     async with open_stack(http=True) as stack:
@@ -114,6 +153,7 @@ def _details(r: dict[str, Any]) -> dict[str, Any]:
         "floor_shape_per_workflow": r["bare_shape"],
         "script": r["script"],
         "exchange_played_by": "client signals (deal, payment); reviews as updates",
+        "parties_react_to": "the appends' NOTIFY on channel lifecycle_events (one LISTEN)",
         "runs": {
             k: {kk: round(vv, 4) for kk, vv in r[k].items() if kk != "script"}
             for k in ("engine", "canned", "bare")
@@ -125,6 +165,11 @@ async def measure(size: Size) -> Result:
     r = await run(size)
     floor = r["bare"]["per_s"]
     shape = ", ".join(f"{v} {k}" for k, v in r["shape"].items())
+    # Zero when no party polls: a count of 0 cannot be a ratio, so it is a note and details.
+    queries = ", ".join(
+        f"{k} {r[k]['server_queries_per_s']:.2f}/s of {r[k]['server_requests_per_s']:.0f}/s"
+        for k in ("engine", "canned", "bare")
+    )
     return Result(
         benchmark="throughput",
         size=size,
@@ -137,6 +182,15 @@ async def measure(size: Size) -> Result:
                 0.85,
                 "higher",
                 note=f"{r['n']} concurrent; per lifecycle: {shape}",
+            ),
+            Figure(
+                "dev-server requests per lifecycle, HTTP activities",
+                "1",
+                r["engine"]["server_requests_per_lifecycle"],
+                r["bare"]["server_requests_per_lifecycle"],
+                None,
+                "lower",
+                note=f"dev server QueryWorkflow/s of all requests/s: {queries}",
             ),
             Figure(
                 "lifecycles/s, in-process activities",

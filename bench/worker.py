@@ -1,12 +1,13 @@
 """The worker under measurement, in its own process so its CPU time and RSS can be read.
 
-    python -m bench.worker --mode engine|canned|bare --target HOST:PORT --task-queue Q
-        [--dsn DSN --registry-url URL --exchange-url URL]
+    python -m bench.worker --mode engine|canned|bare --target HOST:PORT --task-queue Q --dsn DSN
+        [--registry-url URL --exchange-url URL]
 
 `engine`: workers.worker.build_worker with the real activities (HTTP to the sandboxes,
 PostgreSQL projections). `canned`: the same workflows and queues, activities from
-bench/canned.py. `bare`: the floor workflow and its no-op activity. Prints "ready" once
-polling (its logs go to stderr), and stops on SIGTERM.
+bench/canned.py. `bare`: the floor workflow, its no-op activity and its NOTIFY-sending append.
+Every mode holds a small pool to the projection database: the appends' NOTIFYs go through it.
+Prints "ready" once polling (its logs go to stderr), and stops on SIGTERM.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import sys
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.store import create_pool
 from bench.common import CONVERTER
+from bench.events import Notifier
 from core.settings import Settings
 from workers.worker import worker_options
 
@@ -32,17 +35,28 @@ async def _run(args: argparse.Namespace) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     deps = None
+    pool = await create_pool(args.dsn, max_size=4)
+    notifier = Notifier(pool)
     # The floor and the canned engine get the engine's own worker options (cache size, build).
     common = worker_options(Settings(drain_timeout_seconds=2))
     if args.mode == "bare":
         from bench.bare import BareWorkflow, noop
+        from workers.worker import WorkerGroup
 
-        group: object = Worker(
-            client,
-            task_queue=args.task_queue,
-            workflows=[BareWorkflow],
-            activities=[noop],
-            **common,
+        def bare(queue: str, workflows: list[type], activities: list[object]) -> Worker:
+            return Worker(
+                client,
+                task_queue=queue,
+                workflows=workflows,
+                activities=activities,  # type: ignore[arg-type]
+                **common,
+            )
+
+        # The engine's three queues, so that `r`/`x` activities go where the lifecycle's do.
+        group: object = WorkerGroup(
+            bare(args.task_queue, [BareWorkflow], [noop, notifier.append]),
+            bare(f"{args.task_queue}-registry", [], [noop]),
+            bare(f"{args.task_queue}-exchange", [], [noop]),
         )
     elif args.mode == "canned":
         from bench import canned
@@ -59,8 +73,14 @@ async def _run(args: argparse.Namespace) -> None:
                 **common,
             )
 
+        projection = canned.NotifyingProjection(notifier)
+        main_activities: list[object] = [
+            *canned.MAIN,
+            projection.record_events,
+            projection.record_event,
+        ]
         group = WorkerGroup(
-            worker(args.task_queue, list(canned.MAIN), workflows=True),
+            worker(args.task_queue, main_activities, workflows=True),
             worker(f"{args.task_queue}-registry", list(canned.REGISTRY)),
             worker(f"{args.task_queue}-exchange", list(canned.EXCHANGE)),
         )
@@ -81,6 +101,7 @@ async def _run(args: argparse.Namespace) -> None:
         await stop.wait()
     if deps is not None:
         await deps.close()
+    await pool.close()
 
 
 def main() -> None:
@@ -88,7 +109,7 @@ def main() -> None:
     parser.add_argument("--mode", choices=["engine", "canned", "bare"], required=True)
     parser.add_argument("--target", required=True)
     parser.add_argument("--task-queue", required=True)
-    parser.add_argument("--dsn")
+    parser.add_argument("--dsn", required=True)
     parser.add_argument("--registry-url")
     parser.add_argument("--exchange-url")
     args = parser.parse_args()

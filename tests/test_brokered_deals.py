@@ -152,15 +152,21 @@ async def test_a_brokers_fee_is_taken_from_the_first_payments_and_the_team_gets_
         history = await handle.fetch_history()
         await record_history(handle, "brokered_deal_fee_and_team_equity")
 
-    # The run took both new paths, and replays with them.
+    # The run took both new paths (a new run records them in the one marker of every gate
+    # before it), and replays with them.
     markers = [
         e.marker_recorded_event_attributes.SerializeToString()
         for e in history.events
         if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
         and e.marker_recorded_event_attributes.marker_name == "core_patch"
     ]
-    for patch in (patches.BROKERAGE_FEE_DEDUCTED, patches.TEAM_EQUITY_REWARD):
-        assert any(patch.id.encode() in m for m in markers), (patch.id, markers)
+    # Both gates are answered by the new run's one marker for every earlier gate.
+    assert {patches.BROKERAGE_FEE_DEDUCTED, patches.TEAM_EQUITY_REWARD} <= (
+        patches.COVERED_BY_EVERY_GATE
+    )
+    taken = {p.id for p in patches.LEDGER if any(p.id.encode() in m for m in markers)}
+    assert taken == {patches.NEW_RUNS_TAKE_EVERY_GATE.id, patches.PROJECTION_AS_ACTIVITY.id}
+    assert len(markers) == 2, markers
     await assert_replays(history, dev_env.client.data_converter, "brokered-deal")
 
     [closed] = [d for d in await _events(db, aid, "deal_closed") if d["accepted"]]

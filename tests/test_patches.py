@@ -57,3 +57,17 @@ def test_only_the_patches_module_calls_workflow_patched() -> None:
 
 def test_gates_decided_at_run_start_are_in_the_ledger() -> None:
     assert set(patches.RUN_START_GATES) <= set(patches.LEDGER)
+
+
+def test_gates_added_after_every_gate_call_patched_alone() -> None:
+    """A run recorded with new-runs-take-every-gate but before a later gate must still take
+    that gate's old path: only the gates before it in the ledger may answer through it."""
+    after = patches.LEDGER[patches.LEDGER.index(patches.NEW_RUNS_TAKE_EVERY_GATE) + 1 :]
+    for gate in GATES:
+        source = inspect.getsource(gate)
+        if any(f"patched({name}.id)" in source for name in _names(after)):
+            assert "every_gate()" not in source, gate.__name__
+
+
+def _names(entries: tuple[patches.Patch, ...]) -> list[str]:
+    return [name for name, obj in vars(patches).items() if obj in entries]

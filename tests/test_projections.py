@@ -129,6 +129,47 @@ async def _all_pages(db: asyncpg.Pool, where: AchievementFilter, now: datetime) 
 FILTERS = ["institution", "stage", "field", "mode", "overdue", "not_overdue", "mandatory_due"]
 
 
+async def test_an_append_notifies_listeners_once_at_commit(
+    db: asyncpg.Pool, postgres_dsn: str
+) -> None:
+    tag = uuid.uuid4().hex[:6].upper()
+    aid, inst = f"N{tag}-1", f"N{tag}"
+    events = [_event(aid, inst, n) for n in range(3)]
+    heard: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    def on_notify(conn: Any, pid: int, channel: str, payload: object) -> None:
+        body = json.loads(str(payload))
+        if body["workflow_id"] == workflow_id(aid):  # other tests append on the same database
+            heard.put_nowait(body)
+
+    listener = await asyncpg.connect(postgres_dsn)
+    try:
+        await listener.add_listener("lifecycle_events", on_notify)
+        activities = ProjectionActivities(db)
+        env = ActivityEnvironment()
+        assert await env.run(activities.record_events, events[:2], _view(aid, inst)) == 2
+        first = await asyncio.wait_for(heard.get(), 30)
+        # A complete retry appends nothing and says nothing; the next new event is heard next.
+        assert await env.run(activities.record_events, events[:2], _view(aid, inst)) == 0
+        view = _view(aid, inst, "transaction")
+        assert await env.run(activities.record_events, events, view) == 1
+        second = await asyncio.wait_for(heard.get(), 30)
+    finally:
+        await listener.close()
+    seqs = await db.fetch(
+        "SELECT seq FROM lifecycle_events WHERE achievement_id = $1 ORDER BY seq", aid
+    )
+    assert first == {
+        "workflow_id": workflow_id(aid),
+        "stage": "evaluation",
+        "last_seq": seqs[1]["seq"],
+        "types": ["stage_entered", "stage_entered"],
+    }
+    assert second["stage"] == "transaction" and second["types"] == ["stage_entered"]
+    assert second["last_seq"] == seqs[2]["seq"]
+    assert heard.empty()
+
+
 @pytest.mark.parametrize("name", FILTERS)
 async def test_list_filters_match_the_generated_data(
     db: asyncpg.Pool, dataset: DataSet, name: str

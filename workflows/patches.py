@@ -196,7 +196,19 @@ FUND_ACCRUALS = Patch(
     "institution's TransferFund workflow",
     where="workflows/lifecycle/transaction.py _accrue_to_fund",
 )
-# The histories before it: those of issues 13 and 15, with every earlier gate on its new path.
+# One marker for a new run instead of one per gate: each `workflow.patched` that answers True
+# records a marker and upserts TemporalChangeVersion (a history event and a visibility write
+# on the server each), 11 of both on the common path. Covers exactly the gates above it;
+# a gate added later calls `workflow.patched` alone (a run recorded with this marker but
+# before the later gate must still take that gate's old path). Shipped with
+# projection-as-activity: the histories before both are those of issues 13 and 15.
+NEW_RUNS_TAKE_EVERY_GATE = Patch(
+    id="new-runs-take-every-gate",
+    shipped="(this change: one marker for every earlier gate in a new run)",
+    histories="tests/histories/before-projection-as-activity",
+    old_path="every_gate() and its calls in each gate: each gate's own workflow.patched",
+    where="workflows/patches.py every gate; decided first in decide_at_run_start",
+)
 PROJECTION_AS_ACTIVITY = Patch(
     id="projection-as-activity",
     shipped="0fb4678 (appends as regular activities again: local activities and queries)",
@@ -229,24 +241,31 @@ LEDGER = (
     BROKERAGE_FEE_DEDUCTED,
     TEAM_EQUITY_REWARD,
     FUND_ACCRUALS,
+    NEW_RUNS_TAKE_EVERY_GATE,
     PROJECTION_AS_ACTIVITY,
 )
 
 
+def every_gate() -> bool:
+    """A run that started with this code: every gate above answers True with no marker of its
+    own. Decided at the first call of any gate; the lifecycle decides it at its run's start."""
+    return workflow.patched(NEW_RUNS_TAKE_EVERY_GATE.id)
+
+
 def per_system_task_queues() -> bool:
-    return workflow.patched(PER_SYSTEM_TASK_QUEUES.id)
+    return every_gate() or workflow.patched(PER_SYSTEM_TASK_QUEUES.id)
 
 
 def batched_projection() -> bool:
-    return workflow.patched(BATCHED_PROJECTION.id)
+    return every_gate() or workflow.patched(BATCHED_PROJECTION.id)
 
 
 def no_listing_after_deal() -> bool:
-    return workflow.patched(NO_LISTING_AFTER_DEAL.id)
+    return every_gate() or workflow.patched(NO_LISTING_AFTER_DEAL.id)
 
 
 def local_projection() -> bool:
-    return workflow.patched(LOCAL_PROJECTION.id)
+    return every_gate() or workflow.patched(LOCAL_PROJECTION.id)
 
 
 def projection_as_activity() -> bool:
@@ -254,75 +273,75 @@ def projection_as_activity() -> bool:
 
 
 def team_share_rounds_up() -> bool:
-    return workflow.patched(TEAM_SHARE_ROUNDS_UP.id)
+    return every_gate() or workflow.patched(TEAM_SHARE_ROUNDS_UP.id)
 
 
 def exchange_owns_its_listings() -> bool:
-    return workflow.patched(EXCHANGE_OWNS_ITS_LISTINGS.id)
+    return every_gate() or workflow.patched(EXCHANGE_OWNS_ITS_LISTINGS.id)
 
 
 def poc_child_reports_progress() -> bool:
-    return workflow.patched(POC_CHILD_REPORTS_PROGRESS.id)
+    return every_gate() or workflow.patched(POC_CHILD_REPORTS_PROGRESS.id)
 
 
 def poc_progress_recorded() -> bool:
-    return workflow.patched(POC_PROGRESS_RECORDED.id)
+    return every_gate() or workflow.patched(POC_PROGRESS_RECORDED.id)
 
 
 def evaluation_in_plain_words() -> bool:
-    return workflow.patched(EVALUATION_IN_PLAIN_WORDS.id)
+    return every_gate() or workflow.patched(EVALUATION_IN_PLAIN_WORDS.id)
 
 
 def external_events_refused() -> bool:
-    return workflow.patched(EXTERNAL_EVENTS_REFUSED.id)
+    return every_gate() or workflow.patched(EXTERNAL_EVENTS_REFUSED.id)
 
 
 def incubator_events_held() -> bool:
-    return workflow.patched(INCUBATOR_EVENTS_HELD.id)
+    return every_gate() or workflow.patched(INCUBATOR_EVENTS_HELD.id)
 
 
 def ownership_splits_income() -> bool:
-    return workflow.patched(OWNERSHIP_SPLITS_INCOME.id)
+    return every_gate() or workflow.patched(OWNERSHIP_SPLITS_INCOME.id)
 
 
 def equity_follows_ownership() -> bool:
-    return workflow.patched(EQUITY_FOLLOWS_OWNERSHIP.id)
+    return every_gate() or workflow.patched(EQUITY_FOLLOWS_OWNERSHIP.id)
 
 
 def report_year_on_jurisdiction_calendar() -> bool:
-    return workflow.patched(REPORT_YEAR_ON_JURISDICTION_CALENDAR.id)
+    return every_gate() or workflow.patched(REPORT_YEAR_ON_JURISDICTION_CALENDAR.id)
 
 
 def exchange_publicity_clock() -> bool:
-    return workflow.patched(EXCHANGE_PUBLICITY_CLOCK.id)
+    return every_gate() or workflow.patched(EXCHANGE_PUBLICITY_CLOCK.id)
 
 
 def deals_refused_on_exchange() -> bool:
-    return workflow.patched(DEALS_REFUSED_ON_EXCHANGE.id)
+    return every_gate() or workflow.patched(DEALS_REFUSED_ON_EXCHANGE.id)
 
 
 def expired_listings() -> bool:
-    return workflow.patched(EXPIRED_LISTINGS.id)
+    return every_gate() or workflow.patched(EXPIRED_LISTINGS.id)
 
 
 def evaluation_by_institution() -> bool:
-    return workflow.patched(EVALUATION_BY_INSTITUTION.id)
+    return every_gate() or workflow.patched(EVALUATION_BY_INSTITUTION.id)
 
 
 def needs_attention_marked() -> bool:
-    return workflow.patched(NEEDS_ATTENTION_MARKED.id)
+    return every_gate() or workflow.patched(NEEDS_ATTENTION_MARKED.id)
 
 
 def brokerage_fee_deducted() -> bool:
-    return workflow.patched(BROKERAGE_FEE_DEDUCTED.id)
+    return every_gate() or workflow.patched(BROKERAGE_FEE_DEDUCTED.id)
 
 
 def team_equity_reward() -> bool:
-    return workflow.patched(TEAM_EQUITY_REWARD.id)
+    return every_gate() or workflow.patched(TEAM_EQUITY_REWARD.id)
 
 
 def fund_accruals() -> bool:
-    return workflow.patched(FUND_ACCRUALS.id)
+    return every_gate() or workflow.patched(FUND_ACCRUALS.id)
 
 
 # Gates that the lifecycle's run loop reaches (not only its signal and update handlers) are
@@ -330,6 +349,9 @@ def fund_accruals() -> bool:
 # an earlier workflow task than it may have live (after a timed-out task, say); a gate first
 # called there would not know its marker yet (recorded in a later task) and fail the replay
 # with a nondeterminism error. Handlers run in the task of their own event, live and on replay.
+# The gates `every_gate` answers for: those in the ledger before it.
+COVERED_BY_EVERY_GATE = frozenset(LEDGER[: LEDGER.index(NEW_RUNS_TAKE_EVERY_GATE)])
+
 RUN_START_GATES = (
     POC_PROGRESS_RECORDED,
     EVALUATION_IN_PLAIN_WORDS,
@@ -344,6 +366,12 @@ RUN_START_GATES = (
 
 
 def decide_at_run_start() -> None:
-    """Call at the top of the lifecycle's run: later calls of these gates return the same."""
+    """Call at the top of the lifecycle's run: later calls of these gates return the same.
+
+    `every_gate` first, so a new run records its one marker in its first workflow task; a run
+    recorded before it (no marker there on replay) decides each gate as it always did. Gates
+    added after it are decided with their own marker either way."""
+    covered = every_gate()
     for patch in RUN_START_GATES:
-        workflow.patched(patch.id)
+        if not (covered and patch in COVERED_BY_EVERY_GATE):
+            workflow.patched(patch.id)
