@@ -3,8 +3,8 @@ polling one task queue) against one Temporal server. Does throughput grow with t
 until the server is the limit? Each figure is a ratio to the 1-worker run of the same stack,
 with the server's CPU (from /proc) beside it.
 
-The parties are played by `DRIVE`, one lifecycle per call: today the query-polling driver of
-bench/driver.py; an event-driven one drops in with the same signature. Beside each run: CPU
+The parties are played as in the throughput benchmark: event-driven, reacting to the appends'
+NOTIFYs (bench/driver.py `drive_lifecycles`), never polling a query. Beside each run: CPU
 cores busy on average in the server, the workers, PostgreSQL and the whole machine (on one
 machine the workers and the server share its cores, so the machine is the first limit).
 `BENCH_SCALEOUT_N` and `BENCH_SCALEOUT_WORKERS` (e.g. "1,2,4") override the size.
@@ -12,17 +12,13 @@ machine the workers and the server share its cores, so the machine is the first 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
-from temporalio.client import Client
-
 from bench import driver
+from bench.events import Listener, listening
 from bench.harness import Absolute, Figure, Result, Size
 from bench.procs import cpu_seconds, dev_server_pid, machine_busy_seconds, postgres_cpu_seconds
 from bench.stack import Stack, WorkerProcess, open_stack
@@ -33,31 +29,24 @@ SIZES: dict[Size, tuple[int, tuple[int, ...], int]] = {
     "full": (200, (1, 2, 4), 5),
 }
 
-# One lifecycle of the common path, start to completion: (client, task queue, index, tag).
-Drive = Callable[[Client, str, int, str], Awaitable[object]]
+
+async def _drive(stack: Stack, task_queue: str, n: int, tag: str, listener: Listener) -> None:
+    """n common-path lifecycles at once, as the throughput benchmark drives them."""
+    if n:
+        listing = driver.sandbox_listing(stack.pool)
+        await driver.drive_lifecycles(stack.client, task_queue, n, listener, listing, tag)
 
 
-async def drive_common_path(client: Client, task_queue: str, index: int, tag: str) -> None:
-    sc = driver.common_path(index, tag, datetime.now(UTC).date())
-    await driver.drive_lifecycle(client, task_queue, sc)
-
-
-DRIVE: Drive = drive_common_path
-
-
-async def _all(n: int, make: Callable[[int], Awaitable[object]]) -> None:
-    """n at once, as the throughput benchmark drives them."""
-    await asyncio.gather(*(make(i) for i in range(n)))
-
-
-async def run_with(stack: Stack, workers: int, n: int, warmup: int, drive: Drive) -> dict[str, Any]:
+async def run_with(
+    stack: Stack, workers: int, n: int, warmup: int, listener: Listener
+) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:6].upper()
     task_queue = f"bench-scaleout-{workers}-{tag.lower()}"
     processes = [WorkerProcess(stack, "engine", task_queue) for _ in range(workers)]
     try:
         for p in processes:
             await p.ready()
-        await _all(warmup, lambda i: drive(stack.client, task_queue, i, f"W{tag}"))
+        await _drive(stack, task_queue, warmup, f"W{tag}", listener)
         server, pgdata = dev_server_pid(), stack.tmp / "pgdata"
 
         def cpu() -> dict[str, float]:
@@ -70,7 +59,7 @@ async def run_with(stack: Stack, workers: int, n: int, warmup: int, drive: Drive
 
         temporal_bytes, projection_bytes = stack.db_bytes(), await _projection_bytes(stack)
         before, t0 = cpu(), time.perf_counter()
-        await _all(n, lambda i: drive(stack.client, task_queue, i, f"S{tag}"))
+        await _drive(stack, task_queue, n, f"S{tag}", listener)
         wall = time.perf_counter() - t0
         used = {k: v - before[k] for k, v in cpu().items()}
         # Storage per completed lifecycle, for sizing a year (read after the clock stops).
@@ -105,10 +94,10 @@ def _size(size: Size) -> tuple[int, tuple[int, ...], int]:
     return n, counts, warmup
 
 
-async def run(size: Size, drive: Drive | None = None) -> list[dict[str, Any]]:
+async def run(size: Size) -> list[dict[str, Any]]:
     n, counts, warmup = _size(size)
-    async with open_stack(http=True) as stack:
-        return [await run_with(stack, k, n, warmup, drive or DRIVE) for k in counts]
+    async with open_stack(http=True) as stack, listening(stack.dsn) as listener:
+        return [await run_with(stack, k, n, warmup, listener) for k in counts]
 
 
 async def measure(size: Size) -> Result:
@@ -149,7 +138,7 @@ async def measure(size: Size) -> Result:
         absolutes=absolutes,
         details={
             "lifecycles_per_run": n,
-            "driver": f"{DRIVE.__module__}.{DRIVE.__qualname__}",
+            "driver": "bench.driver.drive_lifecycles (event-driven: the appends' NOTIFYs)",
             "runs": [{k: round(v, 4) for k, v in r.items()} for r in runs],
             "note": "one server, one PostgreSQL, every worker a process on one task queue; "
             "on one machine the workers and the server share its cores",
