@@ -15,6 +15,7 @@ import pytest_asyncio
 from conftest import Stack
 from helpers import scenarios
 from helpers.lifecycle import finish, record_history, start, today, until
+from helpers.settled import Settled
 from temporalio.testing import WorkflowEnvironment
 
 from schemas.incubation import (
@@ -57,10 +58,13 @@ async def test_five_year_lifecycle_deal_on_second_exchange(
     )
     aid = sc.disclosure.achievement_id
     handle = await start(env.client, worker.task_queue, sc, DEFAULT_POLICY)
-    await until(handle, lambda s: s.stage is Stage.EVALUATION and s.search is not None)
+    settled = Settled(handle)
+    await until(
+        handle, lambda s: s.stage is Stage.EVALUATION and s.search is not None, settled=settled
+    )
     for review in sc.reviews():
         await handle.execute_update(AchievementLifecycle.submit_review, review)
-    st = await until(handle, lambda s: len(s.listings) == 2)
+    st = await until(handle, lambda s: len(s.listings) == 2, settled=settled)
     assert st.stage is Stage.TRANSACTION
     second = st.listings[1]
 
@@ -77,11 +81,11 @@ async def test_five_year_lifecycle_deal_on_second_exchange(
     )
     await handle.signal(AchievementLifecycle.exchange_deal, early)
     await env.sleep(timedelta(days=16))
-    st = await until(handle, lambda s: s.stage is Stage.TRANSACTION)
+    st = await until(handle, lambda s: s.stage is Stage.TRANSACTION, settled=settled)
     assert st.deal is None
     deal = early.model_copy(update={"event_id": "deal-1"})
     await handle.signal(AchievementLifecycle.exchange_deal, deal)
-    st = await until(handle, lambda s: s.contract is not None)
+    st = await until(handle, lambda s: s.contract is not None, settled=settled)
     assert [x.status for x in st.listings] == [ListingStatus.WITHDRAWN, ListingStatus.DEALT]
 
     for n, amount in ((1, "333333.33"), (2, "666666.67")):
@@ -97,7 +101,7 @@ async def test_five_year_lifecycle_deal_on_second_exchange(
         await handle.signal(AchievementLifecycle.exchange_payment, payment)
         await handle.signal(AchievementLifecycle.exchange_payment, payment)  # redelivered
         await env.sleep(timedelta(days=90))
-    await until(handle, lambda s: s.stage is Stage.INCUBATION)
+    await until(handle, lambda s: s.stage is Stage.INCUBATION, settled=settled)
 
     now = datetime.now(UTC)
     await handle.signal(
@@ -111,7 +115,7 @@ async def test_five_year_lifecycle_deal_on_second_exchange(
             founded_at=now,
         ),
     )
-    await until(handle, lambda s: s.equity is not None)
+    await until(handle, lambda s: s.equity is not None, settled=settled)
     await handle.signal(
         AchievementLifecycle.incubator_admitted,
         IncubatorAdmission(event_id="inc-1", incubator="Synthetic Science Park", admitted_at=now),
