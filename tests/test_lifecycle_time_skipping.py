@@ -6,13 +6,16 @@ and append to the embedded PostgreSQL. External systems' signals are sent by the
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import asyncpg
+import pytest_asyncio
 from conftest import Stack
 from helpers import scenarios
 from helpers.lifecycle import finish, record_history, start, today, until
+from helpers.settled import Settled
 from temporalio.testing import WorkflowEnvironment
 
 from schemas.incubation import (
@@ -30,101 +33,113 @@ from workers.worker import WorkerGroup, build_worker
 from workflows.lifecycle import AchievementLifecycle
 
 
-def _worker(env: WorkflowEnvironment, stack: Stack, task_queue: str) -> WorkerGroup:
-    return build_worker(env.client, stack.deps, task_queue, stack.settings)
+@pytest_asyncio.fixture(loop_scope="session")
+async def worker(
+    time_skipping_env: WorkflowEnvironment, stack: Stack, task_queue: str
+) -> AsyncIterator[WorkerGroup]:
+    """The production worker on the test's queue, running before the test starts, as a
+    deployment's is before any lifecycle: building it validates every workflow definition in a
+    fresh sandbox, which is the worker's start-up cost, not the lifecycle's."""
+    async with build_worker(
+        time_skipping_env.client, stack.deps, task_queue, stack.settings
+    ) as group:
+        yield group
 
 
 async def test_five_year_lifecycle_deal_on_second_exchange(
-    time_skipping_env: WorkflowEnvironment, stack: Stack, db: asyncpg.Pool, task_queue: str
+    time_skipping_env: WorkflowEnvironment,
+    stack: Stack,
+    db: asyncpg.Pool,
+    worker: WorkerGroup,
 ) -> None:
     env = time_skipping_env
     sc = scenarios.transfer_then_company(
         await today(env), exchanges=["sstec", "jstec"], instalments=2
     )
     aid = sc.disclosure.achievement_id
-    async with _worker(env, stack, task_queue):
-        handle = await start(env.client, task_queue, sc, DEFAULT_POLICY)
-        await until(handle, lambda s: s.stage is Stage.EVALUATION and s.search is not None)
-        for review in sc.reviews():
-            await handle.execute_update(AchievementLifecycle.submit_review, review)
-        st = await until(handle, lambda s: len(s.listings) == 2)
-        assert st.stage is Stage.TRANSACTION
-        second = st.listings[1]
+    handle = await start(env.client, worker.task_queue, sc, DEFAULT_POLICY)
+    settled = Settled(handle)
+    await until(
+        handle, lambda s: s.stage is Stage.EVALUATION and s.search is not None, settled=settled
+    )
+    for review in sc.reviews():
+        await handle.execute_update(AchievementLifecycle.submit_review, review)
+    st = await until(handle, lambda s: len(s.listings) == 2, settled=settled)
+    assert st.stage is Stage.TRANSACTION
+    second = st.listings[1]
 
-        # A deal inside the publicity period is refused; after it, the deal stands.
-        early = Deal(
-            event_id="deal-early",
+    # A deal inside the publicity period is refused; after it, the deal stands.
+    early = Deal(
+        event_id="deal-early",
+        exchange="jstec",
+        listing_id=second.listing_id,
+        buyer="Synthetic Buyer Ltd",
+        contract_type=ContractType.TRANSFER,
+        amount=Decimal("1000000.00"),
+        instalments=2,
+        closed_at=datetime.now(UTC),
+    )
+    await handle.signal(AchievementLifecycle.exchange_deal, early)
+    await env.sleep(timedelta(days=16))
+    st = await until(handle, lambda s: s.stage is Stage.TRANSACTION, settled=settled)
+    assert st.deal is None
+    deal = early.model_copy(update={"event_id": "deal-1"})
+    await handle.signal(AchievementLifecycle.exchange_deal, deal)
+    st = await until(handle, lambda s: s.contract is not None, settled=settled)
+    assert [x.status for x in st.listings] == [ListingStatus.WITHDRAWN, ListingStatus.DEALT]
+
+    for n, amount in ((1, "333333.33"), (2, "666666.67")):
+        payment = Payment(
+            event_id=f"pay-{n}",
             exchange="jstec",
             listing_id=second.listing_id,
-            buyer="Synthetic Buyer Ltd",
-            contract_type=ContractType.TRANSFER,
-            amount=Decimal("1000000.00"),
-            instalments=2,
-            closed_at=datetime.now(UTC),
+            instalment=n,
+            amount=Decimal(amount),
+            costs=Decimal("0.01"),
+            paid_at=datetime.now(UTC),
         )
-        await handle.signal(AchievementLifecycle.exchange_deal, early)
-        await env.sleep(timedelta(days=16))
-        st = await until(handle, lambda s: s.stage is Stage.TRANSACTION)
-        assert st.deal is None
-        deal = early.model_copy(update={"event_id": "deal-1"})
-        await handle.signal(AchievementLifecycle.exchange_deal, deal)
-        st = await until(handle, lambda s: s.contract is not None)
-        assert [x.status for x in st.listings] == [ListingStatus.WITHDRAWN, ListingStatus.DEALT]
+        await handle.signal(AchievementLifecycle.exchange_payment, payment)
+        await handle.signal(AchievementLifecycle.exchange_payment, payment)  # redelivered
+        await env.sleep(timedelta(days=90))
+    await until(handle, lambda s: s.stage is Stage.INCUBATION, settled=settled)
 
-        for n, amount in ((1, "333333.33"), (2, "666666.67")):
-            payment = Payment(
-                event_id=f"pay-{n}",
-                exchange="jstec",
-                listing_id=second.listing_id,
-                instalment=n,
-                amount=Decimal(amount),
-                costs=Decimal("0.01"),
-                paid_at=datetime.now(UTC),
-            )
-            await handle.signal(AchievementLifecycle.exchange_payment, payment)
-            await handle.signal(AchievementLifecycle.exchange_payment, payment)  # redelivered
-            await env.sleep(timedelta(days=90))
-        await until(handle, lambda s: s.stage is Stage.INCUBATION)
-
-        now = datetime.now(UTC)
+    now = datetime.now(UTC)
+    await handle.signal(
+        AchievementLifecycle.company_founded,
+        CompanyFounded(
+            event_id="co-1",
+            company_name="Synthetic Spin-off Co (demo)",
+            credit_code="91310000MA1FL8XQ3X",
+            equity_share=Decimal("20.00"),
+            valuation=Decimal("8000000.00"),
+            founded_at=now,
+        ),
+    )
+    await until(handle, lambda s: s.equity is not None, settled=settled)
+    await handle.signal(
+        AchievementLifecycle.incubator_admitted,
+        IncubatorAdmission(event_id="inc-1", incubator="Synthetic Science Park", admitted_at=now),
+    )
+    for year in range(3):
+        await env.sleep(timedelta(days=365))
         await handle.signal(
-            AchievementLifecycle.company_founded,
-            CompanyFounded(
-                event_id="co-1",
-                company_name="Synthetic Spin-off Co (demo)",
-                credit_code="91310000MA1FL8XQ3X",
-                equity_share=Decimal("20.00"),
-                valuation=Decimal("8000000.00"),
-                founded_at=now,
+            AchievementLifecycle.incubation_milestone,
+            IncubationMilestone(
+                event_id=f"ms-{year}",
+                kind=IncubationMilestoneKind.FINANCING_ROUND,
+                description=f"Series {'ABC'[year]}",
+                amount=Decimal("5000000.00"),
+                reached_at=now,
             ),
         )
-        await until(handle, lambda s: s.equity is not None)
-        await handle.signal(
-            AchievementLifecycle.incubator_admitted,
-            IncubatorAdmission(
-                event_id="inc-1", incubator="Synthetic Science Park", admitted_at=now
-            ),
-        )
-        for year in range(3):
-            await env.sleep(timedelta(days=365))
-            await handle.signal(
-                AchievementLifecycle.incubation_milestone,
-                IncubationMilestone(
-                    event_id=f"ms-{year}",
-                    kind=IncubationMilestoneKind.FINANCING_ROUND,
-                    description=f"Series {'ABC'[year]}",
-                    amount=Decimal("5000000.00"),
-                    reached_at=now,
-                ),
-            )
-        await handle.signal(
-            AchievementLifecycle.incubation_exit,
-            IncubationExit(
-                event_id="exit-1", kind=ExitKind.LISTED, detail="STAR market", exited_at=now
-            ),
-        )
-        result = await handle.result()
-        await record_history(handle, "five_year_full_path")
+    await handle.signal(
+        AchievementLifecycle.incubation_exit,
+        IncubationExit(
+            event_id="exit-1", kind=ExitKind.LISTED, detail="STAR market", exited_at=now
+        ),
+    )
+    result = await handle.result()
+    await record_history(handle, "five_year_full_path")
 
     assert result.final_stage is Stage.COMPLETED
     assert result.total_received == "1000000.00"

@@ -27,6 +27,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from cli.samples import Scenario
 from helpers.eventually import WITHIN_SECONDS, assert_eventually
+from helpers.settled import Settled
 from schemas.commands import Withdrawal
 from schemas.lifecycle import LifecycleResult, LifecycleState, Stage
 from schemas.policy import Policy
@@ -59,12 +60,17 @@ async def until(
     *,
     within: float = WITHIN_SECONDS,
     what: str = "the lifecycle's state to match",
+    settled: Settled | None = None,
 ) -> LifecycleState:
     """The state once `check` holds and every event is recorded; fail with the last state.
 
     An empty outbox means the projection has every event so far, so tests may read it next
     (PostgreSQL on the real stack, the canned projection's memory in the fast layer).
+    With `settled` (following this handle's history), the state is queried only when the
+    workflow has settled after a change, instead of every few milliseconds.
     """
+    if settled is not None:
+        return await _until_settled(handle, check, settled, within, what)
 
     async def matched() -> LifecycleState:
         try:
@@ -75,13 +81,37 @@ async def until(
             if err.status not in (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED):
                 raise
             raise AssertionError(f"the query was not answered: {err}") from err
-        assert check(current) and not current.outbox, (
-            f"stage={current.stage.value} waiting={current.waiting} "
-            f"unrecorded events={len(current.outbox)}"
-        )
+        assert check(current) and not current.outbox, _unmatched(current)
         return current
 
     return await assert_eventually(matched, within=within, what=what)
+
+
+def _unmatched(current: LifecycleState) -> str:
+    return (
+        f"stage={current.stage.value} waiting={current.waiting} "
+        f"unrecorded events={len(current.outbox)}"
+    )
+
+
+async def _until_settled(
+    handle: Handle,
+    check: Callable[[LifecycleState], bool],
+    settled: Settled,
+    within: float,
+    what: str,
+) -> LifecycleState:
+    seen, last = 0, "never settled"
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                seen = await settled.wait(after=seen)
+                current = await state(handle)
+                if check(current) and not current.outbox:
+                    return current
+                last = _unmatched(current)
+    except TimeoutError:
+        raise AssertionError(f"{what}: not within {within:g}s; last: {last}") from None
 
 
 async def to_transaction(handle: Handle, sc: Scenario) -> LifecycleState:
