@@ -200,12 +200,12 @@ FUND_ACCRUALS = Patch(
 # records a marker and upserts TemporalChangeVersion (a history event and a visibility write
 # on the server each), 11 of both on the common path. Covers exactly the gates above it;
 # a gate added later calls `workflow.patched` alone (a run recorded with this marker but
-# before the later gate must still take that gate's old path). Shipped with
-# projection-as-activity: the histories before both are those of issues 13 and 15.
+# before the later gate must still take that gate's old path). Its histories were recorded
+# with projection-as-activity, whose own are those of issues 13 and 15.
 NEW_RUNS_TAKE_EVERY_GATE = Patch(
     id="new-runs-take-every-gate",
-    shipped="(this change: one marker for every earlier gate in a new run)",
-    histories="tests/histories/before-projection-as-activity",
+    shipped="78de09e (one marker for every earlier gate in a new run)",
+    histories="tests/histories/before-new-runs-take-every-gate",
     old_path="every_gate() and its calls in each gate: each gate's own workflow.patched",
     where="workflows/patches.py every gate; decided first in decide_at_run_start",
 )
