@@ -2,11 +2,17 @@
 funding) waiting on the mandatory-listing timer; worker RSS, server database bytes per parked
 lifecycle, and time to park them, each against the bare floor parked the same way.
 
-Then the mass wake-up: N more of each are parked with the listing falling due at one instant a
-little after they can all be parked (the policy's `mandatory_listing_due_time` on a deadline of
-that day), and the figure is how fast the worker gets all of them through their wake-up work
-(the listing on the exchange and its events recorded) once the instant passes. The floor's
-script is a woken lifecycle's own history, its mandatory timer firing at the same instant.
+4b. The mass wake-up of the same N: their listing falls due at one instant a little after they
+can all be parked (the policy's `mandatory_listing_due_time` on a deadline of that day), and the
+figure is how fast the worker that parked them gets all of them through their wake-up work (the
+listing on the exchange and its events recorded) once the instant passes. The floor's script is
+a woken lifecycle's own history, its timer firing at its own instant. A parked lifecycle's
+history does not depend on when its timer fires, so one set of N serves both figures: each side
+parks 20,000 once instead of twice (still over an hour for both sides on 2 cores).
+
+The instant is set from a pilot: a few lifecycles parked first on a worker of their own, their
+rate stretched to N with some slack. Parking is counted (SQL rows, the visibility count), never
+by querying lifecycles.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock
 
@@ -27,16 +34,22 @@ from bench.shape import counts, script_of
 from bench.stack import Stack, WorkerProcess, open_stack
 from schemas.policy import Policy
 
-# 20,000 is the issue's size; on a 2-core machine the engine parks ~10 a second, so the full
-# run parks 2,000 (about 7 minutes for floor and engine). ACHIEVEMENTS_BENCH_PARKED=20000
-# asks for the whole 20,000 (over an hour here).
-SIZES = {"tiny": 10, "full": int(os.environ.get("ACHIEVEMENTS_BENCH_PARKED", "2000"))}
+# The issue's size. ACHIEVEMENTS_BENCH_PARKED sets another N for `--size full`.
+SIZES = {"tiny": 10, "full": int(os.environ.get("ACHIEVEMENTS_BENCH_PARKED", "20000"))}
 CONCURRENCY = 64
 _POLL_S = 0.25
-# The wake-up instant: the measured time to park N, this much longer, plus a margin.
-_WAKE_SLACK, _WAKE_MARGIN_S = 1.3, 15.0
-LIMIT_S = {"tiny": 120.0, "full": 5400.0}
+# The pilot: this share of N (within bounds) parked first to learn the rate of parking.
+_PILOT_SHARE, _PILOT_MIN, _PILOT_MAX = 0.02, 5, 400
+# The instant: the pilot's rate stretched to N, this much longer, plus a margin. A run that
+# parks slower than that reports the wake-up as not measured rather than a wrong figure.
+_WAKE_SLACK, _WAKE_MARGIN_S = 1.25, 20.0
 MB, KB = 1024 * 1024, 1024
+
+
+def limit_for(n: int) -> float:
+    """How long any wait may take before the run fails as stuck: generous, linear in N (a
+    loaded 2-core machine parked 400 engine lifecycles at about 1.3 a second)."""
+    return 300.0 + n * 1.5
 
 
 def _end_of_day(day: date) -> datetime:
@@ -51,43 +64,6 @@ def _due_at(at: datetime) -> tuple[date, Policy]:
     return at.date(), BENCH_POLICY.model_copy(update={"mandatory_listing_due_time": time_of_day})
 
 
-async def _count_events(stack: Stack, type: str, tag: str) -> int:
-    return int(
-        await stack.pool.fetchval(
-            "SELECT count(*) FROM lifecycle_events WHERE type = $1 AND achievement_id LIKE $2",
-            type,
-            f"SYN-{tag}-%",
-        )
-    )
-
-
-async def _count_bare(stack: Stack, w: WorkerProcess, stage: str) -> int:
-    query = f'AchievementStage = "{stage}" AND TaskQueue = "{w.task_queue}"'
-    return (await stack.client.count_workflows(query)).count
-
-
-async def _wake(
-    park: Callable[[], Awaitable[object]],
-    parked: Callable[[], Awaitable[int]],
-    woken: Callable[[], Awaitable[int]],
-    n: int,
-    due: datetime,
-    limit: float,
-) -> float | None:
-    """Park n due at `due`, wait for the instant, return the seconds until all n are through.
-
-    None when parking overran the instant (some fired before the rest were parked).
-    """
-    await park()
-    await _wait_count(parked, n, limit)
-    if datetime.now(UTC) >= due:
-        return None
-    await asyncio.sleep((due - datetime.now(UTC)).total_seconds())
-    t0 = time.perf_counter()
-    await _wait_count(woken, n, limit)
-    return time.perf_counter() - t0 - _POLL_S / 2  # the last poll's mean lag
-
-
 async def _wait_count(count: Callable[[], Awaitable[int]], n: int, limit: float) -> None:
     deadline = time.monotonic() + limit
     while (seen := await count()) < n:
@@ -96,50 +72,127 @@ async def _wait_count(count: Callable[[], Awaitable[int]], n: int, limit: float)
         await asyncio.sleep(_POLL_S)
 
 
-async def _park_engine(stack: Stack, w: WorkerProcess, n: int, tag: str, limit: float) -> float:
-    today = datetime.now(UTC).date()
-    deadline = today + timedelta(days=3 * 365)
-    before = await stack.pool.fetchval(
-        "SELECT count(*) FROM lifecycle_events WHERE type = 'held_as_resource'"
-    )
-    t0 = time.perf_counter()
-    await driver.bounded(
-        n,
-        CONCURRENCY,
-        lambda i: driver.start(
-            stack.client, w.task_queue, driver.parked(i, tag, today, deadline), driver.BENCH_POLICY
-        ),
-    )
+@dataclass
+class Side:
+    """How one side (engine or floor) parks lifecycles and how its progress is counted."""
 
-    async def parked() -> int:
-        # The last event a parking lifecycle records before it starts its timer.
+    mode: str
+    # (worker, index, tag, instant or None for the default 3-year deadline)
+    start: Callable[[WorkerProcess, int, str, datetime | None], Awaitable[object]]
+    parked: Callable[[WorkerProcess, str], Awaitable[int]]
+    woken: Callable[[WorkerProcess, str], Awaitable[int]]
+
+
+@dataclass
+class Measured:
+    park_s: float
+    park_cpu_s: float
+    rss: int
+    db: int
+    wake_s: float | None
+    wake_cpu_s: float
+    pilot_rate: float
+    due_in_s: float
+
+
+async def _park(side: Side, w: WorkerProcess, n: int, tag: str, due: datetime | None) -> float:
+    t0 = time.perf_counter()
+    await driver.bounded(n, CONCURRENCY, lambda i: side.start(w, i, tag, due))
+    await _wait_count(lambda: side.parked(w, tag), n, limit_for(n))
+    return time.perf_counter() - t0
+
+
+async def _measure(stack: Stack, side: Side, n: int, tag: str) -> Measured:
+    """Pilot, then park N due at one instant (time, RSS, database), then wake them all."""
+    pilot = max(_PILOT_MIN, min(_PILOT_MAX, int(n * _PILOT_SHARE)))
+    async with stack.worker(side.mode) as w:
+        pilot_s = await _park(side, w, pilot, f"{tag}P", None)
+    rate = pilot / pilot_s
+    db0 = stack.db_bytes()
+    async with stack.worker(side.mode) as w:
+        due_in = n / rate * _WAKE_SLACK + _WAKE_MARGIN_S
+        due = datetime.now(UTC) + timedelta(seconds=due_in)
+        cpu0 = w.cpu_seconds()
+        park_s = await _park(side, w, n, tag, due)
+        await asyncio.sleep(2)
+        park_cpu = w.cpu_seconds() - cpu0
+        rss = w.rss_bytes()
+        db = stack.db_bytes() - db0
+        wake_s: float | None = None
+        cpu0 = w.cpu_seconds()
+        if datetime.now(UTC) < due and await side.woken(w, tag) == 0:
+            await asyncio.sleep((due - datetime.now(UTC)).total_seconds())
+            t0 = time.perf_counter()
+            await _wait_count(lambda: side.woken(w, tag), n, limit_for(n))
+            wake_s = time.perf_counter() - t0 - _POLL_S / 2  # the last count's mean lag
+        wake_cpu = w.cpu_seconds() - cpu0
+    return Measured(park_s, park_cpu, rss, db, wake_s, wake_cpu, rate, due_in)
+
+
+def _engine(stack: Stack, today: date) -> Side:
+    three_years = today + timedelta(days=3 * 365)
+
+    async def start(w: WorkerProcess, i: int, tag: str, due: datetime | None) -> object:
+        deadline, policy = (three_years, BENCH_POLICY) if due is None else _due_at(due)
+        sc = driver.parked(i, tag, today, deadline)
+        return await driver.start(stack.client, w.task_queue, sc, policy)
+
+    async def count(type: str, tag: str) -> int:
         return int(
             await stack.pool.fetchval(
-                "SELECT count(*) FROM lifecycle_events WHERE type = 'held_as_resource'"
+                "SELECT count(*) FROM lifecycle_events WHERE type = $1 AND achievement_id LIKE $2",
+                type,
+                f"SYN-{tag}-%",
             )
-        ) - int(before)
+        )
 
-    await _wait_count(parked, n, limit)
-    return time.perf_counter() - t0
-
-
-async def _park_bare(
-    stack: Stack, w: WorkerProcess, n: int, tag: str, script: str, due: datetime, limit: float
-) -> float:
-    t0 = time.perf_counter()
-    seconds = (due - datetime.now(UTC)).total_seconds()
-    await driver.bounded(
-        n,
-        CONCURRENCY,
-        lambda i: stack.client.start_workflow(
-            BareWorkflow.run,
-            BareInput(script=script + "Z", timer_seconds=seconds, mark_parked=True),
-            id=f"bare-parked-{tag}-{i}",
-            task_queue=w.task_queue,
-        ),
+    return Side(
+        "engine",
+        start,
+        # The last event a parking lifecycle records before it starts its timer; the last
+        # thing a woken one does: its listing recorded.
+        lambda w, tag: count("held_as_resource", tag),
+        lambda w, tag: count("listed", tag),
     )
-    await _wait_count(lambda: _count_bare(stack, w, PARKED_STAGE), n, limit)
-    return time.perf_counter() - t0
+
+
+def _bare(stack: Stack, script: str, wake_script: str, due_forever: datetime) -> Side:
+    async def start(w: WorkerProcess, i: int, tag: str, due: datetime | None) -> object:
+        if due is None:  # the pilot: parked on the 3-year timer, as the engine's pilot is
+            seconds = (due_forever - datetime.now(UTC)).total_seconds()
+            arg = BareInput(script=script + "Z", timer_seconds=seconds, mark_parked=True)
+        else:
+            arg = BareInput(script=wake_script, mark_parked=True, wake_at=due)
+        return await stack.client.start_workflow(
+            BareWorkflow.run, arg, id=f"bare-parked-{tag}-{i}", task_queue=w.task_queue
+        )
+
+    async def count(w: WorkerProcess, *stages: str) -> int:
+        either = " OR ".join(f'AchievementStage = "{s}"' for s in stages)
+        query = f'({either}) AND TaskQueue = "{w.task_queue}"'
+        return (await stack.client.count_workflows(query)).count
+
+    return Side(
+        "bare",
+        start,
+        # Parked counts the woken too: one that woke early was parked first.
+        lambda w, tag: count(w, PARKED_STAGE, WOKEN_STAGE),
+        lambda w, tag: count(w, WOKEN_STAGE),
+    )
+
+
+async def _parked_script(stack: Stack, tag: str, today: date, deadline: date) -> str:
+    """The shape of one parked lifecycle, from its history."""
+    async with stack.worker("engine") as w:
+        sc = driver.parked(0, f"P{tag}", today, deadline)
+        h = await driver.start(stack.client, w.task_queue, sc, driver.BENCH_POLICY)
+        await driver.poll(
+            lambda: driver.state(h), lambda s: s.waiting is not None and not s.outbox, 60
+        )
+        await asyncio.sleep(0.5)
+        script = await script_of(h)  # type: ignore[arg-type]
+        await h.terminate("shape recorded")
+    return script
 
 
 async def _wake_script(stack: Stack, parked_script: str, tag: str, today: date) -> str:
@@ -162,124 +215,58 @@ async def _wake_script(stack: Stack, parked_script: str, tag: str, today: date) 
     return parked_script[:-1] + "W" + woken[len(parked_script) :] + "Z"
 
 
-async def _wake_bare(
-    stack: Stack, script: str, n: int, tag: str, park_s: float, limit: float
-) -> float | None:
-    async with stack.worker("bare") as w:
-        due = datetime.now(UTC) + timedelta(seconds=park_s * _WAKE_SLACK + _WAKE_MARGIN_S)
-        return await _wake(
-            lambda: driver.bounded(
-                n,
-                CONCURRENCY,
-                lambda i: stack.client.start_workflow(
-                    BareWorkflow.run,
-                    BareInput(script=script, mark_parked=True, wake_at=due),
-                    id=f"bare-wake-{tag}-{i}",
-                    task_queue=w.task_queue,
-                ),
-            ),
-            lambda: _count_bare(stack, w, PARKED_STAGE),
-            lambda: _count_bare(stack, w, WOKEN_STAGE),
-            n,
-            due,
-            limit,
-        )
-
-
-async def _wake_engine(
-    stack: Stack, n: int, tag: str, today: date, park_s: float, limit: float
-) -> float | None:
-    async with stack.worker("engine") as w:
-        due = datetime.now(UTC) + timedelta(seconds=park_s * _WAKE_SLACK + _WAKE_MARGIN_S)
-        deadline, policy = _due_at(due)
-        return await _wake(
-            lambda: driver.bounded(
-                n,
-                CONCURRENCY,
-                lambda i: driver.start(
-                    stack.client, w.task_queue, driver.parked(i, tag, today, deadline), policy
-                ),
-            ),
-            lambda: _count_events(stack, "held_as_resource", tag),
-            # The last thing a woken lifecycle does: its listing recorded.
-            lambda: _count_events(stack, "listed", tag),
-            n,
-            due,
-            limit,
-        )
-
-
 async def measure(size: Size) -> Result:
-    n, limit = SIZES[size], LIMIT_S[size]
+    return await run(SIZES[size], size)
+
+
+async def run(n: int, size: Size = "tiny") -> Result:
     tag = uuid.uuid4().hex[:6].upper()
     started = time.perf_counter()
     today = datetime.now(UTC).date()
     deadline = today + timedelta(days=3 * 365)
     async with open_stack(http=True) as stack:
-        # The shape of one parked lifecycle, from its history.
-        async with stack.worker("engine") as w:
-            sc = driver.parked(0, f"P{tag}", today, deadline)
-            h = await driver.start(stack.client, w.task_queue, sc, driver.BENCH_POLICY)
-            await driver.poll(
-                lambda: driver.state(h),
-                lambda s: s.waiting is not None and not s.outbox,
-                60,
-            )
-            await asyncio.sleep(0.5)
-            script = await script_of(h)  # type: ignore[arg-type]
-            await h.terminate("shape recorded")
-        due = _end_of_day(deadline)
-        # Floor first: a server already holding the engine's workflows would slow it.
-        db0 = stack.db_bytes()
-        async with stack.worker("bare") as w:
-            floor_s = await _park_bare(stack, w, n, tag, script, due, limit)
-            await asyncio.sleep(2)
-            floor_rss = w.rss_bytes()
-        db1 = stack.db_bytes()
-        async with stack.worker("engine") as w:
-            engine_s = await _park_engine(stack, w, n, tag, limit)
-            await asyncio.sleep(2)
-            engine_rss = w.rss_bytes()
-        db2 = stack.db_bytes()
-        # The mass wake-up, each side on a fresh worker with nothing else parked in its cache.
+        script = await _parked_script(stack, tag, today, deadline)
         wake_script = await _wake_script(stack, script, tag, today)
-        floor_wake = await _wake_bare(stack, wake_script, n, tag, floor_s, limit)
-        engine_wake = await _wake_engine(stack, n, f"K{tag}", today, engine_s, limit)
-    engine_db, floor_db = (db2 - db1) / n, (db1 - db0) / n
+        # Floor first: a server already holding the engine's workflows would slow it.
+        floor = await _measure(
+            stack, _bare(stack, script, wake_script, _end_of_day(deadline)), n, tag
+        )
+        engine = await _measure(stack, _engine(stack, today), n, f"K{tag}")
     figures = [
         Figure(
             f"time to park {n:,}",
             "s",
-            engine_s,
-            floor_s,
+            engine.park_s,
+            floor.park_s,
             None,
             "lower",
             note=f"starts {CONCURRENCY} at a time; per lifecycle: "
             + ", ".join(f"{v} {k}" for k, v in counts(script).items()),
         ),
-        Figure(f"worker RSS at {n:,} parked", "MB", engine_rss / MB, floor_rss / MB, None, "lower"),
+        Figure(f"worker RSS at {n:,} parked", "MB", engine.rss / MB, floor.rss / MB, None, "lower"),
         Figure(
             "server database per parked lifecycle",
             "KB",
-            engine_db / KB,
-            floor_db / KB,
+            engine.db / n / KB,
+            floor.db / n / KB,
             None,
             "lower",
             note="dev server SQLite file + WAL + SHM growth ÷ N",
         ),
     ]
-    if engine_wake and floor_wake:
+    if engine.wake_s and floor.wake_s:
         figures.append(
             Figure(
                 f"mass wake-up of {n:,} at one instant",
                 "lifecycles/s",
-                n / engine_wake,
-                n / floor_wake,
+                n / engine.wake_s,
+                n / floor.wake_s,
                 None,
                 "higher",
                 floor_label="bare workflow, a woken lifecycle's shape, its timer at one instant",
-                note="from the instant until the last one's listing is recorded; per woken "
-                "lifecycle: " + ", ".join(f"{v} {k}" for k, v in counts(wake_script).items()),
+                note="the same N that were parked, on the worker that parked them; from the "
+                "instant until the last one's listing is recorded; per woken lifecycle: "
+                + ", ".join(f"{v} {k}" for k, v in counts(wake_script).items()),
             )
         )
     return Result(
@@ -287,20 +274,30 @@ async def measure(size: Size) -> Result:
         size=size,
         figures=figures,
         absolutes=[
-            Absolute(f"worker RSS at {n:,} parked", "MB", engine_rss / MB, 300),
-            Absolute("server database per parked lifecycle", "KB", engine_db / KB, 30),
+            Absolute(f"worker RSS at {n:,} parked", "MB", engine.rss / MB, 300),
+            Absolute("server database per parked lifecycle", "KB", engine.db / n / KB, 30),
         ],
         details={
             "parked": n,
             "script": script,
             "shape": counts(script),
-            "deadline": deadline.isoformat(),
-            "mandatory_listing_due": due.isoformat(),
-            "db_bytes": {"start": db0, "after_floor": db1, "after_engine": db2},
             "wake_script": wake_script,
-            "wake_seconds": {"engine": engine_wake, "floor": floor_wake},
+            "db_bytes": {"engine": engine.db, "floor": floor.db},
+            "park_seconds": {"engine": engine.park_s, "floor": floor.park_s},
+            "wake_seconds": {"engine": engine.wake_s, "floor": floor.wake_s},
+            # Worker CPU (user + sys) per lifecycle: steadier than times on a shared machine.
+            "worker_cpu_ms_per_parked": {
+                "engine": engine.park_cpu_s * 1000 / n,
+                "floor": floor.park_cpu_s * 1000 / n,
+            },
+            "worker_cpu_ms_per_woken": {
+                "engine": engine.wake_cpu_s * 1000 / n,
+                "floor": floor.wake_cpu_s * 1000 / n,
+            },
+            "pilot_rate_per_s": {"engine": engine.pilot_rate, "floor": floor.pilot_rate},
+            "instant_after_s": {"engine": engine.due_in_s, "floor": floor.due_in_s},
             "mass_wake_up": "measured"
-            if engine_wake and floor_wake
+            if engine.wake_s and floor.wake_s
             else "not measured: parking overran the instant the listings fell due",
         },
         seconds=time.perf_counter() - started,

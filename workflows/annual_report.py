@@ -14,6 +14,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    import workflows.patches as patches
     from activities.registry import RegistryActivities
     from activities.reports import ReportActivities
     from schemas.registry_api import AnnualReportRequest
@@ -25,7 +26,6 @@ with workflow.unsafe.imports_passed_through():
         previous_year,
         report_zone,
     )
-    from workflows import patches
     from workflows.options import call_system
 
 # A year of events of one institution is a few aggregates over an index: seconds, but let a

@@ -11,7 +11,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from workflows import patches
+    import workflows.patches as patches
 
 T = TypeVar("T")
 System = Literal["registry", "exchange"]

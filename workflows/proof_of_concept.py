@@ -18,6 +18,7 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    import workflows.patches as patches
     from activities.registry import RegistryActivities
     from schemas.proof_of_concept import (
         GoNoGo,
@@ -29,7 +30,6 @@ with workflow.unsafe.imports_passed_through():
         PocResult,
     )
     from schemas.registry_api import PocApplicationRequest, PocApplicationResponse
-    from workflows import patches
     from workflows.options import call_system
 
 # The parent's signal that takes what the child reports (AchievementLifecycle.poc_progress).

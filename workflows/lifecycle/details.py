@@ -14,8 +14,8 @@ from datetime import datetime
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    import workflows.rules as rules
     from schemas.lifecycle import LifecycleState, Stage, Waiting
-    from workflows import rules
 
 # The static details, set once when a lifecycle starts (workflows/start.py).
 STATIC_DETAILS = (

@@ -23,12 +23,13 @@ from typing import Any, TypeVar
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    import workflows.patches as patches
+    import workflows.rules as rules
     from activities.projections import ProjectionActivities
     from schemas.events import EventType, LifecycleEvent
     from schemas.identity import Actor
     from schemas.lifecycle import AttentionReason, LifecycleState, Stage, StageEntry, Waiting
     from schemas.refusals import REFUSALS_KEPT, RefusedEvent, held_event_type
-    from workflows import patches, rules
     from workflows.options import PROJECTION_RETRY, PROJECTION_TIMEOUT, System, call_system
 
 # The lifecycle's own modules run in the sandbox (its protection of our code is kept).

@@ -16,12 +16,12 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    import workflows.patches as patches
     from activities.registry import RegistryActivities
     from schemas.evaluation_institution import EvaluationRequested, InstitutionReport
     from schemas.events import EventType
     from schemas.lifecycle import LifecycleState, Stage
     from schemas.registry_api import EvaluationReminder, EvaluationRequest
-    from workflows import patches
 
 # The lifecycle's own modules run in the sandbox (its protection of our code is kept).
 from workflows.lifecycle.engine import LifecycleEngine

@@ -13,6 +13,8 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 from temporalio.workflow import ChildWorkflowHandle
 
 with workflow.unsafe.imports_passed_through():
+    import workflows.patches as patches
+    import workflows.rules as rules
     from activities.exchange import ExchangeActivities
     from activities.registry import RegistryActivities
     from schemas.commands import Withdrawal
@@ -30,7 +32,6 @@ with workflow.unsafe.imports_passed_through():
         RegisterAchievementRequest,
         RegisterEquityRequest,
     )
-    from workflows import patches, rules
     from workflows.ids import poc_child_id
     from workflows.proof_of_concept import ProofOfConcept
 

@@ -13,6 +13,8 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    import workflows.patches as patches
+    import workflows.rules as rules
     from activities.exchange import ExchangeActivities
     from activities.fund import FundActivities
     from activities.registry import RegistryActivities
@@ -26,7 +28,6 @@ with workflow.unsafe.imports_passed_through():
     from schemas.lifecycle import AttentionReason, Stage
     from schemas.registry_api import RegisterContractRequest
     from schemas.transaction import ContractRegistration, Deal, Listing, ListingStatus
-    from workflows import patches, rules
     from workflows.options import PROJECTION_RETRY, PROJECTION_TIMEOUT
 
 # The lifecycle's own modules run in the sandbox (its protection of our code is kept).

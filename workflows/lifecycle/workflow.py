@@ -18,6 +18,9 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    import workflows.patches as patches
+    import workflows.rules as rules
+    import workflows.search_attributes as sa
     from schemas.commands import Activation, ListingExpired, MandatoryListingExemption, Withdrawal
     from schemas.evaluation import OperatorDecision, Review
     from schemas.evaluation_institution import chosen_evaluator
@@ -47,8 +50,6 @@ with workflow.unsafe.imports_passed_through():
         Payment,
         RecordedPayment,
     )
-    from workflows import patches, rules
-    from workflows import search_attributes as sa
     from workflows.proof_of_concept import POC_PROGRESS_SIGNAL
 
 # The lifecycle's own modules run in the sandbox (its protection of our code is kept).
