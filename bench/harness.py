@@ -125,11 +125,13 @@ def table(results: list[Result]) -> Table:
     return t
 
 
-def write(results: list[Result], size: Size, out_dir: Path = RESULTS) -> Path:
+def write(
+    results: list[Result], size: Size, out_dir: Path = RESULTS, name: str | None = None
+) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     at = datetime.now(UTC).isoformat(timespec="seconds")
     names = "-".join(r.benchmark for r in results) if len(results) < 3 else "all"
-    path = out_dir / f"bench-{names}-{size}-{at.replace(':', '')}.json"
+    path = out_dir / (name or f"bench-{names}-{size}-{at.replace(':', '')}.json")
     doc = {
         "at": at,
         "size": size,

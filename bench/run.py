@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 
 from bench.harness import RESULTS, Result, Runner, Size, show, write
 from core.binaries import BinaryNotFound
 
-NAMES = ("throughput", "cpu", "latency", "parked", "report", "timeskip", "gateway", "scaleout")
+NAMES = ("throughput", "cpu", "latency", "report", "timeskip", "gateway", "scaleout", "parked")
 
 
 def _runner(name: str) -> Runner:
@@ -51,8 +52,10 @@ def _runner(name: str) -> Runner:
 RUN_LIMIT_SECONDS = {"tiny": 300, "full": 4 * 3600}
 
 
-async def run(names: list[str], size: Size) -> list[Result]:
-    results = []
+async def run(names: list[str], size: Size, partial: Path | None = None) -> list[Result]:
+    """Run each benchmark in turn; with `partial`, keep the results so far there after each
+    (a long run that is stopped keeps what it measured)."""
+    results: list[Result] = []
     for name in names:
         started = time.perf_counter()
         # Every run stops by itself: a stuck lifecycle (e.g. an activity no worker serves)
@@ -61,6 +64,8 @@ async def run(names: list[str], size: Size) -> list[Result]:
             result = await _runner(name)(size)
         result.seconds = result.seconds or time.perf_counter() - started
         results.append(result)
+        if partial is not None:
+            write(results, size, partial.parent, partial.name)
     return results
 
 
@@ -79,11 +84,13 @@ def main(what: str, size: Size, out_dir: Path = RESULTS) -> Path:
     names = list(NAMES) if what == "all" else [n.strip() for n in what.split(",")]
     for name in names:
         _runner(name)  # unknown names fail before anything starts
+    partial = out_dir / f"bench-partial-{size}-{os.getpid()}.json"
     try:
-        results = asyncio.run(run(names, size))
+        results = asyncio.run(run(names, size, partial))
     except BinaryNotFound as err:
         raise SystemExit(str(err)) from None  # an installation problem: its message, no trace
     show(results)
     path = write(results, size, out_dir)
+    partial.unlink(missing_ok=True)
     print(f"results: {path}")
     return path

@@ -161,8 +161,18 @@ def _details(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# `throughput` and `cpu` read the same runs: `bench all` drives them once.
+_RUNS: dict[str, dict[str, Any]] = {}
+
+
+async def _one_run(size: Size) -> dict[str, Any]:
+    if size not in _RUNS:
+        _RUNS[size] = await run(size)
+    return _RUNS[size]
+
+
 async def measure(size: Size) -> Result:
-    r = await run(size)
+    r = await _one_run(size)
     floor = r["bare"]["per_s"]
     shape = ", ".join(f"{v} {k}" for k, v in r["shape"].items())
     # Zero when no party polls: a count of 0 cannot be a ratio, so it is a note and details.
@@ -207,7 +217,7 @@ async def measure(size: Size) -> Result:
 
 
 async def measure_cpu(size: Size) -> Result:
-    r = await run(size)
+    r = await _one_run(size)
     floor = r["bare"]["cpu_per_lifecycle_s"] * 1000
     return Result(
         benchmark="cpu",
