@@ -2,12 +2,14 @@
 
 Its script is the lifecycle's own history reduced to tokens (bench/shape.py): `A` runs a no-op
 activity (`r`/`x`: on the `-registry`/`-exchange` queue, as the lifecycle's external calls),
-`L` the same as a local activity (with `notify`: one that sends the append's NOTIFY,
-bench/events.py, labelled with the wait that comes next, `U1`/`S1`..., when no other append lies
-between, else `appended`), `T` starts a timer that the next wait cancels (as the lifecycle's
-timed waits are), `U`/`S` wait for the next update/signal from the driver, `W` parks on a timer
-that fires at `wake_at` (the mandatory-listing clock), `Z` parks forever. The driver plays it the
-same way it plays the lifecycle, so both do the same activities, signals, timers and updates.
+`L` the same as a local activity. With `notify`, an `A` or `L` is an append (in a script read
+with its queues, the lifecycle's own-queue activities are its projection appends): it sends the
+append's NOTIFY (bench/events.py), labelled with the wait that comes next, `U1`/`S1`..., when no
+other append lies between, else `appended`. `T` starts a timer that the next wait cancels (as
+the lifecycle's timed waits are), `U`/`S` wait for the next update/signal from the driver, `W`
+parks on a timer that fires at `wake_at` (the mandatory-listing clock), `Z` parks forever. The
+driver plays it the same way it plays the lifecycle, so both do the same activities, signals,
+timers and updates.
 """
 
 from __future__ import annotations
@@ -32,8 +34,14 @@ class BareInput(BaseModel):
     timer_seconds: float = 86_400.0
     mark_parked: bool = False
     wake_at: datetime | None = None
-    # `L` sends the append's NOTIFY (the worker then needs bench.events.Notifier); off, a no-op.
+    # `A` and `L` send the append's NOTIFY (the worker then needs bench.events.Notifier); off,
+    # they are no-ops.
     notify: bool = False
+
+
+# The tokens of a lifecycle's appends: a local activity (`local-projection`), or an activity
+# on the workflow's own queue (since `projection-as-activity`; the external calls are r/x).
+APPENDS = "AL"
 
 
 @activity.defn(name="bench.noop")
@@ -42,14 +50,14 @@ async def noop(value: str) -> str:
 
 
 def append_labels(script: str) -> dict[int, str]:
-    """For each `L` at index i: the wait after it (`U1`, `S1`, ...) when the next wait comes
-    before the next append, else `appended`. The driver acts on those labels as it acts on the
-    lifecycle's "entered evaluation" and "listed" notifications."""
+    """For each append (`A`, `L`) at index i: the wait after it (`U1`, `S1`, ...) when the next
+    wait comes before the next append, else `appended`. The driver acts on those labels as it
+    acts on the lifecycle's "entered evaluation" and "listed" notifications."""
     labels: dict[int, str] = {}
     pending: int | None = None
     seen = {"U": 0, "S": 0}
     for i, token in enumerate(script):
-        if token == "L":
+        if token in APPENDS:
             if pending is not None:
                 labels[pending] = "appended"
             pending = i
@@ -77,7 +85,13 @@ class BareWorkflow:
         need_u = need_s = 0
         labels = append_labels(input.script)
         for i, token in enumerate(input.script):
-            if token == "A":
+            if token == "A" and input.notify:
+                await workflow.execute_activity(
+                    "bench.append",
+                    args=[workflow.info().workflow_id, labels[i]],
+                    start_to_close_timeout=timedelta(seconds=30),
+                )
+            elif token == "A":
                 await workflow.execute_activity(
                     noop, "x", start_to_close_timeout=timedelta(seconds=30)
                 )

@@ -53,7 +53,8 @@ class Notifier:
 
     @activity.defn(name="bench.append")
     async def append(self, workflow_id: str, label: str) -> str:
-        """The floor's local activity for each of the lifecycle's appends (bench/bare.py)."""
+        """The floor's activity (or local activity) for each of the lifecycle's appends
+        (bench/bare.py)."""
         await self.notify(workflow_id, "bare", [label])
         return label
 
