@@ -35,7 +35,7 @@ import httpx
 
 from bench.harness import Figure, Result, Size
 from bench.procs import cpu_seconds, dev_server_pid
-from bench.stack import Stack, open_stack
+from bench.stack import Stack, open_stack, stop_process
 from cli.demo import officer
 from cli.samples import Scenario, scenario
 from core.http_server import bind_socket, serving
@@ -43,7 +43,6 @@ from core.policy_book import PolicyBook
 from core.settings import Settings
 from sandboxes.identity_directory import demo_directory
 from sandboxes.identity_provider import KeyRing, SyntheticSignIn, create_identity_provider_app
-from schemas.gateway_api import DisclosureRequest
 from schemas.identity import Actor, Role
 from schemas.lifecycle import LifecycleInput
 from workflows.start import start_lifecycle
@@ -125,14 +124,7 @@ class GatewayProcess:
             await asyncio.sleep(0.1)
 
     async def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(asyncio.to_thread(self.process.wait), 30)
-            except TimeoutError:
-                self.process.kill()
-                await asyncio.to_thread(self.process.wait)
-        self.log.close()
+        await stop_process(self.process, self.log)
 
 
 @asynccontextmanager
@@ -219,18 +211,7 @@ def lifecycle_input(sc: Scenario, book: PolicyBook) -> LifecycleInput:
 
 
 def disclosure_body(sc: Scenario) -> bytes:
-    return (
-        DisclosureRequest(
-            disclosure=sc.disclosure,
-            reviewers=sc.reviewers,
-            exchanges=sc.exchanges,
-            asking_price=sc.asking_price,
-            pricing=sc.pricing,
-            evaluation=sc.evaluation,
-        )
-        .model_dump_json()
-        .encode()
-    )
+    return sc.disclosure_request().model_dump_json().encode()
 
 
 class Cpu:

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from typing import IO
 
 import asyncpg
 from temporalio.client import Client
@@ -101,14 +102,19 @@ class WorkerProcess:
         raise RuntimeError("no VmRSS")
 
     async def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(asyncio.to_thread(self.process.wait), 30)
-            except TimeoutError:
-                self.process.kill()
-                await asyncio.to_thread(self.process.wait)
-        self.log.close()
+        await stop_process(self.process, self.log)
+
+
+async def stop_process(process: subprocess.Popen[bytes], log: IO[bytes]) -> None:
+    """SIGTERM, then a kill if it has not ended within 30 s; its log closed."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.to_thread(process.wait), 30)
+        except TimeoutError:
+            process.kill()
+            await asyncio.to_thread(process.wait)
+    log.close()
 
 
 def _free_port() -> int:

@@ -41,7 +41,6 @@ from sandboxes.identity_provider import SyntheticSignIn
 from schemas.exchange_api import SimulatedBid, SimulatedDeal, SimulatedPayment
 from schemas.gateway_api import (
     ActivationRequest,
-    DisclosureRequest,
     GoNoGoRequest,
     ReviewRequest,
 )
@@ -112,14 +111,7 @@ class Parties:
         self.exchange = settings.exchange_url
 
     async def disclose(self, sc: Scenario) -> None:
-        body = DisclosureRequest(
-            disclosure=sc.disclosure,
-            reviewers=sc.reviewers,
-            exchanges=sc.exchanges,
-            asking_price=sc.asking_price,
-            pricing=sc.pricing,
-            evaluation=sc.evaluation,
-        )
+        body = sc.disclosure_request()
         r = await self.http.post(
             f"{self.gateway}/achievements",
             content=body.model_dump_json(),

@@ -29,6 +29,7 @@ from schemas.disclosure import (
 )
 from schemas.evaluation import Recommendation, Review
 from schemas.evaluation_institution import EvaluatedBy, EvaluationChoice
+from schemas.gateway_api import DisclosureRequest
 from schemas.lifecycle import LifecycleInput
 from schemas.money import to_cents
 from schemas.policy import Policy
@@ -142,6 +143,17 @@ class Scenario:
             disclosure=self.disclosure,
             policy=policy,
             disclosed_at=datetime.now(UTC),
+            reviewers=self.reviewers,
+            exchanges=self.exchanges,
+            asking_price=self.asking_price,
+            pricing=self.pricing,
+            evaluation=self.evaluation,
+        )
+
+    def disclosure_request(self) -> DisclosureRequest:
+        """What the institution's officer sends to `POST /achievements` for this achievement."""
+        return DisclosureRequest(
+            disclosure=self.disclosure,
             reviewers=self.reviewers,
             exchanges=self.exchanges,
             asking_price=self.asking_price,
