@@ -1,7 +1,8 @@
 """The floor: a bare workflow with no logic and bare payloads that replays a lifecycle's shape.
 
 Its script is the lifecycle's own history reduced to tokens (bench/shape.py): `A` runs a no-op
-activity (`r`/`x`: on the `-registry`/`-exchange` queue, as the lifecycle's external calls),
+activity (`r`/`x`: on the `-registry`/`-exchange` queue, as the lifecycle's external calls;
+`a`: on its own queue, never an append),
 `L` the same as a local activity. With `notify`, an `A` or `L` is an append (in a script read
 with its queues, the lifecycle's own-queue activities are its projection appends): it sends the
 append's NOTIFY (bench/events.py), labelled with the wait that comes next, `U1`/`S1`..., when no
@@ -15,60 +16,23 @@ timers and updates.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
-from pydantic import BaseModel
 from temporalio import activity, workflow
 
+# Passed through, as the lifecycle's own rules and models are (a from-list import of a
+# submodule would be re-executed in every new instance's sandbox: the floor would pay a
+# pydantic model's construction per workflow that the engine does not).
 with workflow.unsafe.imports_passed_through():
-    from workflows import search_attributes as sa
-
-PARKED_STAGE = "bench-parked"
-WOKEN_STAGE = "bench-woken"
-
-
-class BareInput(BaseModel):
-    script: str
-    timer_seconds: float = 86_400.0
-    mark_parked: bool = False
-    wake_at: datetime | None = None
-    # `A` and `L` send the append's NOTIFY (the worker then needs bench.events.Notifier); off,
-    # they are no-ops.
-    notify: bool = False
-
-
-# The tokens of a lifecycle's appends: a local activity (`local-projection`), or an activity
-# on the workflow's own queue (since `projection-as-activity`; the external calls are r/x).
-APPENDS = "AL"
+    import workflows.search_attributes as sa
+    from bench.floor_input import PARKED_STAGE, WOKEN_STAGE, BareInput, append_labels
 
 
 @activity.defn(name="bench.noop")
 async def noop(value: str) -> str:
     return value
-
-
-def append_labels(script: str) -> dict[int, str]:
-    """For each append (`A`, `L`) at index i: the wait after it (`U1`, `S1`, ...) when the next
-    wait comes before the next append, else `appended`. The driver acts on those labels as it
-    acts on the lifecycle's "entered evaluation" and "listed" notifications."""
-    labels: dict[int, str] = {}
-    pending: int | None = None
-    seen = {"U": 0, "S": 0}
-    for i, token in enumerate(script):
-        if token in APPENDS:
-            if pending is not None:
-                labels[pending] = "appended"
-            pending = i
-        elif token in "US":
-            seen[token] += 1
-            if pending is not None:
-                labels[pending] = f"{token}{seen[token]}"
-                pending = None
-    if pending is not None:
-        labels[pending] = "appended"
-    return labels
 
 
 @workflow.defn(name="BenchBareWorkflow")
@@ -91,7 +55,7 @@ class BareWorkflow:
                     args=[workflow.info().workflow_id, labels[i]],
                     start_to_close_timeout=timedelta(seconds=30),
                 )
-            elif token == "A":
+            elif token in "Aa":  # an append without notify, or another own-queue activity
                 await workflow.execute_activity(
                     noop, "x", start_to_close_timeout=timedelta(seconds=30)
                 )

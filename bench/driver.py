@@ -31,8 +31,9 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from bench import events
-from bench.bare import BareInput, BareWorkflow, append_labels
+from bench.bare import BareWorkflow
 from bench.events import Listener
+from bench.floor_input import BareInput, append_labels
 from cli.samples import Scenario, scenario
 from core.policy_book import DEMO_POLICY
 from sandboxes.exchange import SCHEMA as EXCHANGE_SCHEMA

@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 
 from bench import driver
-from bench.bare import BareInput, BareWorkflow
+from bench.bare import BareWorkflow
+from bench.floor_input import BareInput
 from bench.harness import Figure, Result, Size
 from bench.stack import open_stack
 from gateway.signing import sign

@@ -11,8 +11,11 @@ history does not depend on when its timer fires, so one set of N serves both fig
 parks 20,000 once instead of twice (still over an hour for both sides on 2 cores).
 
 The instant is set from a pilot: a few lifecycles parked first on a worker of their own, their
-rate stretched to N with some slack. Parking is counted (SQL rows, the visibility count), never
-by querying lifecycles.
+rate stretched to N with some slack. Parking and waking are counted as the parties hear them,
+from the appends' NOTIFYs on one LISTEN connection (bench/events.py): the engine's
+`held_as_resource` and `listed` events, the floor's appends before its parking timer and after
+it. Neither side is queried or counted through the server's visibility store, whose counts over
+a growing table would load the server under measurement.
 """
 
 from __future__ import annotations
@@ -27,12 +30,16 @@ from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock
 
 from bench import driver
-from bench.bare import PARKED_STAGE, WOKEN_STAGE, BareInput, BareWorkflow
+from bench.bare import BareWorkflow
 from bench.driver import BENCH_POLICY
+from bench.events import Listener, listening, type_key
+from bench.floor_input import BareInput
 from bench.harness import Absolute, Figure, Result, Size
 from bench.shape import counts, script_of
 from bench.stack import Stack, WorkerProcess, open_stack
+from schemas.events import EventType
 from schemas.policy import Policy
+from workflows.ids import workflow_id
 
 # The issue's size. ACHIEVEMENTS_BENCH_PARKED sets another N for `--size full`.
 SIZES = {"tiny": 10, "full": int(os.environ.get("ACHIEVEMENTS_BENCH_PARKED", "20000"))}
@@ -64,9 +71,9 @@ def _due_at(at: datetime) -> tuple[date, Policy]:
     return at.date(), BENCH_POLICY.model_copy(update={"mandatory_listing_due_time": time_of_day})
 
 
-async def _wait_count(count: Callable[[], Awaitable[int]], n: int, limit: float) -> None:
+async def _wait_count(count: Callable[[], int], n: int, limit: float) -> None:
     deadline = time.monotonic() + limit
-    while (seen := await count()) < n:
+    while (seen := count()) < n:
         if time.monotonic() > deadline:
             raise TimeoutError(f"only {seen} of {n} after {limit:.0f} s")
         await asyncio.sleep(_POLL_S)
@@ -79,8 +86,9 @@ class Side:
     mode: str
     # (worker, index, tag, instant or None for the default 3-year deadline)
     start: Callable[[WorkerProcess, int, str, datetime | None], Awaitable[object]]
-    parked: Callable[[WorkerProcess, str], Awaitable[int]]
-    woken: Callable[[WorkerProcess, str], Awaitable[int]]
+    # How many of a batch (tag) are parked, and woken; `pilot`: parked on the 3-year timer.
+    parked: Callable[[str, bool], int]
+    woken: Callable[[str], int]
 
 
 @dataclass
@@ -98,7 +106,7 @@ class Measured:
 async def _park(side: Side, w: WorkerProcess, n: int, tag: str, due: datetime | None) -> float:
     t0 = time.perf_counter()
     await driver.bounded(n, CONCURRENCY, lambda i: side.start(w, i, tag, due))
-    await _wait_count(lambda: side.parked(w, tag), n, limit_for(n))
+    await _wait_count(lambda: side.parked(tag, due is None), n, limit_for(n))
     return time.perf_counter() - t0
 
 
@@ -120,16 +128,16 @@ async def _measure(stack: Stack, side: Side, n: int, tag: str) -> Measured:
         db = stack.db_bytes() - db0
         wake_s: float | None = None
         cpu0 = w.cpu_seconds()
-        if datetime.now(UTC) < due and await side.woken(w, tag) == 0:
+        if datetime.now(UTC) < due and side.woken(tag) == 0:
             await asyncio.sleep((due - datetime.now(UTC)).total_seconds())
             t0 = time.perf_counter()
-            await _wait_count(lambda: side.woken(w, tag), n, limit_for(n))
+            await _wait_count(lambda: side.woken(tag), n, limit_for(n))
             wake_s = time.perf_counter() - t0 - _POLL_S / 2  # the last count's mean lag
         wake_cpu = w.cpu_seconds() - cpu0
     return Measured(park_s, park_cpu, rss, db, wake_s, wake_cpu, rate, due_in)
 
 
-def _engine(stack: Stack, today: date) -> Side:
+def _engine(stack: Stack, listener: Listener, today: date) -> Side:
     three_years = today + timedelta(days=3 * 365)
 
     async def start(w: WorkerProcess, i: int, tag: str, due: datetime | None) -> object:
@@ -137,47 +145,40 @@ def _engine(stack: Stack, today: date) -> Side:
         sc = driver.parked(i, tag, today, deadline)
         return await driver.start(stack.client, w.task_queue, sc, policy)
 
-    async def count(type: str, tag: str) -> int:
-        return int(
-            await stack.pool.fetchval(
-                "SELECT count(*) FROM lifecycle_events WHERE type = $1 AND achievement_id LIKE $2",
-                type,
-                f"SYN-{tag}-%",
-            )
-        )
+    def group(tag: str) -> str:
+        return workflow_id(f"SYN-{tag}-0").rpartition("-")[0]
 
     return Side(
         "engine",
         start,
         # The last event a parking lifecycle records before it starts its timer; the last
         # thing a woken one does: its listing recorded.
-        lambda w, tag: count("held_as_resource", tag),
-        lambda w, tag: count("listed", tag),
+        lambda tag, pilot: listener.count(group(tag), type_key(EventType.HELD_AS_RESOURCE.value)),
+        lambda tag: listener.count(group(tag), type_key(EventType.LISTED.value)),
     )
 
 
-def _bare(stack: Stack, script: str, wake_script: str, due_forever: datetime) -> Side:
+def _bare(
+    stack: Stack, listener: Listener, script: str, wake_script: str, due_forever: datetime
+) -> Side:
     async def start(w: WorkerProcess, i: int, tag: str, due: datetime | None) -> object:
         if due is None:  # the pilot: parked on the 3-year timer, as the engine's pilot is
             seconds = (due_forever - datetime.now(UTC)).total_seconds()
             arg = BareInput(script=script + "Z", timer_seconds=seconds, mark_parked=True)
         else:
             arg = BareInput(script=wake_script, mark_parked=True, wake_at=due)
+        arg.notify = True
         return await stack.client.start_workflow(
             BareWorkflow.run, arg, id=f"bare-parked-{tag}-{i}", task_queue=w.task_queue
         )
 
-    async def count(w: WorkerProcess, *stages: str) -> int:
-        either = " OR ".join(f'AchievementStage = "{s}"' for s in stages)
-        query = f'({either}) AND TaskQueue = "{w.task_queue}"'
-        return (await stack.client.count_workflows(query)).count
-
     return Side(
         "bare",
         start,
-        # Parked counts the woken too: one that woke early was parked first.
-        lambda w, tag: count(w, PARKED_STAGE, WOKEN_STAGE),
-        lambda w, tag: count(w, WOKEN_STAGE),
+        # The append before the parking token (bench.floor_input.append_labels): `Z` ends the
+        # pilot's script, `W` is the main batch's timer to the instant, `Z` follows its wake-up.
+        lambda tag, pilot: listener.count(f"bare-parked-{tag}", type_key("Z" if pilot else "W")),
+        lambda tag: listener.count(f"bare-parked-{tag}", type_key("Z")),
     )
 
 
@@ -190,7 +191,7 @@ async def _parked_script(stack: Stack, tag: str, today: date, deadline: date) ->
             lambda: driver.state(h), lambda s: s.waiting is not None and not s.outbox, 60
         )
         await asyncio.sleep(0.5)
-        script = await script_of(h)  # type: ignore[arg-type]
+        script = await script_of(h, queues=True)  # type: ignore[arg-type]
         await h.terminate("shape recorded")
     return script
 
@@ -208,7 +209,7 @@ async def _wake_script(stack: Stack, parked_script: str, tag: str, today: date) 
             60,
         )
         await asyncio.sleep(0.5)
-        woken = await script_of(h)  # type: ignore[arg-type]
+        woken = await script_of(h, queues=True)  # type: ignore[arg-type]
         await h.terminate("shape recorded")
     if not woken.startswith(parked_script):
         raise RuntimeError(f"woken {woken!r} does not extend parked {parked_script!r}")
@@ -224,14 +225,13 @@ async def run(n: int, size: Size = "tiny") -> Result:
     started = time.perf_counter()
     today = datetime.now(UTC).date()
     deadline = today + timedelta(days=3 * 365)
-    async with open_stack(http=True) as stack:
+    async with open_stack(http=True) as stack, listening(stack.dsn) as listener:
         script = await _parked_script(stack, tag, today, deadline)
         wake_script = await _wake_script(stack, script, tag, today)
         # Floor first: a server already holding the engine's workflows would slow it.
-        floor = await _measure(
-            stack, _bare(stack, script, wake_script, _end_of_day(deadline)), n, tag
-        )
-        engine = await _measure(stack, _engine(stack, today), n, f"K{tag}")
+        bare = _bare(stack, listener, script, wake_script, _end_of_day(deadline))
+        floor = await _measure(stack, bare, n, tag)
+        engine = await _measure(stack, _engine(stack, listener, today), n, f"K{tag}")
     figures = [
         Figure(
             f"time to park {n:,}",

@@ -6,7 +6,9 @@ With `queues=True` an activity scheduled on another task queue than the workflow
 (a queue ending in `-registry`) or `x` (any other: the exchange's): the lifecycle's external
 calls go through each system's own rate-limited queue, which the server dispatches through
 matching, while an activity on the workflow's own queue may be handed back eagerly with the
-workflow task's completion. The floor then schedules its no-ops on the same kind of queue."""
+workflow task's completion. The floor then schedules its no-ops on the same kind of queue.
+On the workflow's own queue, an activity that is not a projection append (the fund's accrual)
+is `a`: the floor runs it as a plain no-op, while its `A`s send the append's NOTIFY."""
 
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ NAMES = {
     "S": "signals",
     "U": "updates",
 }
+# The lifecycle's projection appends (activities/projections.py): the floor's `A`.
+APPEND_ACTIVITIES = frozenset({"projection.record_event", "projection.record_events"})
 # How the SDK's core records a local activity's result in history.
 LOCAL_ACTIVITY_MARKER = "core_local_activity"
 
@@ -36,9 +40,12 @@ LOCAL_ACTIVITY_MARKER = "core_local_activity"
 def token(event: HistoryEvent, own_queue: str | None = None) -> str | None:
     """One history event's token; with `own_queue`, activities elsewhere are `r`/`x`."""
     if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED and own_queue:
-        queue = event.activity_task_scheduled_event_attributes.task_queue.name
+        scheduled = event.activity_task_scheduled_event_attributes
+        queue = scheduled.task_queue.name
         if queue and queue != own_queue:
             return "r" if queue.endswith("-registry") else "x"
+        if scheduled.activity_type.name not in APPEND_ACTIVITIES:
+            return "a"
     if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
         name = event.marker_recorded_event_attributes.marker_name
         return "L" if name == LOCAL_ACTIVITY_MARKER else None
@@ -55,5 +62,5 @@ async def script_of(handle: WorkflowHandle[object, object], queues: bool = False
 
 def counts(script: str) -> dict[str, int]:
     # The floor's W is a timer that fires; r/x are activities on another queue.
-    c = Counter(script.replace("W", "T").replace("r", "A").replace("x", "A"))
+    c = Counter(script.replace("W", "T").translate(str.maketrans("rxa", "AAA")))
     return {NAMES[k]: c.get(k, 0) for k in "ALTSU"}

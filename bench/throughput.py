@@ -2,10 +2,13 @@
 
 N achievements driven concurrently through the common path (disclosure → evaluation →
 transaction → payment → reporting; sandboxes at zero latency) on three workers in turn, each
-in its own subprocess: the engine with its real activities (HTTP + PostgreSQL), the engine with
-canned in-process activities, and the bare floor replaying the lifecycle's own shape. The
-parties react to the appends' NOTIFYs (bench/events.py), never to a query; the dev server's
-request counters, read around each run, show how many queries it still answered.
+in its own subprocess: the engine with its real activities (HTTP + PostgreSQL), the bare floor,
+and the engine with canned in-process activities. The floor replays, one for one, the shapes
+the engine's N lifecycles had in the same run, read from their histories: how many appends a
+lifecycle makes depends on timing (a review that arrives while the previous append runs shares
+the next one), so one lifecycle's shape is not the batch's. The parties react to the appends'
+NOTIFYs (bench/events.py), never to a query; the dev server's request counters, read around
+each run, show how many queries it still answered.
 
 `ACHIEVEMENTS_BENCH_THROUGHPUT_N` overrides N (e.g. 40 for a profile on a shared machine).
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -70,6 +74,7 @@ class _Meter:
 async def _run_engine(
     stack: Stack, worker: WorkerProcess, n: int, warmup: int, tag: str
 ) -> dict[str, Any]:
+    """Drive N lifecycles; return the figures and each measured lifecycle's shape."""
     today = datetime.now(UTC).date()
     listing_of = (
         driver.canned_listing if worker.mode == "canned" else driver.sandbox_listing(stack.pool)
@@ -86,26 +91,35 @@ async def _run_engine(
             )
             script = script or await script_of(handle, queues=True)  # type: ignore[arg-type]
         async with _Meter(stack, worker, listener) as meter:
-            await driver.drive_lifecycles(
+            timings = await driver.drive_lifecycles(
                 stack.client, worker.task_queue, n, listener, listing_of, tag
             )
-    return {"script": script, **meter.figures(n)}
+    # Read after the measured window, so that the reading is not measured.
+    scripts = await driver.bounded(
+        len(timings),
+        16,
+        lambda i: script_of(stack.client.get_workflow_handle(timings[i].workflow_id), queues=True),
+    )
+    return {"script": script, "scripts": scripts, **meter.figures(n)}
 
 
 async def _run_bare(
-    stack: Stack, worker: WorkerProcess, n: int, warmup: int, script: str, tag: str
+    stack: Stack, worker: WorkerProcess, n: int, warmup: int, scripts: list[str], tag: str
 ) -> dict[str, Any]:
+    """Drive N floor workflows, the i-th with the i-th script."""
     q = worker.task_queue
     bare_script = ""
     async with listening(stack.dsn) as listener:
         for i in range(warmup):
-            h = await driver.drive_bare(stack.client, q, f"bare-w-{tag}-{i}", script, listener)
+            h = await driver.drive_bare(stack.client, q, f"bare-w-{tag}-{i}", scripts[0], listener)
             bare_script = bare_script or await script_of(h, queues=True)  # type: ignore[arg-type]
         async with _Meter(stack, worker, listener) as meter:
             await driver.bounded(
                 n,
                 n,
-                lambda i: driver.drive_bare(stack.client, q, f"bare-{tag}-{i}", script, listener),
+                lambda i: driver.drive_bare(
+                    stack.client, q, f"bare-{tag}-{i}", scripts[i % len(scripts)], listener
+                ),
             )
     if not bare_script:
         bare_script = await script_of(
@@ -114,8 +128,20 @@ async def _run_bare(
     return {"script": bare_script, **meter.figures(n)}
 
 
+def mean_shape(scripts: list[str]) -> dict[str, float]:
+    """The mean of each count over the scripts, with the appends (`A`) on their own."""
+    if not scripts:
+        return {}
+    total: Counter[str] = Counter()
+    for one in scripts:
+        total.update(counts(one))
+        total["appends"] += one.count("A") + one.count("L")
+    return {k: round(v / len(scripts), 3) for k, v in total.items()}
+
+
 async def run(size: Size) -> dict[str, Any]:
-    """Engine (HTTP), bare floor, engine (canned); cached so `all` measures once for 1 and 2."""
+    """Engine (HTTP), bare floor (the engine's shapes), engine (canned); cached so `all`
+    measures once for 1 and 2."""
     if size in _cache:
         return _cache[size]
     n, warmup = _size(size)
@@ -126,15 +152,21 @@ async def run(size: Size) -> dict[str, Any]:
             # The shape first (and a warm server), from a real lifecycle's history.
             probe = await _run_engine(stack, w, 0, 1, f"P{tag}")
         script = probe["script"]
-        async with stack.worker("bare") as w:
-            bare = await _run_bare(stack, w, n, warmup, script, tag)
         async with stack.worker("engine") as w:
             engine = await _run_engine(stack, w, n, warmup, f"E{tag}")
+        async with stack.worker("bare") as w:
+            engine_scripts = engine.pop("scripts")
+            bare = await _run_bare(stack, w, n, warmup, engine_scripts or [script], tag)
         async with stack.worker("canned") as w:
             canned = await _run_engine(stack, w, n, warmup, f"C{tag}")
+    canned_scripts = canned.pop("scripts")
     out = {
         "n": n,
         "shape": counts(script),
+        "mean_shape": {
+            "engine": mean_shape(engine_scripts),
+            "canned": mean_shape(canned_scripts),
+        },
         "script": script,
         "bare_shape": counts(bare["script"]),
         "engine": engine,
@@ -151,6 +183,8 @@ def _details(r: dict[str, Any]) -> dict[str, Any]:
         "lifecycles": r["n"],
         "shape_per_lifecycle": r["shape"],
         "floor_shape_per_workflow": r["bare_shape"],
+        # The floor replays the engine's (HTTP) shapes one for one: its mean is the engine's.
+        "mean_shape_per_lifecycle": r["mean_shape"],
         "script": r["script"],
         "exchange_played_by": "client signals (deal, payment); reviews as updates",
         "parties_react_to": "the appends' NOTIFY on channel lifecycle_events (one LISTEN)",

@@ -20,9 +20,10 @@ from typing import Any
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from bench.bare import BareInput, BareWorkflow, noop
+from bench.bare import BareWorkflow, noop
 from bench.common import CONVERTER
 from bench.driver import poll, progress
+from bench.floor_input import BareInput
 from bench.harness import Absolute, Figure, Result, Size
 from bench.shape import LOCAL_ACTIVITY_MARKER, counts
 from core.binaries import binary
