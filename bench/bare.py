@@ -2,7 +2,7 @@
 
 Its script is the lifecycle's own history reduced to tokens (bench/shape.py): `A` runs a no-op
 activity (`r`/`x`: on the `-registry`/`-exchange` queue, as the lifecycle's external calls;
-`a`: on its own queue, never an append),
+`a`: on its own queue, never an append), `V` upserts search attributes when asked to,
 `L` the same as a local activity. With `notify`, an `A` or `L` is an append (in a script read
 with its queues, the lifecycle's own-queue activities are its projection appends): it sends the
 append's NOTIFY (bench/events.py), labelled with the wait that comes next, `U1`/`S1`..., when no
@@ -21,6 +21,7 @@ from functools import partial
 from typing import Any
 
 from temporalio import activity, workflow
+from temporalio.common import SearchAttributeUpdate
 
 # Passed through, as the lifecycle's own rules and models are (a from-list import of a
 # submodule would be re-executed in every new instance's sandbox: the floor would pay a
@@ -28,6 +29,16 @@ from temporalio import activity, workflow
 with workflow.unsafe.imports_passed_through():
     import workflows.search_attributes as sa
     from bench.floor_input import PARKED_STAGE, WOKEN_STAGE, BareInput, append_labels
+
+
+# What a lifecycle's stage change upserts (workflows.rules.search_attributes), with fixed values.
+UPSERTED: list[SearchAttributeUpdate[Any]] = [
+    sa.STAGE.value_set("bench"),
+    sa.INSTITUTION.value_set("SYN-BENCH"),
+    sa.TECHNOLOGY_FIELD.value_set("bench"),
+    sa.TRANSFORMATION_MODES.value_set(["transfer"]),
+    sa.FUNDING_SOURCES.value_set(["national_finance"]),
+]
 
 
 @activity.defn(name="bench.noop")
@@ -78,6 +89,8 @@ class BareWorkflow:
                     args=[workflow.info().workflow_id, labels[i]],
                     start_to_close_timeout=timedelta(seconds=30),
                 )
+            elif token == "V" and input.upserts:
+                workflow.upsert_search_attributes(UPSERTED)
             elif token == "T":
                 timers.append(asyncio.create_task(asyncio.sleep(input.timer_seconds)))
             elif token in "US":

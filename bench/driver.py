@@ -244,12 +244,16 @@ async def drive_bare(
     script: str,
     listener: Listener,
     limit: float = 600.0,
+    upserts: bool = False,
 ) -> Bare:
     """The floor, played like drive_lifecycle: all updates once the append before the first
     update wait is heard, all signals once the one before the first signal wait is, then wait
-    for the end."""
+    for the end. `upserts`: the floor also makes the lifecycle's search-attribute upserts."""
     handle: Bare = await client.start_workflow(
-        BareWorkflow.run, BareInput(script=script, notify=True), id=wid, task_queue=task_queue
+        BareWorkflow.run,
+        BareInput(script=script, notify=True, upserts=upserts),
+        id=wid,
+        task_queue=task_queue,
     )
     labels = set(append_labels(script).values())
     try:

@@ -20,6 +20,10 @@ class BareInput(BaseModel):
     # `A` and `L` send the append's NOTIFY (the worker then needs bench.events.Notifier); off,
     # they are no-ops.
     notify: bool = False
+    # `V` (a search-attribute upsert in the lifecycle's history) upserts the lifecycle's
+    # attributes; off, it is skipped: the issue's floor does the activities, signals, timers
+    # and updates, and the upserts are measured apart (figure 1's "floor + upserts").
+    upserts: bool = False
 
 
 # The tokens of a lifecycle's appends: a local activity (`local-projection`), or an activity

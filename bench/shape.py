@@ -23,6 +23,7 @@ TOKENS = {
     EventType.EVENT_TYPE_TIMER_STARTED: "T",
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED: "S",
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: "U",
+    EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES: "V",
 }
 NAMES = {
     "A": "activities",
@@ -30,6 +31,7 @@ NAMES = {
     "T": "timers",
     "S": "signals",
     "U": "updates",
+    "V": "search-attribute upserts",
 }
 # The lifecycle's projection appends (activities/projections.py): the floor's `A`.
 APPEND_ACTIVITIES = frozenset({"projection.record_event", "projection.record_events"})
@@ -63,4 +65,4 @@ async def script_of(handle: WorkflowHandle[object, object], queues: bool = False
 def counts(script: str) -> dict[str, int]:
     # The floor's W is a timer that fires; r/x are activities on another queue.
     c = Counter(script.replace("W", "T").translate(str.maketrans("rxa", "AAA")))
-    return {NAMES[k]: c.get(k, 0) for k in "ALTSU"}
+    return {NAMES[k]: c.get(k, 0) for k in "ALTSUV"}
