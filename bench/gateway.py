@@ -266,7 +266,7 @@ async def run(size: Size, n: int | None = None) -> tuple[Side, Side, dict[str, A
                     await start_lifecycle(stack.client, item, task_queue)
 
                 await _warm(stack, warmup, tag, today, book, post, start)
-                cpu = Cpu(gateway.pid, dev_server_pid())
+                cpu = Cpu(gateway.pid, dev_server_pid(stack.tmp))
                 rounds = max(2, round(n / ROUND))
                 per_round = [n // rounds + (r < n % rounds) for r in range(rounds)]
                 async with profiling(gateway.pid):

@@ -68,10 +68,12 @@ def machine_busy_seconds() -> float:
     return (sum(values[:8]) - idle) / CLK_TCK
 
 
-def dev_server_pid() -> int:
-    """The Temporal dev server this process started (WorkflowEnvironment.start_local spawns it
-    as our child and does not expose its pid): the child whose command line says start-dev."""
-    me = os.getpid()
+def dev_server_pid(tmp: pathlib.Path) -> int:
+    """The Temporal dev server of the stack in `tmp` (WorkflowEnvironment.start_local spawns it
+    as our child and does not expose its pid): the child whose command line says start-dev and
+    names the stack's database file. Under pytest the test session's own dev server is a
+    child too."""
+    me, database = os.getpid(), str(tmp / "temporal.db").encode()
     for entry in pathlib.Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -81,6 +83,6 @@ def dev_server_pid() -> int:
         except OSError:
             continue  # gone meanwhile, or not ours to read
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == me and b"start-dev" in cmdline:
+        if ppid == me and b"start-dev" in cmdline and database in cmdline:
             return int(entry.name)
-    raise RuntimeError("no Temporal dev server among this process's children")
+    raise RuntimeError(f"no Temporal dev server of {tmp} among this process's children")

@@ -47,7 +47,7 @@ async def run_with(
         for p in processes:
             await p.ready()
         await _drive(stack, task_queue, warmup, f"W{tag}", listener)
-        server, pgdata = dev_server_pid(), stack.tmp / "pgdata"
+        server, pgdata = dev_server_pid(stack.tmp), stack.tmp / "pgdata"
 
         def cpu() -> dict[str, float]:
             return {

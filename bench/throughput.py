@@ -58,7 +58,7 @@ class _Meter:
         }
 
     async def __aenter__(self) -> _Meter:
-        self.server = dev_server_pid()
+        self.server = dev_server_pid(self.stack.tmp)
         self.requests0 = await self.stack.server_requests()
         self.heard0 = self.listener.received
         self.others0 = self._others()
