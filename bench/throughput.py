@@ -171,8 +171,8 @@ def mean_shape(scripts: list[str]) -> dict[str, float]:
 
 
 async def run(size: Size) -> dict[str, Any]:
-    """Engine (HTTP), bare floor (the engine's shapes), engine (canned); cached so `all`
-    measures once for 1 and 2."""
+    """Engine (HTTP), bare floor (the engine's shapes), the floor with the upserts, engine
+    (canned), each on a fresh stack; cached so `all` measures once for 1 and 2."""
     if size in _cache:
         return _cache[size]
     n, warmup = _size(size)
