@@ -8,7 +8,7 @@ figure is how fast the worker that parked them gets all of them through their wa
 listing on the exchange and its events recorded) once the instant passes. The floor's script is
 a woken lifecycle's own history, its timer firing at its own instant. A parked lifecycle's
 history does not depend on when its timer fires, so one set of N serves both figures: each side
-parks 20,000 once instead of twice (still about 2 h 15 min for both sides on 2 cores).
+parks 20,000 once instead of twice (2 h 22 min for both sides on 2 cores, measured).
 
 The instant is set from a pilot: a few lifecycles parked first on a worker of their own, their
 rate stretched to N with some slack. Parking and waking are counted as the parties hear them,
